@@ -1,0 +1,85 @@
+# asyncio-guest: build / test plumbing.
+#
+#   make demo          run examples/reference_demo.py in .venv/3.11
+#   make test          pytest on every Python in PYTHONS (all run; fails at the end if any failed)
+#   make conformance   tools/conformance.py on every Python in PYTHONS (same)
+#   make lint          ruff check + mypy --strict (3.11 venv)
+#   make bench         bench/run.py (3.11 venv)
+#   make venv-3.12     create/refresh .venv/3.12 with `pip install -e '.[test]'`
+#   make clean         remove .venv
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+PYTHONS ?= 3.10 3.11 3.12 3.13
+LINT_PY ?= 3.11
+LINT_PATHS := $(wildcard src tests bench tools examples)
+
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+
+# pip here is set up with extra local indexes and prints harmless
+# "Location ... is ignored" warnings; drop them from the output.
+PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+# $(call python_for,3.X): newest pyenv 3.X.* interpreter, else python3.X on PATH.
+python_for = $(or $(shell ls -1d $(PYENV_ROOT)/versions/$(1).*/bin/python 2>/dev/null \
+                          | grep -E '/versions/$(subst .,\.,$(1))\.[0-9]+/' | sort -V | tail -n 1),\
+                  $(shell command -v python$(1) 2>/dev/null))
+
+.PHONY: demo test conformance lint bench clean
+
+# --- virtualenvs ------------------------------------------------------------
+# The stamp depends on pyproject.toml, so re-running is a no-op until it changes.
+.PRECIOUS: .venv/%/.installed
+.venv/%/.installed: pyproject.toml
+	@py="$(call python_for,$*)"; \
+	if [ -z "$$py" ]; then echo "error: no Python $* found (pyenv or python$* on PATH)" >&2; exit 1; fi; \
+	if [ ! -x .venv/$*/bin/python ]; then \
+	  echo ">>> creating .venv/$* with $$py"; "$$py" -m venv .venv/$* || exit 1; \
+	fi
+	@echo ">>> .venv/$*: pip install -e '.[test]'"
+	@.venv/$*/bin/python -m pip install -q --upgrade pip $(PIP_QUIET)
+	@.venv/$*/bin/python -m pip install -q -e '.[test]' $(PIP_QUIET)
+	@touch $@
+
+venv-%: .venv/%/.installed
+	@:
+
+# --- run --------------------------------------------------------------------
+demo: venv-3.11
+	.venv/3.11/bin/python examples/reference_demo.py
+
+# $(call each_python,TITLE,COMMAND): run COMMAND (with $$v = version) for every
+# Python in PYTHONS; keep going on failure, summarise, exit 1 if any failed.
+define each_python
+	@failed=""; \
+	for v in $(PYTHONS); do \
+	  echo; \
+	  echo "==================== $(1): Python $$v ===================="; \
+	  if ! $(MAKE) --no-print-directory venv-$$v; then \
+	    echo "!!! Python $$v: venv setup failed"; failed="$$failed $$v(venv)"; continue; \
+	  fi; \
+	  .venv/$$v/bin/python -VV; \
+	  if $(2); then echo "--- $(1): Python $$v OK"; \
+	  else rc=$$?; echo "!!! $(1): Python $$v FAILED (exit $$rc)"; failed="$$failed $$v"; fi; \
+	done; \
+	echo; \
+	if [ -n "$$failed" ]; then echo "==================== $(1) FAILED on:$$failed"; exit 1; fi; \
+	echo "==================== $(1) passed on: $(PYTHONS)"
+endef
+
+test:
+	$(call each_python,test,.venv/$$v/bin/python -m pytest -q -p no:cacheprovider tests)
+
+conformance:
+	$(call each_python,conformance,.venv/$$v/bin/python tools/conformance.py)
+
+lint: venv-$(LINT_PY)
+	.venv/$(LINT_PY)/bin/ruff check $(LINT_PATHS)
+	.venv/$(LINT_PY)/bin/mypy --strict src
+
+bench: venv-3.11
+	.venv/3.11/bin/python bench/run.py
+
+clean:
+	rm -rf .venv

@@ -1,0 +1,478 @@
+"""The backend thread and its hand-over with the host thread.
+
+Three kinds of threads meet here:
+
+* the *host thread* (H) runs the host's main loop and every asyncio callback;
+* the *backend thread* (B), one per run, does nothing but the OS wait;
+* *worker threads* (W) call ``loop.call_soon_threadsafe`` and friends.
+
+Polling is owned by exactly one side at a time. ``_Channel.state`` says which:
+
+=========  ==============================================================
+IDLE       B is parked on ``go``; the host owns the poll (it may poll with
+           a zero timeout itself: the no-thread-hop fast path).
+WAITING    H released ``go``; B owns the poll and is (about to be) blocked
+           in the OS wait. H must not poll; it may still run ready callbacks.
+RETURNED   B finished its wait and left the result in ``_Channel.result``;
+           a tick that will pick it up is posted (or owed, see ``posted``).
+=========  ==============================================================
+
+``posted`` is True while one call of ``_Token.tick`` is handed to the host
+(or owed to it, while a nested host loop defers it). Whoever flips it from
+False to True posts that one tick; nobody else posts. So at most one tick is
+ever in flight, and a tick never runs inside another one.
+
+Signal handlers run on the host thread between any two bytecodes, also while
+the host holds ``_Channel.lock``. Host-thread wake-ups that may come from a
+signal handler (``host_wake``) therefore never take the lock: they only write
+a byte to the loop's self-pipe, which ends the backend's wait.
+
+Abandonment: only posted ticks and the backend thread (while it is given a
+wait) hold strong references to the ``_Token``. If the host drops a posted
+tick without running it, the token dies and ``Engine._abandoned`` warns and
+releases the backend thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import outcome
+
+if TYPE_CHECKING:
+    from ._loop import GuestLoopMixin
+
+logger = logging.getLogger("asyncio_guest")
+
+DEFAULT_TICK_BUDGET = 0.001
+"""Seconds of asyncio callbacks one host callback may run before yielding.
+
+1 ms keeps a host timer's lateness near a millisecond under full asyncio load
+while amortising the host's per-callback cost over hundreds of iterations.
+"""
+
+
+class InternalError(RuntimeError):
+    """asyncio-guest's own machinery failed; the original error is ``__cause__``."""
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    WAITING = "waiting"
+    RETURNED = "returned"
+
+
+IDLE = _State.IDLE
+WAITING = _State.WAITING
+RETURNED = _State.RETURNED
+
+
+class Owner(Protocol):
+    """What an ``Engine`` reports to whoever started it (a guest run, a hosted run_forever)."""
+
+    def on_loop_stopped(self) -> None:
+        """An iteration ended with ``loop.stop()`` requested."""
+
+    def on_callback_raised(self, exc: BaseException) -> None:
+        """A callback let ``KeyboardInterrupt``/``SystemExit`` escape, as ``run_forever`` would."""
+
+    def on_fatal(self, exc: BaseException) -> None:
+        """Our machinery failed. The backend is stopped; the owner must end the run."""
+
+    def finalize(self) -> None:
+        """The run is over and the backend thread has exited (host thread)."""
+
+    def on_abandoned(self) -> None:
+        """The host dropped the run (any thread, from a finalizer: must not raise)."""
+
+
+class _Channel:
+    """State shared by H, B and W threads.
+
+    Invariant: ``posted``, ``state``, ``result`` and ``closing`` are read and
+    written with ``lock`` held (H may read ``posted``/``state`` without it where
+    a stale value is harmless, see ``Engine.host_wake``). ``wait_call`` and
+    ``token`` are written by H before it releases ``go`` and taken by B after
+    acquiring it: that release/acquire pair orders them.
+    ``go`` is locked whenever ``state`` is IDLE or RETURNED.
+    """
+
+    __slots__ = (
+        "closing",
+        "go",
+        "lock",
+        "post_error",
+        "post_threadsafe",
+        "posted",
+        "result",
+        "state",
+        "token",
+        "wait_call",
+    )
+
+    def __init__(self, post_threadsafe: Callable[[Callable[[], object]], object]) -> None:
+        self.lock = threading.Lock()
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.posted = False
+        self.state = IDLE
+        self.result: outcome.Outcome[Any] | None = None
+        self.closing = False
+        self.wait_call: Callable[[], Any] | None = None
+        self.token: _Token | None = None
+        self.post_threadsafe = post_threadsafe
+        self.post_error: BaseException | None = None
+
+
+def _backend_main(ch: _Channel) -> None:
+    """Body of the backend thread: wait for ``go``, do one OS wait, hand it over.
+
+    Holds no reference to the loop or the engine, only to the channel, and to
+    the token only while it is handed a wait (so a host that drops the run is
+    detected by the token's death).
+    """
+    while True:
+        ch.go.acquire()
+        if ch.closing:
+            return
+        wait, tok = ch.wait_call, ch.token
+        ch.wait_call = ch.token = None
+        assert wait is not None and tok is not None
+        try:
+            result: outcome.Outcome[Any] = outcome.Value(wait())
+        except BaseException as exc:  # handed to the host, which ends the run
+            result = outcome.Error(exc)
+        del wait
+        with ch.lock:
+            if ch.closing:
+                return
+            ch.result = result
+            ch.state = RETURNED
+            must_post = not ch.posted
+            ch.posted = True
+        del result
+        if must_post:
+            _post_from_backend(ch, tok)
+        del tok
+
+
+def _post_from_backend(ch: _Channel, tok: _Token) -> None:
+    """Hand the tick to the host; a failing host primitive gets one retry."""
+    for attempt in (1, 2):
+        try:
+            ch.post_threadsafe(tok.tick)
+            return
+        except BaseException as exc:
+            if attempt == 2:
+                # The host cannot be reached from this thread any more, so the
+                # run cannot end through done_callback from here. Say so loudly;
+                # the token dies with this frame and the run is reported as
+                # abandoned, and any later host-side call raises InternalError.
+                ch.post_error = exc
+                logger.error(
+                    "asyncio-guest: run_sync_soon_threadsafe raised in the backend "
+                    "thread; the host can no longer be reached",
+                    exc_info=exc,
+                )
+
+
+class _Token:
+    """The identity of a live run, held only by what is in flight (see module doc)."""
+
+    __slots__ = ("__weakref__", "engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def tick(self) -> None:
+        self.engine._tick(self)
+
+    def __del__(self) -> None:
+        engine = self.engine
+        if not engine._finished:
+            engine._abandoned()
+
+
+class Engine:
+    """Drives one guest loop from host callbacks, with one backend thread.
+
+    Host thread only, except ``request_tick`` (any thread) and the backend
+    functions above.
+    """
+
+    def __init__(
+        self,
+        loop: GuestLoopMixin,
+        owner: Owner,
+        *,
+        run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
+        run_sync_soon_not_threadsafe: Callable[[Callable[[], object]], object] | None,
+        tick_budget: float,
+    ) -> None:
+        self._loop = loop
+        self._owner = owner
+        self._ch = _Channel(run_sync_soon_threadsafe)
+        self._post_local = run_sync_soon_not_threadsafe or run_sync_soon_threadsafe
+        self._budget = tick_budget
+        self._host_ident = threading.get_ident()
+        self._thread: threading.Thread | None = None
+        self._token_ref: Callable[[], _Token | None] = lambda: None
+        # Host-only state.
+        self._in_tick = False
+        self._deferred = False  # a nested host loop ran a tick; re-post it afterwards
+        self._wake_sent = False  # one self-pipe byte per backend wait
+        self._deadline = -math.inf  # when the backend's current wait times out
+        self._finish_requested = False
+        self._finished = False
+
+    # ----------------------------------------------------------- lifecycle
+
+    @property
+    def in_tick(self) -> bool:
+        return self._in_tick
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def start(self) -> None:
+        """Host thread: start the backend thread and post the first tick."""
+        tok = _Token(self)
+        self._token_ref = weakref.ref(tok)
+        self._thread = threading.Thread(
+            target=_backend_main,
+            args=(self._ch,),
+            name=f"asyncio-guest backend for {self._loop!r}",
+            # Daemon only so that a host which abandons a run mid-wait cannot
+            # hang interpreter exit; every run that ends joins this thread.
+            daemon=True,
+        )
+        self._thread.start()
+        self._ch.posted = True
+        self._post_local(tok.tick)
+
+    def request_finish(self) -> None:
+        """Host thread: end the run at the next point where the backend is parked."""
+        self._finish_requested = True
+        if not self._in_tick:
+            self.host_wake()
+
+    def abort(self) -> None:
+        """Host thread: stop the backend thread whatever it is doing, and join it."""
+        self._finished = True
+        self._stop_backend()
+
+    # -------------------------------------------------------- wake-ups
+
+    def request_tick(self) -> None:
+        """Any thread but a signal handler's: make sure a tick will run soon.
+
+        From a worker this is the one-hop path for ``call_soon_threadsafe``: the
+        tick only runs ready callbacks while the backend keeps its wait.
+        """
+        ch = self._ch
+        with ch.lock:
+            if ch.posted or self._finished:
+                return
+            ch.posted = True
+        tok = self._token_ref()
+        try:
+            if tok is None or ch.post_error is not None:
+                raise InternalError("the guest run can no longer reach its host")
+            if threading.get_ident() == self._host_ident:
+                self._post_local(tok.tick)
+            else:
+                ch.post_threadsafe(tok.tick)
+        except BaseException:
+            with ch.lock:
+                ch.posted = False
+            raise
+
+    def host_wake(self) -> None:
+        """Host thread, signal-safe (no lock): make a waiting backend return.
+
+        Called when host code outside a tick adds work. Stale reads are harmless:
+        if a tick is posted it will see the work; otherwise at most one byte per
+        wait goes to the self-pipe, and a byte written just before the backend
+        starts waiting makes that wait return at once.
+        """
+        if self._in_tick or self._wake_sent or self._ch.posted or self._finished:
+            return
+        self._wake_sent = True
+        self._loop._write_to_self()
+
+    def host_timer_added(self, when: float) -> None:
+        """Host thread, outside ticks: a timer earlier than the backend's wait needs a wake."""
+        if when < self._deadline:
+            self.host_wake()
+
+    # ------------------------------------------------------------- ticks
+
+    def _tick(self, tok: _Token) -> None:
+        """Host thread: one host callback's worth of asyncio work."""
+        if self._finished:
+            return
+        if self._in_tick:
+            # A nested host loop (a modal dialog opened from a callback) ran us.
+            # Leave ``posted`` set (the tick is owed) and re-post when the
+            # outer tick returns.
+            self._deferred = True
+            return
+        ch = self._ch
+        with ch.lock:
+            ch.posted = False
+            state = ch.state
+            result = None
+            if state is RETURNED:
+                result = ch.result
+                ch.result = None
+                ch.state = state = IDLE
+        owns_poll = state is IDLE
+        if owns_poll:
+            self._wake_sent = False
+            self._deadline = -math.inf
+        loop = self._loop
+        stopped = False
+        self._in_tick = True
+        loop._guest_enter_tick()
+        try:
+            raw = None
+            if result is not None:
+                try:
+                    raw = result.unwrap()
+                except BaseException as exc:
+                    raise InternalError("the backend thread's I/O wait failed") from exc
+            stopped = loop._guest_run(raw, owns_poll, time.monotonic() + self._budget)
+        except BaseException as exc:
+            self._in_tick = False
+            loop._guest_leave_tick()
+            if exc is loop._guest_escaped:
+                loop._guest_escaped = None
+                self._owner.on_callback_raised(exc)
+            else:
+                self._fatal(exc)
+                return
+        else:
+            self._in_tick = False
+            loop._guest_leave_tick()
+        finally:
+            del result
+        try:
+            self._after_tick(tok, stopped)
+        except BaseException as exc:
+            self._fatal(exc)
+
+    def _after_tick(self, tok: _Token, stopped: bool) -> None:
+        """Host thread, outside the tick: decide who runs next.
+
+        Either another tick is posted (work left: no thread hop), or the
+        backend is given the wait, or (if it is waiting already) it is woken
+        when the wait it was given no longer fits.
+        """
+        if self._finished:
+            return
+        if stopped:
+            self._owner.on_loop_stopped()
+            if self._finished:
+                return
+        ch = self._ch
+        loop = self._loop
+        if self._deferred:
+            self._deferred = False  # ``posted`` is still True: this is the owed tick
+            self._post_local(tok.tick)
+            return
+        if self._finish_requested:
+            if ch.state is IDLE:
+                self._finalize()
+            else:
+                self.host_wake()
+            return
+        if loop._guest_has_work():
+            with ch.lock:
+                if ch.posted:
+                    return
+                ch.posted = True
+            self._post_local(tok.tick)
+            return
+        if ch.state is IDLE:  # only this thread moves the state away from IDLE
+            timeout, call = loop._guest_wait_plan()
+            deadline = math.inf if timeout is None else time.monotonic() + timeout
+            with ch.lock:
+                if ch.posted:
+                    return  # a worker posted a tick meanwhile; it keeps the poll
+                ch.state = WAITING
+                ch.wait_call = call
+                ch.token = tok
+            self._deadline = deadline
+            ch.go.release()
+        elif not ch.posted:
+            # The backend is still in the wait it was given before this
+            # (ready-only) tick. Wake it if that wait no longer fits.
+            if loop._guest_wait_is_stale(self._deadline):
+                self.host_wake()
+
+    # ----------------------------------------------------------- endings
+
+    def _stop_backend(self) -> None:
+        """Host thread: make the backend thread exit and join it."""
+        ch = self._ch
+        thread = self._thread
+        if thread is None:
+            return
+        with ch.lock:
+            ch.closing = True
+            state = ch.state
+        if state is WAITING:
+            self._loop._write_to_self()
+        else:
+            ch.go.release()
+        if thread is not threading.current_thread():
+            thread.join()
+        self._thread = None
+
+    def _finalize(self) -> None:
+        self._finished = True
+        self._stop_backend()
+        self._owner.finalize()
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self._finished:
+            return
+        if not isinstance(exc, InternalError):
+            wrapped = InternalError(f"asyncio-guest machinery failed: {exc!r}")
+            wrapped.__cause__ = exc
+            exc = wrapped
+        self._finished = True
+        self._stop_backend()
+        self._owner.on_fatal(exc)
+
+    def _abandoned(self) -> None:
+        """The last reference to the run's token died: the host dropped a tick."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            warnings.warn(
+                "asyncio-guest run was abandoned: the host dropped a callback it was "
+                "handed (run_sync_soon_*) without running it, so the guest loop can "
+                "never finish; tasks are left pending",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+            ch = self._ch
+            with ch.lock:
+                ch.closing = True
+                state = ch.state
+            if state is not WAITING:
+                ch.go.release()
+            self._owner.on_abandoned()
+        except Exception:  # __del__ context (maybe interpreter shutdown): never raise
+            pass

@@ -1,0 +1,468 @@
+"""Guest event loop classes: one asyncio iteration split into timeout, wait, process.
+
+``BaseEventLoop._run_once`` computes a timeout, blocks in the selector, then
+processes I/O, moves due timers and runs the ready callbacks, all in one call.
+The guest loop offers the same steps separately so the ``Engine`` can run the
+blocking wait in the backend thread and everything else on the host thread:
+
+* ``_guest_run`` runs iterations on the host within a time budget, and may
+  stop *between two callbacks* of a batch: the rest stays at the front of
+  ``_ready``, in order, and ``_guest_batch`` remembers how many of them still
+  belong to the current iteration, so the next tick finishes that batch before
+  it polls again, exactly as ``_run_once`` would;
+* ``_guest_wait_plan`` gives the backend its timeout and blocking call;
+* the overrides of ``call_soon``/``call_at``/``stop``/reader-writer registration
+  wake the backend when *host code outside a tick* adds work. Inside a tick
+  they cost one attribute test.
+
+Thread rule: everything here runs on the host thread, except
+``call_soon_threadsafe`` (any thread) and the blocking call returned by
+``_guest_wait_plan`` (backend thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import signal
+import sys
+import threading
+import time
+from asyncio import base_events
+from asyncio.log import logger as asyncio_logger
+from collections.abc import Callable
+from contextvars import Context
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._selector_io import SelectorIO, io_for
+
+if TYPE_CHECKING:
+    from ._backend import Engine
+
+_MIN_SCHEDULED = getattr(base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
+_MIN_CANCELLED_FRACTION = getattr(base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5)
+_MAX_TIMEOUT = getattr(base_events, "MAXIMUM_SELECT_TIMEOUT", 24 * 3600)
+_format_handle: Callable[[Any], str] = getattr(base_events, "_format_handle", repr)
+
+
+class GuestLoopMixin:
+    """Adds guest-mode driving to a selector event loop class.
+
+    The attributes below are class-level defaults so that a loop whose class is
+    swapped to a guest class (see ``as_guest_loop``) behaves exactly like the
+    plain loop until an ``Engine`` attaches to it.
+    """
+
+    _guest_engine: Engine | None = None
+    _guest_io: SelectorIO | None = None
+    _guest_outside_tick = False  # an engine is attached and no tick is running
+    _guest_watch_regs = False  # registrations need a backend wake (poll/select)
+    _guest_regs_dirty = False
+    _guest_batch = 0  # callbacks at the head of _ready still in the current iteration
+    _guest_pending_raw: Any = None  # backend events held until the batch is done
+    _guest_escaped: BaseException | None = None  # what a callback let escape
+    _guest_keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
+    _guest_host_wakeup_fd: int | None = None  # the host's fd when the host owns it
+    _guest_firstiter: Callable[[Any], None] | None = None
+
+    if TYPE_CHECKING:
+        _ready: Any
+        _scheduled: list[asyncio.TimerHandle]
+        _stopping: bool
+        _debug: bool
+        _clock_resolution: float
+        _timer_cancelled_count: int
+        _current_handle: Any
+        _selector: Any
+        _signal_handlers: dict[int, Any]
+        slow_callback_duration: float
+
+        def time(self) -> float: ...
+        def _process_events(self, event_list: Any) -> None: ...
+        def _write_to_self(self) -> None: ...
+        def _call_soon(self, callback: Any, args: Any, context: Any) -> asyncio.Handle: ...
+        def _check_closed(self) -> None: ...
+        def _check_callback(self, callback: Any, method: str) -> None: ...
+        def _check_thread(self) -> None: ...
+        def _handle_signal(self, sig: int) -> None: ...
+
+    # ------------------------------------------------------ engine wiring
+
+    def _guest_attach(self, engine: Engine) -> None:
+        """Host thread: start being driven by ``engine``."""
+        io = io_for(self._selector)
+        self._guest_io = io
+        self._guest_engine = engine
+        self._guest_batch = 0
+        self._guest_pending_raw = None
+        self._guest_escaped = None
+        self._guest_regs_dirty = False
+        self._guest_watch_regs = not io.kernel_tracks_registrations
+        self._guest_outside_tick = True
+
+    def _guest_detach(self) -> None:
+        self._guest_engine = None
+        self._guest_outside_tick = False
+        self._guest_watch_regs = False
+        self._guest_keep_wakeup_fd = None
+        self._guest_host_wakeup_fd = None
+
+    def _guest_enter_tick(self) -> None:
+        self._guest_outside_tick = False
+
+    def _guest_leave_tick(self) -> None:
+        self._guest_outside_tick = self._guest_engine is not None
+
+    # ----------------------------------------------- host-side wake hooks
+
+    # call_soon/call_at repeat the stock bodies instead of calling super():
+    # call_soon is the hottest method of any loop, and an extra Python frame
+    # there costs more than the whole wake-up check.
+
+    def call_soon(
+        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> asyncio.Handle:
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+        handle = self._call_soon(callback, args, context)
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            del handle._source_traceback[-1]  # type: ignore[attr-defined]
+        if self._guest_outside_tick:
+            self._guest_engine.host_wake()  # type: ignore[union-attr]
+        return handle
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        timer = asyncio.TimerHandle(when, callback, args, self, context)  # type: ignore[arg-type]
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        if self._guest_outside_tick:
+            self._guest_engine.host_timer_added(when)  # type: ignore[union-attr]
+        return timer
+
+    def call_soon_threadsafe(
+        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> asyncio.Handle:
+        engine = self._guest_engine
+        if engine is None:
+            handle: asyncio.Handle = super().call_soon_threadsafe(  # type: ignore[misc]
+                callback, *args, context=context
+            )
+            return handle
+        self._check_closed()
+        if self._debug:
+            self._check_callback(callback, "call_soon_threadsafe")
+        handle = self._call_soon(callback, args, context)
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            del handle._source_traceback[-1]  # type: ignore[attr-defined]
+        if threading.get_ident() == engine._host_ident:
+            # Maybe from a signal handler: the lock-free wake only.
+            engine.host_wake()
+        else:
+            # One hop: the host runs the callback while the backend keeps waiting.
+            engine.request_tick()
+        return handle
+
+    def stop(self) -> None:
+        super().stop()  # type: ignore[misc]
+        if self._guest_outside_tick:
+            self._guest_engine.host_wake()  # type: ignore[union-attr]
+
+    def _guest_registration_changed(self) -> None:
+        self._guest_regs_dirty = True
+        if self._guest_outside_tick:
+            self._guest_engine.host_wake()  # type: ignore[union-attr]
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        result = super()._add_reader(fd, callback, *args)  # type: ignore[misc]
+        if self._guest_watch_regs:
+            self._guest_registration_changed()
+        return result
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        result = super()._add_writer(fd, callback, *args)  # type: ignore[misc]
+        if self._guest_watch_regs:
+            self._guest_registration_changed()
+        return result
+
+    def _remove_reader(self, fd: Any) -> bool:
+        removed: bool = super()._remove_reader(fd)  # type: ignore[misc]
+        if removed and self._guest_watch_regs:
+            self._guest_registration_changed()
+        return removed
+
+    def _remove_writer(self, fd: Any) -> bool:
+        removed: bool = super()._remove_writer(fd)  # type: ignore[misc]
+        if removed and self._guest_watch_regs:
+            self._guest_registration_changed()
+        return removed
+
+    # ------------------------------------------------------------ signals
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        super().add_signal_handler(sig, callback, *args)  # type: ignore[misc]
+        host_fd = self._guest_host_wakeup_fd
+        if host_fd is not None:
+            # The host owns set_wakeup_fd: give it back and learn about the
+            # signal from a Python-level handler (runs on this, the main, thread).
+            signal.set_wakeup_fd(host_fd)
+            signal.signal(sig, self._guest_dispatch_signal)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        removed: bool = super().remove_signal_handler(sig)  # type: ignore[misc]
+        if not self._signal_handlers:
+            # asyncio resets the wakeup fd to -1 here; keep the run's choice.
+            if self._guest_keep_wakeup_fd is not None:
+                signal.set_wakeup_fd(self._guest_keep_wakeup_fd, warn_on_full_buffer=False)
+            elif self._guest_host_wakeup_fd is not None:
+                signal.set_wakeup_fd(self._guest_host_wakeup_fd)
+        return removed
+
+    def _guest_dispatch_signal(self, signum: int, frame: object) -> None:
+        self._handle_signal(signum)  # lock-free: appends, then writes the self-pipe
+
+    # ------------------------------------------------------- the iteration
+
+    def _guest_drop_cancelled_timers(self) -> None:
+        """Same policy as ``_run_once``: compact the heap or pop cancelled heads."""
+        sched = self._scheduled
+        count = len(sched)
+        if (
+            count > _MIN_SCHEDULED
+            and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION
+        ):
+            kept = []
+            for handle in sched:
+                if handle._cancelled:
+                    handle._scheduled = False  # type: ignore[attr-defined]
+                else:
+                    kept.append(handle)
+            heapq.heapify(kept)
+            self._scheduled = kept
+            self._timer_cancelled_count = 0
+        else:
+            while sched and sched[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                handle = heapq.heappop(sched)
+                handle._scheduled = False  # type: ignore[attr-defined]
+
+    def _guest_begin(self, raw: Any, may_poll: bool) -> int:
+        """Start an iteration: take I/O, move due timers; return the batch size.
+
+        I/O comes from ``raw`` (the backend's result), else from events held
+        back while a batch finished, else from a zero-timeout poll if the host
+        owns the poll. Same order as ``_run_once``: I/O callbacks, then timers.
+        """
+        pending = self._guest_pending_raw
+        if pending is not None:
+            self._guest_pending_raw = None
+            raw = pending
+        io = self._guest_io
+        assert io is not None
+        if raw is None and may_poll:
+            raw = io.poll_raw()
+        if raw:
+            events = io.decode(raw)
+            if events:
+                self._process_events(events)
+        if self._scheduled:
+            self._guest_due_timers()
+        n = len(self._ready)
+        self._guest_batch = n
+        return n
+
+    def _guest_due_timers(self) -> None:
+        self._guest_drop_cancelled_timers()
+        sched = self._scheduled
+        end = self.time() + self._clock_resolution
+        ready = self._ready
+        while sched and sched[0]._when < end:  # type: ignore[attr-defined]
+            handle = heapq.heappop(sched)
+            handle._scheduled = False  # type: ignore[attr-defined]
+            ready.append(handle)
+
+    def _guest_run(self, raw: Any, may_poll: bool, deadline: float) -> bool:
+        """Host thread: run iterations until ``deadline`` or until nothing is ready.
+
+        ``raw`` is the backend's wait result, if this tick has one; ``may_poll``
+        says whether the host owns the poll (backend parked), so it may poll
+        with a zero timeout between iterations. Returns True when an iteration
+        ended with ``stop()`` requested.
+        """
+        if raw is not None and self._guest_batch:
+            self._guest_pending_raw = raw  # finish the current batch first
+            raw = None
+        n = self._guest_batch
+        if not n:
+            n = self._guest_begin(raw, may_poll)
+            if not n and not self._stopping:
+                return False
+        ready = self._ready
+        clock = time.monotonic
+        debug = self._debug
+        io = self._guest_io
+        assert io is not None
+        poll_raw = io.poll_raw if may_poll else None
+        decode = io.decode
+        while True:
+            try:
+                while n:
+                    n -= 1
+                    handle = ready.popleft()
+                    if handle._cancelled:
+                        continue
+                    if debug:
+                        self._guest_run_debug(handle)
+                    else:
+                        handle._run()
+                    if n and clock() >= deadline:
+                        return False
+            except BaseException as exc:
+                self._guest_escaped = exc
+                raise
+            finally:
+                self._guest_batch = n
+            if self._stopping:
+                return True
+            if clock() >= deadline:
+                return False
+            # Next iteration; the common case inline (see _guest_begin).
+            if self._guest_pending_raw is None and poll_raw is not None:
+                events = poll_raw()
+                if events:
+                    events = decode(events)
+                    if events:
+                        self._process_events(events)
+                if self._scheduled:
+                    self._guest_due_timers()
+                n = len(ready)
+                self._guest_batch = n
+            else:
+                n = self._guest_begin(None, may_poll)
+            if not n and not self._stopping:
+                return False
+
+    def _guest_run_debug(self, handle: Any) -> None:
+        try:
+            self._current_handle = handle
+            t0 = self.time()
+            handle._run()
+            dt = self.time() - t0
+            if dt >= self.slow_callback_duration:
+                asyncio_logger.warning("Executing %s took %.3f seconds", _format_handle(handle), dt)
+        finally:
+            self._current_handle = None
+
+    def _guest_has_work(self) -> bool:
+        """Host thread: is there something to run without waiting for I/O?"""
+        if self._ready or self._guest_batch or self._stopping:
+            return True
+        if self._guest_pending_raw is not None:
+            return True
+        sched = self._scheduled
+        return bool(sched) and sched[0]._when < self.time() + self._clock_resolution  # type: ignore[attr-defined]
+
+    def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]:
+        """Host thread, backend parked: the timeout and blocking call for the backend."""
+        self._guest_drop_cancelled_timers()
+        sched = self._scheduled
+        timeout: float | None
+        if self._ready or self._stopping:
+            timeout = 0.0
+        elif sched:
+            timeout = sched[0]._when - self.time()  # type: ignore[attr-defined]
+            if timeout > _MAX_TIMEOUT:
+                timeout = _MAX_TIMEOUT
+            elif timeout < 0:
+                timeout = 0.0
+        else:
+            timeout = None
+        self._guest_regs_dirty = False
+        io = self._guest_io
+        assert io is not None
+        return timeout, io.blocking_call(timeout)
+
+    def _guest_wait_is_stale(self, deadline: float) -> bool:
+        """Host thread: does the backend's current wait miss something we added?"""
+        if self._guest_regs_dirty:
+            return True
+        sched = self._scheduled
+        while sched and sched[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(sched)._scheduled = False  # type: ignore[attr-defined]
+        return bool(sched) and sched[0]._when < deadline  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------- running
+
+    def run_forever(self) -> None:
+        """Run until ``stop()``, driven through guest mode by a reference host.
+
+        This is what makes unchanged asyncio code (``run_until_complete``,
+        ``asyncio.run`` with this loop) exercise the real backend thread.
+        """
+        from ._hosted import run_forever_hosted
+
+        run_forever_hosted(self)
+
+
+_L = TypeVar("_L", bound=asyncio.AbstractEventLoop)
+_guest_classes: dict[type, type] = {}
+
+
+class GuestSelectorEventLoop(GuestLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
+    """``asyncio.SelectorEventLoop`` that can be driven as a guest of another loop."""
+
+
+_guest_classes[asyncio.SelectorEventLoop] = GuestSelectorEventLoop
+
+
+def guest_class_for(cls: type) -> type:
+    """The guest subclass of a selector loop class (made once per class)."""
+    if issubclass(cls, GuestLoopMixin):
+        return cls
+    if not issubclass(cls, asyncio.selector_events.BaseSelectorEventLoop):
+        raise TypeError(
+            f"asyncio-guest drives selector-based asyncio loops; {cls.__qualname__} is not "
+            "one (loop_factory must return an asyncio.SelectorEventLoop or a subclass)"
+        )
+    guest = _guest_classes.get(cls)
+    if guest is None:
+        guest = type(f"Guest{cls.__name__.lstrip('_')}", (GuestLoopMixin, cls), {
+            "__doc__": f"{cls.__qualname__} driven as a guest (made by asyncio-guest).",
+            "__module__": __name__,
+        })
+        _guest_classes[cls] = guest
+    return guest
+
+
+def as_guest_loop(loop: _L) -> _L:
+    """Give ``loop`` (and only it) the guest subclass of its class.
+
+    The subclass adds methods only, so instance layout is unchanged; no
+    standard-library class or other loop is touched.
+    """
+    if not isinstance(loop, GuestLoopMixin):
+        loop.__class__ = guest_class_for(type(loop))
+    return loop
+
+
+def default_loop_factory() -> asyncio.AbstractEventLoop:
+    """A new guest loop of the platform's default selector kind."""
+    if sys.platform == "win32":
+        return GuestSelectorEventLoop()
+    return GuestSelectorEventLoop()

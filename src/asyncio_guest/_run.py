@@ -1,0 +1,414 @@
+"""``start_guest_run``: ``asyncio.run`` started beside a host loop instead of blocking it.
+
+Lifecycle of one run (all on the host thread):
+
+1. set-up, before ``start_guest_run`` returns: a fresh guest loop becomes the
+   thread's running loop; async-generator hooks that tell guest generators
+   from host ones; Ctrl+C handling and the signal wakeup fd (main thread only);
+   the main task; the backend thread; the first tick posted.
+2. ticks, until the main task is done (or a callback lets ``KeyboardInterrupt``/
+   ``SystemExit`` out, or ``loop.stop()`` is called).
+3. shutdown, still hosted and non-blocking, as ``asyncio.run`` does it:
+   leftover tasks cancelled and awaited, async generators finalized, the
+   default executor shut down.
+4. finalize: backend thread joined, everything from step 1 restored, loop
+   closed, then ``done_callback(outcome)``.
+
+Errors of our own machinery skip step 3's waiting: the loop is driven to the
+end of its shutdown synchronously on the host thread, and ``done_callback``
+gets an ``InternalError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import sys
+import threading
+import warnings
+from asyncio import events
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import outcome
+
+from ._backend import DEFAULT_TICK_BUDGET, Engine, InternalError
+from ._loop import GuestLoopMixin, as_guest_loop, default_loop_factory
+
+_THREAD_JOIN_TIMEOUT = 300.0  # what asyncio.run gives the default executor (3.12+)
+
+
+def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
+    if inspect.iscoroutine(main):
+        if args:
+            raise TypeError("start_guest_run() got a coroutine object and extra arguments")
+        return main
+    if callable(main):
+        coro = main(*args)
+        if inspect.iscoroutine(coro):
+            return coro
+        if inspect.isawaitable(coro):
+            raise TypeError(f"{main!r} returned {coro!r}, which is awaitable but not a coroutine")
+        raise TypeError(f"{main!r} must be an async function (it returned {coro!r})")
+    raise TypeError(f"a coroutine or an async function was expected, got {main!r}")
+
+
+class GuestRun:
+    """One guest run: the Engine's owner (host thread unless noted)."""
+
+    def __init__(
+        self,
+        loop: GuestLoopMixin,
+        done_callback: Callable[[outcome.Outcome[Any]], object],
+        host_uses_signal_set_wakeup_fd: bool,
+    ) -> None:
+        self.loop = loop
+        self.aloop: Any = loop
+        self.done_callback = done_callback
+        self.host_uses_wakeup_fd = host_uses_signal_set_wakeup_fd
+        self.engine: Engine | None = None
+        self.main_task: asyncio.Task[Any] | None = None
+        self.outcome: outcome.Outcome[Any] | None = None
+        self.shutdown_task: asyncio.Task[None] | None = None
+        self.host_ident = threading.get_ident()
+        self.interrupts = 0
+        self._restore: list[Callable[[], None]] = []  # undo steps, run in reverse
+        self._old_hooks: Any = None
+
+    # ------------------------------------------------------------ set-up
+
+    def setup(self, coro: Coroutine[Any, Any, Any], engine: Engine) -> asyncio.Task[Any]:
+        loop = self.aloop
+        self.engine = engine
+        loop._set_coroutine_origin_tracking(loop._debug)
+        self._restore.append(lambda: loop._set_coroutine_origin_tracking(False))
+        loop._thread_id = self.host_ident
+        self._restore.append(self._clear_thread_id)
+        events._set_running_loop(loop)
+        self._restore.append(lambda: events._set_running_loop(None))
+        self._install_asyncgen_hooks()
+        self.loop._guest_attach(engine)
+        self._restore.append(self.loop._guest_detach)
+        if threading.current_thread() is threading.main_thread():
+            self._install_signal_handling()
+        self.main_task = loop.create_task(coro)
+        self.main_task.add_done_callback(self._on_main_done)
+        return self.main_task
+
+    def _clear_thread_id(self) -> None:
+        self.aloop._thread_id = None
+
+    def _install_asyncgen_hooks(self) -> None:
+        """Guest generators go to the loop's hooks, host generators to the host's.
+
+        A generator belongs to the guest if it is first iterated inside a tick
+        (by asyncio code). Its finalizer is fixed at that moment, so ours must
+        dispatch too: guest generators are closed by the loop, others by the
+        host's own finalizer, or closed in place as Python does without hooks.
+        """
+        old = sys.get_asyncgen_hooks()
+        self._old_hooks = old
+        loop = self.aloop
+        engine = self.engine
+        assert engine is not None
+
+        def firstiter(agen: Any) -> None:
+            if engine.in_tick:
+                loop._asyncgen_firstiter_hook(agen)
+            elif old.firstiter is not None:
+                old.firstiter(agen)
+
+        def finalizer(agen: Any) -> None:
+            if agen in loop._asyncgens:
+                loop._asyncgen_finalizer_hook(agen)
+            elif old.finalizer is not None:
+                old.finalizer(agen)
+            else:
+                _close_host_agen(agen)
+
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+        self._restore.append(lambda: sys.set_asyncgen_hooks(*old))
+
+    def _install_signal_handling(self) -> None:
+        """Ctrl+C ends the run with KeyboardInterrupt, as ``asyncio.run`` does.
+
+        Only when the host left SIGINT at Python's default. Then asyncio needs
+        the signal wakeup fd (so Ctrl+C wakes the backend even while the host
+        sleeps in C code), unless the host says it owns that fd.
+        """
+        loop = self.aloop
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._on_sigint)
+            self._restore.append(self._restore_sigint)
+            take_fd = not self.host_uses_wakeup_fd
+        else:
+            take_fd = False
+        if self.host_uses_wakeup_fd:
+            host_fd = signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(host_fd)
+            if host_fd != -1:
+                self.loop._guest_host_wakeup_fd = host_fd
+        if take_fd:
+            fd = loop._csock.fileno()
+            old_fd = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+            self.loop._guest_keep_wakeup_fd = fd
+            if old_fd != -1:
+                warnings.warn(
+                    "asyncio-guest's signal handling code replaced the host's signal "
+                    "wakeup fd for this run (they collided); pass "
+                    "host_uses_signal_set_wakeup_fd=True if the host handles signals",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            self._restore.append(lambda: _restore_wakeup_fd(old_fd))
+
+    def _restore_sigint(self) -> None:
+        if signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        """Python-level SIGINT handler (main = host thread, any bytecode boundary).
+
+        First Ctrl+C: cancel the main task, through the lock-free wake path.
+        Again, or once main is done: KeyboardInterrupt where we are, as asyncio.run.
+        """
+        self.interrupts += 1
+        task = self.main_task
+        if self.interrupts == 1 and task is not None and not task.done():
+            self.aloop._call_soon(self._cancel_main_for_sigint, (), None)
+            engine = self.engine
+            if engine is not None:
+                engine.host_wake()
+            return
+        raise KeyboardInterrupt()
+
+    def _cancel_main_for_sigint(self) -> None:
+        if self.main_task is not None:
+            self.main_task.cancel()
+
+    # ------------------------------------------------------------ ending
+
+    def _on_main_done(self, task: asyncio.Task[Any]) -> None:
+        if self.interrupts and task.cancelled():
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is None or uncancel() == 0:
+                self._begin_shutdown(outcome.Error(KeyboardInterrupt()))
+                return
+        self._begin_shutdown(outcome.capture(task.result))
+
+    def _begin_shutdown(self, result: outcome.Outcome[Any]) -> None:
+        if self.outcome is None:
+            self.outcome = result
+        if self.shutdown_task is None:
+            self.shutdown_task = self.aloop.create_task(self._shutdown())
+            self.shutdown_task.add_done_callback(self._on_shutdown_done)
+
+    async def _shutdown(self) -> None:
+        loop = self.aloop
+        me = asyncio.current_task()
+        to_cancel = [t for t in asyncio.all_tasks(loop) if t is not me]
+        for task in to_cancel:
+            task.cancel()
+        if to_cancel:
+            await asyncio.gather(*to_cancel, return_exceptions=True)
+        for task in to_cancel:
+            if task.cancelled():
+                continue
+            if task.exception() is not None:
+                loop.call_exception_handler({
+                    "message": "unhandled exception during asyncio-guest run shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                })
+        await loop.shutdown_asyncgens()
+        if sys.version_info >= (3, 12):
+            await loop.shutdown_default_executor(_THREAD_JOIN_TIMEOUT)
+        else:
+            await loop.shutdown_default_executor()
+
+    def _on_shutdown_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.outcome = outcome.Error(task.exception())  # type: ignore[arg-type]
+        assert self.engine is not None
+        self.engine.request_finish()
+
+    # ------------------------------------------------ Engine owner protocol
+
+    def on_loop_stopped(self) -> None:
+        """``loop.stop()`` inside a guest run ends it, as in ``asyncio.run``."""
+        self.aloop._stopping = False
+        task = self.main_task
+        if task is not None and task.done():
+            return  # the main task's own done callback handles it
+        self._begin_shutdown(
+            outcome.Error(RuntimeError("Event loop stopped before Future completed."))
+        )
+
+    def on_callback_raised(self, exc: BaseException) -> None:
+        self._begin_shutdown(outcome.Error(exc))
+
+    def finalize(self) -> None:
+        result = self.outcome
+        if result is None:
+            result = outcome.Error(InternalError("guest run finished without an outcome"))
+        try:
+            self._teardown()
+        except BaseException as exc:
+            result = outcome.Error(exc)
+        self.done_callback(result)
+
+    def on_fatal(self, exc: BaseException) -> None:
+        """The engine is stopped. Shut the loop down synchronously, then report."""
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            result: outcome.Outcome[Any] = outcome.Error(exc)
+        else:
+            result = outcome.Error(exc)
+        try:
+            self._emergency_shutdown()
+        except BaseException as cleanup_exc:
+            exc.__context__ = cleanup_exc
+        try:
+            self._teardown()
+        except BaseException as cleanup_exc:
+            exc.__context__ = cleanup_exc
+        self.done_callback(result)
+
+    def on_abandoned(self) -> None:
+        """The host dropped the run (a finalizer, maybe on another thread)."""
+        if threading.get_ident() != self.host_ident:
+            return  # the thread-local state cannot be undone from here
+        try:
+            self._teardown()
+        except BaseException:
+            pass
+
+    # --------------------------------------------------------- helpers
+
+    def _emergency_shutdown(self) -> None:
+        """Drive the remaining shutdown on this thread with the plain loop."""
+        self.loop._guest_detach()
+        self.aloop._thread_id = None
+        events._set_running_loop(None)
+        if self._old_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_hooks)
+        loop = self.aloop
+        if loop.is_closed():
+            return
+        # Our engine is stopped and detached, so the stock iteration can run
+        # here, blocking this thread until the shutdown completes.
+        finished = loop.create_task(self._shutdown())
+        finished.add_done_callback(lambda _: loop.stop())
+        asyncio.BaseEventLoop.run_forever(loop)
+        if not finished.done():
+            finished.cancel()
+
+    def _teardown(self) -> None:
+        errors: list[BaseException] = []
+        while self._restore:
+            step = self._restore.pop()
+            try:
+                step()
+            except BaseException as exc:
+                errors.append(exc)
+        loop = self.aloop
+        try:
+            if not loop.is_closed():
+                loop.close()
+        except BaseException as exc:
+            errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _restore_wakeup_fd(old_fd: int) -> None:
+    try:
+        signal.set_wakeup_fd(old_fd)
+    except ValueError:
+        pass  # not the main thread any more (cannot happen) or fd gone
+
+
+def _close_host_agen(agen: Any) -> None:
+    """What Python does to an unfinished async generator when no hooks are set."""
+    closer = agen.aclose()
+    try:
+        closer.send(None)
+    except StopIteration:
+        return
+    except BaseException:
+        raise
+    closer.close()
+    raise RuntimeError(
+        f"async generator {agen!r} awaited during finalization and no host "
+        "finalizer hook is installed; close it explicitly (contextlib.aclosing)"
+    )
+
+
+def start_guest_run(
+    main: Any,
+    *args: Any,
+    run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
+    done_callback: Callable[[outcome.Outcome[Any]], object],
+    run_sync_soon_not_threadsafe: Callable[[Callable[[], object]], object] | None = None,
+    host_uses_signal_set_wakeup_fd: bool = False,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> asyncio.Task[Any]:
+    """Start ``main`` as an asyncio run hosted by another event loop.
+
+    ``main`` is a coroutine object, or an async function followed by ``*args``.
+    ``run_sync_soon_threadsafe(fn)`` must run ``fn()`` on the host thread soon
+    and may be called from any thread; ``run_sync_soon_not_threadsafe`` is an
+    optional cheaper variant only ever called from the host thread.
+    ``done_callback(outcome)`` is called once, on the host thread, after the run
+    has shut down like ``asyncio.run`` (tasks cancelled, async generators and
+    the default executor shut down, loop closed).
+
+    Returns the main ``asyncio.Task`` (``cancel()`` works from host code).
+    Errors in setting up raise from this call; everything later goes to
+    ``done_callback``. ``tick_budget`` bounds how many seconds of asyncio
+    callbacks one host callback runs before handing the thread back.
+    """
+    if tick_budget <= 0:
+        raise ValueError("tick_budget must be positive")
+    if events._get_running_loop() is not None:
+        raise RuntimeError(
+            "start_guest_run() cannot be called while an asyncio event loop is "
+            "running in this thread"
+        )
+    coro = _make_coroutine(main, args)
+    loop: Any = None
+    run: GuestRun | None = None
+    engine: Engine | None = None
+    try:
+        loop = as_guest_loop((loop_factory or default_loop_factory)())
+        if debug is not None:
+            loop.set_debug(debug)
+        run = GuestRun(loop, done_callback, host_uses_signal_set_wakeup_fd)
+        engine = Engine(
+            loop,
+            run,
+            run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
+            tick_budget=tick_budget,
+        )
+        task = run.setup(coro, engine)
+        engine.start()
+        return task
+    except BaseException:
+        coro.close()
+        if engine is not None:
+            engine.abort()
+        if run is not None:
+            run.main_task = None
+            try:
+                run._teardown()
+            except BaseException:
+                pass
+        elif loop is not None:
+            loop.close()
+        raise
+
+
+asyncio_guest_run = start_guest_run
