@@ -35,6 +35,7 @@ releases the backend thread.
 
 from __future__ import annotations
 
+import atexit
 import enum
 import logging
 import math
@@ -62,6 +63,28 @@ while amortising the host's per-callback cost over hundreds of iterations.
 
 class InternalError(RuntimeError):
     """asyncio-guest's own machinery failed; the original error is ``__cause__``."""
+
+
+_live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _warn_unfinished_runs() -> None:
+    """At interpreter exit, name every run whose host loop ended without finishing it.
+
+    The backend thread is a daemon, so it cannot hold up the exit; this makes
+    the abandonment visible instead of silent. (When nothing else keeps a run's
+    objects alive, ``_Token.__del__`` reports it earlier, at garbage collection.)
+    """
+    for engine in list(_live_engines):
+        if not engine._finished:
+            engine._finished = True
+            warnings.warn(
+                f"asyncio-guest run of {engine._loop!r} was abandoned: the program is "
+                "exiting but the host loop never let the guest run finish",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
 
 class _State(enum.Enum):
@@ -256,6 +279,7 @@ class Engine:
             daemon=True,
         )
         self._thread.start()
+        _live_engines.add(self)
         self._ch.posted = True
         self._post_local(tok.tick)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import signal
-import sys
 import threading
 import time
 from asyncio import base_events
@@ -62,8 +61,8 @@ class GuestLoopMixin:
     _guest_pending_raw: Any = None  # backend events held until the batch is done
     _guest_escaped: BaseException | None = None  # what a callback let escape
     _guest_keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
-    _guest_host_wakeup_fd: int | None = None  # the host's fd when the host owns it
-    _guest_firstiter: Callable[[Any], None] | None = None
+    _guest_host_owns_wakeup = False  # host_uses_signal_set_wakeup_fd=True
+    _guest_host_wakeup_fd = -1  # the host's fd, learnt at the first add_signal_handler
 
     if TYPE_CHECKING:
         _ready: Any
@@ -105,7 +104,7 @@ class GuestLoopMixin:
         self._guest_outside_tick = False
         self._guest_watch_regs = False
         self._guest_keep_wakeup_fd = None
-        self._guest_host_wakeup_fd = None
+        self._guest_host_owns_wakeup = False
 
     def _guest_enter_tick(self) -> None:
         self._guest_outside_tick = False
@@ -215,13 +214,20 @@ class GuestLoopMixin:
     # ------------------------------------------------------------ signals
 
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
-        super().add_signal_handler(sig, callback, *args)  # type: ignore[misc]
-        host_fd = self._guest_host_wakeup_fd
-        if host_fd is not None:
-            # The host owns set_wakeup_fd: give it back and learn about the
-            # signal from a Python-level handler (runs on this, the main, thread).
+        if not self._guest_host_owns_wakeup:
+            super().add_signal_handler(sig, callback, *args)  # type: ignore[misc]
+            return
+        # The host owns set_wakeup_fd: asyncio's version would take it over.
+        # Let asyncio register the handler, give the fd back, and learn about
+        # the signal from a Python-level handler instead (it runs on this, the
+        # main, thread and only appends + writes the self-pipe).
+        host_fd = signal.set_wakeup_fd(-1)
+        try:
+            super().add_signal_handler(sig, callback, *args)  # type: ignore[misc]
+        finally:
             signal.set_wakeup_fd(host_fd)
-            signal.signal(sig, self._guest_dispatch_signal)
+        self._guest_host_wakeup_fd = host_fd
+        signal.signal(sig, self._guest_dispatch_signal)
 
     def remove_signal_handler(self, sig: int) -> bool:
         removed: bool = super().remove_signal_handler(sig)  # type: ignore[misc]
@@ -229,7 +235,7 @@ class GuestLoopMixin:
             # asyncio resets the wakeup fd to -1 here; keep the run's choice.
             if self._guest_keep_wakeup_fd is not None:
                 signal.set_wakeup_fd(self._guest_keep_wakeup_fd, warn_on_full_buffer=False)
-            elif self._guest_host_wakeup_fd is not None:
+            elif self._guest_host_owns_wakeup:
                 signal.set_wakeup_fd(self._guest_host_wakeup_fd)
         return removed
 
@@ -462,7 +468,9 @@ def as_guest_loop(loop: _L) -> _L:
 
 
 def default_loop_factory() -> asyncio.AbstractEventLoop:
-    """A new guest loop of the platform's default selector kind."""
-    if sys.platform == "win32":
-        return GuestSelectorEventLoop()
+    """A new guest loop: the selector loop, with the platform's best selector.
+
+    (On Windows the proactor loop is the platform default; its guest backend
+    is not written yet, so Windows gets the select()-based loop for now.)
+    """
     return GuestSelectorEventLoop()

@@ -144,11 +144,7 @@ class GuestRun:
             take_fd = not self.host_uses_wakeup_fd
         else:
             take_fd = False
-        if self.host_uses_wakeup_fd:
-            host_fd = signal.set_wakeup_fd(-1)
-            signal.set_wakeup_fd(host_fd)
-            if host_fd != -1:
-                self.loop._guest_host_wakeup_fd = host_fd
+        self.loop._guest_host_owns_wakeup = self.host_uses_wakeup_fd
         if take_fd:
             fd = loop._csock.fileno()
             old_fd = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
