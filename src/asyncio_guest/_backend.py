@@ -397,9 +397,12 @@ class Engine:
     def _after_tick(self, tok: _Token, stopped: bool) -> None:
         """Host thread, outside the tick: decide who runs next.
 
-        Either another tick is posted (work left: no thread hop), or the
-        backend is given the wait, or (if it is waiting already) it is woken
-        when the wait it was given no longer fits.
+        Another tick is posted when work is left (no thread hop) or when the
+        backend returned while this tick ran (its events are waiting: a tick
+        posted by a worker may have started before the backend returned, and
+        the backend does not post while ``posted`` is set). Otherwise a parked
+        backend is given the wait, or a waiting one is woken if its wait no
+        longer fits (or the run is finishing).
         """
         if self._finished:
             return
@@ -407,26 +410,29 @@ class Engine:
             self._owner.on_loop_stopped()
             if self._finished:
                 return
-        ch = self._ch
-        loop = self._loop
         if self._deferred:
             self._deferred = False  # ``posted`` is still True: this is the owed tick
             self._post_local(tok.tick)
             return
-        if self._finish_requested:
-            if ch.state is IDLE:
-                self._finalize()
-            else:
-                self.host_wake()
-            return
-        if loop._guest_has_work():
-            with ch.lock:
-                if ch.posted:
-                    return
+        ch = self._ch
+        loop = self._loop
+        finishing = self._finish_requested
+        want_tick = not finishing and loop._guest_has_work()
+        with ch.lock:
+            if ch.posted:
+                return  # that tick will look again
+            state = ch.state
+            if want_tick or state is RETURNED:
                 ch.posted = True
+        if want_tick or state is RETURNED:
             self._post_local(tok.tick)
-            return
-        if ch.state is IDLE:  # only this thread moves the state away from IDLE
+        elif state is WAITING:
+            if finishing or loop._guest_wait_is_stale(self._deadline):
+                self.host_wake()
+        elif finishing:
+            self._finalize()
+        else:
+            # IDLE: only this thread moves the state away from IDLE.
             timeout, call = loop._guest_wait_plan()
             deadline = math.inf if timeout is None else time.monotonic() + timeout
             with ch.lock:
@@ -437,11 +443,6 @@ class Engine:
                 ch.token = tok
             self._deadline = deadline
             ch.go.release()
-        elif not ch.posted:
-            # The backend is still in the wait it was given before this
-            # (ready-only) tick. Wake it if that wait no longer fits.
-            if loop._guest_wait_is_stale(self._deadline):
-                self.host_wake()
 
     # ----------------------------------------------------------- endings
 
