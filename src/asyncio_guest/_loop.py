@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import signal
+import sys
 import threading
 import time
 from asyncio import base_events
@@ -61,6 +62,8 @@ class GuestLoopMixin:
     _guest_pending_raw: Any = None  # backend events held until the batch is done
     _guest_escaped: BaseException | None = None  # what a callback let escape
     _guest_keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
+    _guest_loop_hooks: tuple[Any, Any] | None = None  # installed during ticks (guest runs)
+    _guest_host_hooks: Any = None  # the thread's hooks, put back when a tick ends
     _guest_host_owns_wakeup = False  # host_uses_signal_set_wakeup_fd=True
     _guest_host_wakeup_fd = -1  # the host's fd, learnt at the first add_signal_handler
 
@@ -100,17 +103,38 @@ class GuestLoopMixin:
         self._guest_outside_tick = True
 
     def _guest_detach(self) -> None:
+        self._guest_loop_hooks = None
         self._guest_engine = None
         self._guest_outside_tick = False
         self._guest_watch_regs = False
         self._guest_keep_wakeup_fd = None
         self._guest_host_owns_wakeup = False
 
+    def _guest_own_asyncgens_in_ticks(self) -> None:
+        """Give async generators first iterated inside ticks to this loop.
+
+        A generator takes the thread's hooks at its first iteration and keeps
+        that finalizer for life. Installing the loop's hooks only while a tick
+        runs (and the host's hooks, whatever they are then, otherwise) sends
+        each generator to the loop that iterated it, with no bookkeeping: a
+        membership test at finalization time cannot work, as CPython clears
+        weak references (``loop._asyncgens`` is a WeakSet) before finalizing.
+        """
+        self._guest_loop_hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
+
     def _guest_enter_tick(self) -> None:
         self._guest_outside_tick = False
+        loop_hooks = self._guest_loop_hooks
+        if loop_hooks is not None:
+            self._guest_host_hooks = sys.get_asyncgen_hooks()
+            sys.set_asyncgen_hooks(*loop_hooks)
 
     def _guest_leave_tick(self) -> None:
         self._guest_outside_tick = self._guest_engine is not None
+        host_hooks = self._guest_host_hooks
+        if host_hooks is not None:
+            self._guest_host_hooks = None
+            sys.set_asyncgen_hooks(*host_hooks)
 
     # ----------------------------------------------- host-side wake hooks
 

@@ -3,8 +3,9 @@
 Lifecycle of one run (all on the host thread):
 
 1. set-up, before ``start_guest_run`` returns: a fresh guest loop becomes the
-   thread's running loop; async-generator hooks that tell guest generators
-   from host ones; Ctrl+C handling and the signal wakeup fd (main thread only);
+   thread's running loop; the loop's async-generator hooks are installed for
+   the duration of each tick (see ``GuestLoopMixin._guest_own_asyncgens_in_ticks``);
+   Ctrl+C handling and the signal wakeup fd (main thread only);
    the main task; the backend thread; the first tick posted.
 2. ticks, until the main task is done (or a callback lets ``KeyboardInterrupt``/
    ``SystemExit`` out, or ``loop.stop()`` is called).
@@ -74,7 +75,6 @@ class GuestRun:
         self.host_ident = threading.get_ident()
         self.interrupts = 0
         self._restore: list[Callable[[], None]] = []  # undo steps, run in reverse
-        self._old_hooks: Any = None
 
     # ------------------------------------------------------------ set-up
 
@@ -87,9 +87,10 @@ class GuestRun:
         self._restore.append(self._clear_thread_id)
         events._set_running_loop(loop)
         self._restore.append(lambda: events._set_running_loop(None))
-        self._install_asyncgen_hooks()
         self.loop._guest_attach(engine)
         self._restore.append(self.loop._guest_detach)
+        # Guest generators go to the loop's hooks, host generators keep the host's.
+        self.loop._guest_own_asyncgens_in_ticks()
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handling()
         self.main_task = loop.create_task(coro)
@@ -98,37 +99,6 @@ class GuestRun:
 
     def _clear_thread_id(self) -> None:
         self.aloop._thread_id = None
-
-    def _install_asyncgen_hooks(self) -> None:
-        """Guest generators go to the loop's hooks, host generators to the host's.
-
-        A generator belongs to the guest if it is first iterated inside a tick
-        (by asyncio code). Its finalizer is fixed at that moment, so ours must
-        dispatch too: guest generators are closed by the loop, others by the
-        host's own finalizer, or closed in place as Python does without hooks.
-        """
-        old = sys.get_asyncgen_hooks()
-        self._old_hooks = old
-        loop = self.aloop
-        engine = self.engine
-        assert engine is not None
-
-        def firstiter(agen: Any) -> None:
-            if engine.in_tick:
-                loop._asyncgen_firstiter_hook(agen)
-            elif old.firstiter is not None:
-                old.firstiter(agen)
-
-        def finalizer(agen: Any) -> None:
-            if agen in loop._asyncgens:
-                loop._asyncgen_finalizer_hook(agen)
-            elif old.finalizer is not None:
-                old.finalizer(agen)
-            else:
-                _close_host_agen(agen)
-
-        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
-        self._restore.append(lambda: sys.set_asyncgen_hooks(*old))
 
     def _install_signal_handling(self) -> None:
         """Ctrl+C ends the run with KeyboardInterrupt, as ``asyncio.run`` does.
@@ -286,14 +256,15 @@ class GuestRun:
         self.loop._guest_detach()
         self.aloop._thread_id = None
         events._set_running_loop(None)
-        if self._old_hooks is not None:
-            sys.set_asyncgen_hooks(*self._old_hooks)
         loop = self.aloop
         if loop.is_closed():
             return
         # Our engine is stopped and detached, so the stock iteration can run
         # here, blocking this thread until the shutdown completes.
         finished = loop.create_task(self._shutdown())
+        # Cancelling the main task below calls _on_main_done: with this set,
+        # it records nothing new and starts no second shutdown.
+        self.shutdown_task = finished
         finished.add_done_callback(lambda _: loop.stop())
         asyncio.BaseEventLoop.run_forever(loop)
         if not finished.done():
@@ -322,22 +293,6 @@ def _restore_wakeup_fd(old_fd: int) -> None:
         signal.set_wakeup_fd(old_fd)
     except ValueError:
         pass  # not the main thread any more (cannot happen) or fd gone
-
-
-def _close_host_agen(agen: Any) -> None:
-    """What Python does to an unfinished async generator when no hooks are set."""
-    closer = agen.aclose()
-    try:
-        closer.send(None)
-    except StopIteration:
-        return
-    except BaseException:
-        raise
-    closer.close()
-    raise RuntimeError(
-        f"async generator {agen!r} awaited during finalization and no host "
-        "finalizer hook is installed; close it explicitly (contextlib.aclosing)"
-    )
 
 
 def start_guest_run(

@@ -161,18 +161,35 @@ class PollIO(_FdMapIO):
         return self._poll.poll(0)
 
 
-def _select_snapshot(
-    readers: list[int], writers: list[int], timeout: float | None
-) -> tuple[list[int], list[int], list[int]]:
-    """Backend thread: select() on fd lists the host copied before the hand-over."""
+class _SelectFailed:
+    """The backend's select() failed on its snapshot (raw result for ``decode``)."""
+
+    __slots__ = ("error", "readers", "writers")
+
+    def __init__(self, error: OSError | ValueError, readers: list[int], writers: list[int]) -> None:
+        self.error = error
+        self.readers = readers
+        self.writers = writers
+
+
+def _select_snapshot(readers: list[int], writers: list[int], timeout: float | None) -> Any:
+    """Backend thread: select() on fd lists the host copied before the hand-over.
+
+    The host may close a socket (after unregistering it) between taking the
+    snapshot and this call; select() then fails with EBADF. That is not this
+    thread's to judge: the failure goes back to the host (see ``SelectIO.decode``).
+    """
     if not readers and not writers:
         # select() with no fds is an error on Windows; the self-pipe is always
         # registered in a loop, so this only guards odd test doubles.
         return [], [], []
-    if _WINDOWS:
-        # Winsock reports a failed connect() only in the "except" set.
-        return select.select(readers, writers, writers, timeout)
-    return select.select(readers, writers, [], timeout)
+    try:
+        if _WINDOWS:
+            # Winsock reports a failed connect() only in the "except" set.
+            return select.select(readers, writers, writers, timeout)
+        return select.select(readers, writers, [], timeout)
+    except (OSError, ValueError) as exc:
+        return _SelectFailed(exc, readers, writers)
 
 
 class SelectIO(_FdMapIO):
@@ -182,6 +199,7 @@ class SelectIO(_FdMapIO):
         super().__init__(selector)
         self._readers: set[int] = selector._readers  # type: ignore[attr-defined]
         self._writers: set[int] = selector._writers  # type: ignore[attr-defined]
+        self._failed: tuple[list[int], list[int]] | None = None
 
     def blocking_call(self, timeout: float | None) -> Callable[[], Any]:
         if timeout is not None and timeout < 0:
@@ -191,6 +209,16 @@ class SelectIO(_FdMapIO):
         )
 
     def decode(self, raw: Any) -> Events:
+        if isinstance(raw, _SelectFailed):
+            # A snapshot the host has changed since: wait again on a fresh one.
+            # The same snapshot failing twice is a real error (an fd closed
+            # while still registered): raise it, as the stock loop would.
+            snapshot = (sorted(raw.readers), sorted(raw.writers))
+            if snapshot == self._failed:
+                raise raw.error
+            self._failed = snapshot
+            return []
+        self._failed = None
         r, w, x = raw
         readable = set(r)
         writable = set(w)
