@@ -333,7 +333,8 @@ def start_guest_run(
     run: GuestRun | None = None
     engine: Engine | None = None
     try:
-        loop = as_guest_loop((loop_factory or default_loop_factory)())
+        loop = (loop_factory or default_loop_factory)()
+        loop = as_guest_loop(loop)  # a TypeError here still closes the loop below
         if debug is not None:
             loop.set_debug(debug)
         run = GuestRun(loop, done_callback, host_uses_signal_set_wakeup_fd)

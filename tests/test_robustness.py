@@ -1,0 +1,457 @@
+"""Failures anywhere end the run cleanly: internal errors, abandoned runs, stop(), KI/SystemExit."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import queue
+import selectors
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import outcome
+import pytest
+
+import asyncio_guest
+
+from .conftest import open_fds, settle_threads
+from .hosts import LONG, QueueHost, wait_long
+
+# --------------------------------------------------------------- internal errors
+
+
+class _SelectorFailingInBackend(selectors.SelectSelector):
+    """A selector whose blocking ``select()`` fails outside the host thread.
+
+    A subclass of a stdlib selector goes through the generic strategy, where the
+    backend thread calls ``selector.select(timeout)`` itself.
+    """
+
+    def __init__(self, host_thread: threading.Thread, fail_after: int = 0) -> None:
+        super().__init__()
+        self.host_thread = host_thread
+        self.fail_after = fail_after
+        self.backend_calls = 0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if threading.current_thread() is not self.host_thread:
+            self.backend_calls += 1
+            if self.backend_calls > self.fail_after:
+                raise OSError("backend select failed (test)")
+        return super().select(timeout)
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__
+    return chain
+
+
+def _no_pending_task_destroyed(caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(3):
+        gc.collect()
+    messages = [r.getMessage() for r in caplog.records]
+    bad = [m for m in messages if "destroyed but it is pending" in m]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("fail_after", [0, 3])
+def test_backend_wait_raising_reaches_done_callback(
+    host: QueueHost, fail_after: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    threads = set(threading.enumerate())
+    record: list[str] = []
+
+    async def main() -> None:
+        try:
+            for _ in range(fail_after + 1):
+                await asyncio.sleep(0.001)  # each sleep is one backend wait
+            await asyncio.sleep(LONG)
+        finally:
+            record.append("main finally")
+
+    out = host.guest_run(
+        main,
+        loop_factory=lambda: asyncio.SelectorEventLoop(
+            _SelectorFailingInBackend(threading.current_thread(), fail_after)
+        ),
+    )
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, asyncio_guest.InternalError)
+    chain = _cause_chain(out.error)
+    assert any(isinstance(e, OSError) and "backend select failed" in str(e) for e in chain), chain
+    assert record == ["main finally"]  # the loop was still shut down
+    assert not settle_threads(threads)
+    _no_pending_task_destroyed(caplog)
+
+
+@pytest.mark.parametrize("fail_on_call", [2, 5])
+def test_host_primitive_raising_reaches_done_callback(
+    host: QueueHost, fail_on_call: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    threads = set(threading.enumerate())
+    calls = 0
+    record: list[str] = []
+
+    def flaky_not_threadsafe(fn: Callable[[], object]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == fail_on_call:
+            raise RuntimeError("host primitive failed (test)")
+        host.run_sync_soon_not_threadsafe(fn)
+
+    async def main() -> None:
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0)
+        finally:
+            record.append("main finally")
+
+    out = host.guest_run(main, run_sync_soon_not_threadsafe=flaky_not_threadsafe, tick_budget=1e-9)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, asyncio_guest.InternalError)
+    assert any(
+        isinstance(e, RuntimeError) and "host primitive failed" in str(e)
+        for e in _cause_chain(out.error)
+    )
+    assert calls == fail_on_call  # nothing posted after the failure
+    assert record == ["main finally"]
+    assert not settle_threads(threads)
+    _no_pending_task_destroyed(caplog)
+
+
+def test_host_primitive_raising_on_first_call_raises_from_start(host: QueueHost) -> None:
+    threads = set(threading.enumerate())
+
+    def broken(fn: Callable[[], object]) -> None:
+        raise RuntimeError("host refuses (test)")
+
+    async def main() -> None:
+        pass
+
+    done: list[object] = []
+    with pytest.raises(RuntimeError, match="host refuses"):
+        asyncio_guest.start_guest_run(
+            main,
+            run_sync_soon_threadsafe=broken,
+            run_sync_soon_not_threadsafe=broken,
+            done_callback=done.append,
+        )
+    assert not done
+    assert not settle_threads(threads)
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+
+
+# --------------------------------------------------------------- abandonment
+
+
+def _abandon_a_run() -> None:
+    """Start a busy run, let the host crash and drop its pending callbacks (a tick among them).
+
+    The warning comes when the run's token is garbage-collected, so everything
+    that could keep it alive (frames, tracebacks) must be garbage by then: the
+    run lives and dies inside this function.
+    """
+    host = QueueHost()
+
+    async def main() -> NoReturn:
+        host.in_host(lambda: 1 / 0)
+        while True:
+            await asyncio.sleep(0)
+
+    try:
+        with pytest.raises(ZeroDivisionError):
+            host.guest_run(main)
+    finally:
+        host.queue = queue.SimpleQueue()  # the crashed host forgets what was queued
+
+
+def test_abandoned_run_warns_and_releases_the_thread(caplog: pytest.LogCaptureFixture) -> None:
+    threads = set(threading.enumerate())
+    with pytest.warns(RuntimeWarning, match="abandoned"):
+        _abandon_a_run()
+        for _ in range(4):
+            gc.collect()
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    assert not settle_threads(threads)
+
+
+_ABANDON_SCRIPT = """
+import asyncio, queue, socket, sys, threading
+import asyncio_guest
+
+q = queue.SimpleQueue()
+state = {"stop": False}
+keep = []
+
+async def main():
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    keep.extend((a, b))
+    a.setblocking(False)
+    q.put(lambda: state.update(stop=True))
+    if MODE == "waiting":
+        await loop.sock_recv(a, 1)  # no timeout: the backend blocks for ever
+    else:
+        while True:
+            await asyncio.sleep(0)
+
+asyncio_guest.start_guest_run(
+    main,
+    run_sync_soon_threadsafe=q.put,
+    done_callback=lambda out: print("RESULT", out, flush=True),
+)
+while not state["stop"]:
+    q.get()()
+print("ABANDONED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["waiting", "busy"])
+@pytest.mark.timeout(60)
+def test_abandoned_run_does_not_hang_interpreter_exit(mode: str) -> None:
+    script = f"MODE = {mode!r}\n" + textwrap.dedent(_ABANDON_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=LONG,
+    )
+    assert "ABANDONED" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "RESULT" not in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    # Not silent either: the abandoned run is reported.
+    assert "RuntimeWarning" in proc.stderr and "abandoned" in proc.stderr, proc.stderr
+
+
+# --------------------------------------------------------- stop(), KI, SystemExit
+
+
+def test_loop_stop_inside_run_is_runtime_error(host: QueueHost) -> None:
+    record: list[str] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().stop()
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            record.append("main finally")
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, RuntimeError)
+    assert "stopped before" in str(out.error)
+    assert record == ["main finally"]
+
+
+def test_loop_stop_from_host_callback_is_runtime_error(host: QueueHost) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        host.in_host(loop.stop)  # runs while the backend waits
+        await wait_long(asyncio.sleep(LONG * 2))
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, RuntimeError)
+    assert "stopped before" in str(out.error)
+
+
+def test_loop_stop_after_main_done_keeps_result(host: QueueHost) -> None:
+    async def main() -> str:
+        asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
+        return "value"
+
+    assert host.guest_run(main) == outcome.Value("value")
+
+
+def _raise(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_base_exception_in_guest_callback_ends_run(
+    host: QueueHost, exc_type: type[BaseException]
+) -> None:
+    record: list[str] = []
+    raised = exc_type("from a callback")
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(_raise, raised)
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            await asyncio.sleep(0)  # the loop still runs: shutdown is the normal one
+            record.append("main finally")
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert out.error is raised
+    assert record == ["main finally"]
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_base_exception_in_guest_task_ends_run(
+    host: QueueHost, exc_type: type[BaseException]
+) -> None:
+    record: list[str] = []
+    raised = exc_type("from a task")
+
+    async def bad_task() -> None:
+        await asyncio.sleep(0)
+        raise raised
+
+    async def other() -> None:
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            record.append("other finally")
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        tasks.append(asyncio.create_task(other()))
+        tasks.append(asyncio.create_task(bad_task()))
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            record.append("main finally")
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert out.error is raised
+    assert sorted(record) == ["main finally", "other finally"]
+
+
+def test_keyboard_interrupt_in_main_task_itself(host: QueueHost) -> None:
+    async def main() -> NoReturn:
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, KeyboardInterrupt)
+
+
+def test_exception_in_guest_callback_goes_to_exception_handler(host: QueueHost) -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        loop.set_exception_handler(lambda lp, ctx: seen.append(repr(ctx.get("exception"))))
+        loop.call_soon(_raise, ValueError("ordinary"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return seen
+
+    out = host.guest_run(main)
+    assert out == outcome.Value(["ValueError('ordinary')"])
+
+
+def test_done_callback_sees_closed_loop_and_no_running_loop(host: QueueHost) -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+    seen: list[tuple[bool, bool]] = []
+
+    async def main() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    def done(out: outcome.Outcome[Any]) -> None:
+        try:
+            asyncio.get_running_loop()
+            running = True
+        except RuntimeError:
+            running = False
+        seen.append((running, loops[0].is_closed()))
+
+    asyncio_guest.start_guest_run(
+        main,
+        run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        done_callback=done,
+    )
+    host.run_until(lambda: bool(seen))
+    assert seen == [(False, True)]
+
+
+# ------------------------------------------------------------------- leaks
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self/fd"), reason=f"no /proc/self/fd on {sys.platform}"
+)
+def test_no_thread_or_fd_leaked(host: QueueHost) -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    async def main() -> bytes:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"leak?")
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        await asyncio.to_thread(lambda: None)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+        return data
+
+    for _ in range(2):  # warm-up: lazily created module-level objects
+        host.guest_run(main).unwrap()
+    gc.collect()
+    threads = set(threading.enumerate())
+    fds = open_fds()
+    for _ in range(3):
+        assert host.guest_run(main) == outcome.Value(b"leak?")
+    assert not settle_threads(threads)
+    gc.collect()
+    assert open_fds() == fds
+
+
+def test_no_backend_thread_during_host_callbacks_after_done(host: QueueHost) -> None:
+    """done_callback runs after the backend thread has been joined."""
+    names: list[list[str]] = []
+    threads = set(threading.enumerate())
+
+    async def main() -> None:
+        await asyncio.sleep(0.001)
+
+    def done(out: outcome.Outcome[Any]) -> None:
+        names.append([t.name for t in set(threading.enumerate()) - threads])
+
+    asyncio_guest.start_guest_run(
+        main, run_sync_soon_threadsafe=host.run_sync_soon_threadsafe, done_callback=done
+    )
+    host.run_until(lambda: bool(names))
+    assert names == [[]]
+
+
+def test_normal_run_warns_and_logs_nothing(
+    host: QueueHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0)
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            b.sendall(b"x")
+            await asyncio.get_running_loop().sock_recv(a, 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        host.guest_run(main).unwrap()
+        gc.collect()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

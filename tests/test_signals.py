@@ -1,0 +1,376 @@
+"""Signals: the wakeup fd, Ctrl+C (in-process and to an idle host process), add_signal_handler."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+from collections.abc import Iterator
+
+import outcome
+import pytest
+
+from .hosts import LONG, QueueHost, wait_long
+
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32", reason="POSIX signals (SIGINT delivery, SIGUSR1) on win32 differ"
+)
+
+
+def _current_wakeup_fd() -> int:
+    fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(fd)
+    return fd
+
+
+@pytest.fixture
+def host_wakeup_sock() -> Iterator[socket.socket]:
+    """A socket the test installs as the host's own signal wakeup fd."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.setblocking(False)
+        yield a
+
+
+def _main_reporting_wakeup_fd() -> object:
+    async def main() -> int:
+        await asyncio.sleep(0)
+        return _current_wakeup_fd()
+
+    return main
+
+
+def test_main_thread_assumption() -> None:
+    assert threading.current_thread() is threading.main_thread()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_wakeup_fd_set_during_run_and_restored(host: QueueHost) -> None:
+    assert _current_wakeup_fd() == -1
+    inside = host.guest_run(_main_reporting_wakeup_fd()).unwrap()
+    assert inside != -1  # Ctrl+C needs it to wake the backend while the host sleeps
+    assert _current_wakeup_fd() == -1
+
+
+def test_host_uses_wakeup_fd_leaves_it_alone(
+    host: QueueHost, host_wakeup_sock: socket.socket
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # No fd installed by the host: still never touched.
+        out = host.guest_run(_main_reporting_wakeup_fd(), host_uses_signal_set_wakeup_fd=True)
+        assert out == outcome.Value(-1)
+        assert _current_wakeup_fd() == -1
+
+        fd = host_wakeup_sock.fileno()
+        signal.set_wakeup_fd(fd)
+        try:
+            out = host.guest_run(_main_reporting_wakeup_fd(), host_uses_signal_set_wakeup_fd=True)
+            assert out == outcome.Value(fd)
+            assert _current_wakeup_fd() == fd
+        finally:
+            assert signal.set_wakeup_fd(-1) == fd
+
+
+def test_preexisting_wakeup_fd_warns_and_is_restored(
+    host: QueueHost, host_wakeup_sock: socket.socket
+) -> None:
+    fd = host_wakeup_sock.fileno()
+    signal.set_wakeup_fd(fd)
+    try:
+        with pytest.warns(RuntimeWarning, match="collided"):
+            inside = host.guest_run(
+                _main_reporting_wakeup_fd(), host_uses_signal_set_wakeup_fd=False
+            ).unwrap()
+        assert inside not in (-1, fd)
+        assert _current_wakeup_fd() == fd
+    finally:
+        assert signal.set_wakeup_fd(-1) == fd
+
+
+def test_no_warning_without_preexisting_wakeup_fd(host: QueueHost) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert host.guest_run(_main_reporting_wakeup_fd()).unwrap() != -1
+
+
+def test_custom_sigint_handler_is_left_alone(host: QueueHost) -> None:
+    """A host with its own SIGINT handler keeps it; then the wakeup fd is not taken either."""
+
+    def handler(signum: int, frame: object) -> None:
+        pass
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+
+        async def main() -> tuple[object, int]:
+            return signal.getsignal(signal.SIGINT), _current_wakeup_fd()
+
+        seen_handler, seen_fd = host.guest_run(main).unwrap()
+        assert seen_handler is handler
+        assert seen_fd == -1
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+# ------------------------------------------------------------------ Ctrl+C
+
+
+def test_sigint_in_guest_code_cancels_main_with_keyboard_interrupt(host: QueueHost) -> None:
+    record: list[str] = []
+
+    async def main() -> None:
+        signal.raise_signal(signal.SIGINT)  # first Ctrl+C: main is cancelled, not interrupted
+        record.append("still running after the signal")
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            record.append("main finally")
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, KeyboardInterrupt)
+    assert record == ["still running after the signal", "main finally"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigint_in_host_code_while_guest_waits(host: QueueHost) -> None:
+    async def main() -> None:
+        host.in_host(lambda: signal.raise_signal(signal.SIGINT))
+        await wait_long(asyncio.sleep(LONG * 2))
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, KeyboardInterrupt)
+
+
+def test_sigint_with_main_catching_cancel_returns_value(host: QueueHost) -> None:
+    """asyncio.run semantics: a main task that swallows the cancellation returns normally."""
+
+    async def main() -> str:
+        host.in_host(lambda: signal.raise_signal(signal.SIGINT))
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            return "graceful"
+        return "not interrupted"
+
+    assert host.guest_run(main) == outcome.Value("graceful")
+
+
+def test_second_sigint_raises_where_it_lands(host: QueueHost) -> None:
+    """Main ignores the first Ctrl+C; the second one raises KeyboardInterrupt at once."""
+    record: list[str] = []
+
+    async def main() -> None:
+        for _ in range(2):
+            try:
+                await asyncio.sleep(0)
+                signal.raise_signal(signal.SIGINT)
+                await asyncio.sleep(LONG)
+            except asyncio.CancelledError:
+                record.append("cancelled")
+                task = asyncio.current_task()
+                assert task is not None
+                if sys.version_info >= (3, 11):
+                    task.uncancel()
+            except KeyboardInterrupt:
+                record.append("interrupted")
+                raise
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, KeyboardInterrupt)
+    assert record == ["cancelled", "interrupted"]
+
+
+_SIGINT_CHILD = """
+import asyncio, os, selectors, signal, socket, sys, threading
+import asyncio_guest
+
+HOST = sys.argv[1]
+MODE = sys.argv[2]
+
+
+class SelectorsHost:
+    # A host whose idle wait is a selector call (C code), woken by a socketpair.
+    def __init__(self):
+        self.queue = []
+        self.lock = threading.Lock()
+        self.r, self.w = socket.socketpair()
+        self.r.setblocking(False)
+        self.w.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.r, selectors.EVENT_READ)
+        self.stopped = False
+
+    def run_sync_soon_threadsafe(self, fn):
+        with self.lock:
+            self.queue.append(fn)
+        try:
+            self.w.send(b"x")
+        except BlockingIOError:
+            pass
+
+    def run(self):
+        while not self.stopped:
+            with self.lock:
+                batch, self.queue = self.queue, []
+            for fn in batch:
+                fn()
+            if not batch and not self.stopped:
+                self.sel.select()
+                try:
+                    self.r.recv(4096)
+                except BlockingIOError:
+                    pass
+
+    def stop(self):
+        self.stopped = True
+
+
+class EventHost:
+    # A host that sleeps in threading.Event.wait() (a lock acquire in C).
+    def __init__(self):
+        self.queue = []
+        self.lock = threading.Lock()
+        self.event = threading.Event()
+        self.stopped = False
+
+    def run_sync_soon_threadsafe(self, fn):
+        with self.lock:
+            self.queue.append(fn)
+        self.event.set()
+
+    def run(self):
+        while not self.stopped:
+            self.event.wait()
+            self.event.clear()
+            with self.lock:
+                batch, self.queue = self.queue, []
+            for fn in batch:
+                fn()
+
+    def stop(self):
+        self.stopped = True
+
+
+if HOST == "reference":
+    host = asyncio_guest.ReferenceHost()
+elif HOST == "selectors":
+    host = SelectorsHost()
+else:
+    host = EventHost()
+
+
+async def main():
+    print("READY", flush=True)
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        print("CANCELLED", flush=True)
+        if MODE == "graceful":
+            return "graceful"
+        raise
+    return "slept"
+
+
+def done(out):
+    print("RESULT", repr(out), flush=True)
+    host.stop()
+
+
+asyncio_guest.start_guest_run(
+    main,
+    run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+    done_callback=done,
+)
+host.run()
+ok = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+print("SIGINT RESTORED" if ok else "SIGINT NOT RESTORED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("host_kind", ["reference", "selectors", "event"])
+@pytest.mark.parametrize("mode", ["raise", "graceful"])
+@pytest.mark.timeout(60)
+def test_sigint_to_idle_host_process(host_kind: str, mode: str) -> None:
+    """Ctrl+C sent to a process whose host loop sleeps in C code ends the guest run."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_SIGINT_CHILD), host_kind, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "READY", (line, proc.stderr.read() if proc.stderr else "")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=LONG)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "CANCELLED" in out, (out, err)
+    if mode == "graceful":
+        assert "RESULT Value('graceful')" in out, (out, err)
+    else:
+        assert "RESULT Error(KeyboardInterrupt())" in out, (out, err)
+    assert "SIGINT RESTORED" in out, (out, err)
+    assert proc.returncode == 0, (out, err)
+
+
+# ------------------------------------------------------- add_signal_handler
+
+
+def test_add_signal_handler_in_guest(host: QueueHost) -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        got = asyncio.Event()
+        loop.add_signal_handler(signal.SIGUSR1, got.set)
+        try:
+            host.in_host(lambda: os.kill(os.getpid(), signal.SIGUSR1))
+            await wait_long(got.wait())
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+        # Removing the last handler must not drop the run's own wakeup fd.
+        return "signalled" if _current_wakeup_fd() != -1 else "wakeup fd lost"
+
+    assert host.guest_run(main) == outcome.Value("signalled")
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+def test_add_signal_handler_when_host_owns_wakeup_fd(
+    host: QueueHost, host_wakeup_sock: socket.socket
+) -> None:
+    fd = host_wakeup_sock.fileno()
+    signal.set_wakeup_fd(fd)
+    try:
+
+        async def main() -> tuple[int, int]:
+            loop = asyncio.get_running_loop()
+            got = asyncio.Event()
+            loop.add_signal_handler(signal.SIGUSR1, got.set)
+            try:
+                during = _current_wakeup_fd()
+                host.in_host(lambda: os.kill(os.getpid(), signal.SIGUSR1))
+                await wait_long(got.wait())
+            finally:
+                loop.remove_signal_handler(signal.SIGUSR1)
+            return during, _current_wakeup_fd()
+
+        out = host.guest_run(main, host_uses_signal_set_wakeup_fd=True)
+        assert out == outcome.Value((fd, fd))
+        assert _current_wakeup_fd() == fd
+    finally:
+        assert signal.set_wakeup_fd(-1) == fd
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
