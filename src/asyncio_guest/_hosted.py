@@ -90,6 +90,7 @@ def run_forever_hosted(loop: GuestLoopMixin) -> None:
             raise owner.error
     finally:
         loop._guest_detach()
+        host.close()
         aloop._stopping = False
         aloop._thread_id = None
         events._set_running_loop(None)

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
+import select
+import socket
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -35,6 +40,81 @@ class HostTimer:
         self.cancelled = True
 
 
+class _Waker:
+    """The host's sleep and its wake-up: a pipe (a socket pair on Windows).
+
+    Why not a ``threading.Lock`` used as a semaphore: ``Lock.release()`` wakes the
+    sleeping host while the poster still holds the GIL, so the host wakes, finds
+    the GIL taken, sleeps again on the GIL and needs a second wake-up when the
+    poster lets go (measured: +7 µs per ``call_soon_threadsafe``, and it grows with
+    whatever the poster does next). ``os.write``/``send`` is a system call made
+    with the GIL released, so the woken host takes the GIL at once, as asyncio's
+    own self-pipe does.
+    """
+
+    def __init__(self) -> None:
+        self._read: Callable[[], bytes]
+        self._write: Callable[[], object]
+        if sys.platform == "win32":
+            rsock, wsock = socket.socketpair()
+            rsock.setblocking(False)
+            wsock.setblocking(False)
+            self._rfd = rsock.fileno()
+            self._read = lambda: rsock.recv(4096)
+            self._write = lambda: wsock.send(b"\0")
+            self._finalizer = weakref.finalize(self, _close_socks, rsock, wsock)
+        else:
+            rfd, wfd = os.pipe()
+            os.set_blocking(rfd, False)
+            os.set_blocking(wfd, False)
+            self._rfd = rfd
+            self._read = lambda: os.read(rfd, 4096)
+            self._write = lambda: os.write(wfd, b"\0")
+            self._finalizer = weakref.finalize(self, _close_fds, rfd, wfd)
+        # select() takes a timeout in microseconds, poll() in milliseconds (a host
+        # timer would fire up to 1 ms late); poll() only for fds select() can't take.
+        self._poll = None
+        if sys.platform != "win32" and self._rfd >= 1024:  # FD_SETSIZE on Linux and BSDs
+            self._poll = select.poll()
+            self._poll.register(self._rfd, select.POLLIN)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def wake(self) -> None:
+        """Any thread."""
+        try:
+            self._write()
+        except (BlockingIOError, InterruptedError):
+            pass  # the pipe is full: the host has wake-ups pending anyway
+
+    def sleep(self, timeout: float | None) -> None:
+        """Host thread: block until ``wake()`` or ``timeout``; consume the wake-ups."""
+        if self._poll is not None:
+            ms = None if timeout is None else max(0, int(timeout * 1e3 + 0.999))
+            ready = bool(self._poll.poll(ms))
+        else:
+            ready = bool(select.select([self._rfd], [], [], timeout)[0])
+        if ready:
+            # One read: a poster writes at most one byte per sleep, so this drains
+            # the pipe without the exception a second, empty read would raise on
+            # the latency path. Any byte left makes the next sleep return at once.
+            try:
+                self._read()
+            except (BlockingIOError, InterruptedError):
+                pass
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _close_socks(*socks: socket.socket) -> None:
+    for sock in socks:
+        sock.close()
+
+
 class ReferenceHost:
     """Callback queue + timers + idle sleep, run by ``run()`` until ``stop()``."""
 
@@ -43,12 +123,10 @@ class ReferenceHost:
         self._timers: list[tuple[float, int, HostTimer]] = []
         self._seq = itertools.count()
         self._stopped = False
-        # Sleep/wake hand-shake (see ``_sleep``): ``_sem`` is a binary
-        # semaphore that is normally locked; a poster releases it at most once
-        # per sleep, guarded by ``_mutex``.
+        # Sleep/wake hand-shake (see ``_sleep``): a poster wakes ``_waker`` at
+        # most once per sleep, guarded by ``_mutex``.
         self._mutex = threading.Lock()
-        self._sem = threading.Lock()
-        self._sem.acquire()
+        self._waker = _Waker()
         self._sleeping = False
         self._woken = False
         self.thread_id: int | None = None
@@ -62,9 +140,10 @@ class ReferenceHost:
         # then reads the queue. One of us sees the other's write.
         if self._sleeping:
             with self._mutex:
-                if self._sleeping and not self._woken:
-                    self._woken = True
-                    self._sem.release()
+                if not self._sleeping or self._woken:
+                    return
+                self._woken = True
+            self._waker.wake()  # outside the mutex: the host takes it when it wakes
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
         """Host thread only: the same without the wake-up check."""
@@ -79,6 +158,10 @@ class ReferenceHost:
     def stop(self) -> None:
         """Host thread: make ``run()`` return after the current callback."""
         self._stopped = True
+
+    def close(self) -> None:
+        """Release the wake-up pipe now (otherwise it is closed when collected)."""
+        self._waker.close()
 
     # --------------------------------------------------------------- loop
 
@@ -122,14 +205,10 @@ class ReferenceHost:
 
     def _sleep(self, timeout: float | None) -> None:
         self._sleeping = True
-        got = False
         if not self._queue:
-            got = self._sem.acquire(True, -1 if timeout is None else timeout)
+            self._waker.sleep(timeout)
         with self._mutex:
             self._sleeping = False
-            if self._woken:
-                self._woken = False
-                if not got:
-                    # A poster released after our timeout (or we never slept):
-                    # take that release so the semaphore is locked again.
-                    self._sem.acquire()
+            # A wake-up sent after we stopped waiting stays in the pipe; the next
+            # sleep returns at once and consumes it (one spurious round, harmless).
+            self._woken = False

@@ -64,6 +64,8 @@ def run(
         raise
     finally:
         del task
+        if host is None:
+            the_host.close()
     if not result:
         raise RuntimeError("the host loop was stopped before the guest run finished")
     return result[0].unwrap()

@@ -1,0 +1,91 @@
+"""Latency and idle benchmarks: ``threadsafe``, ``idle`` and ``timers``."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import threading
+import time
+
+from harness import Ctx, Metrics, percentile
+
+_THREADSAFE_WARMUP = 200
+_THREADSAFE_GAP = 0.0002  # s the worker sleeps between calls, so the loop is asleep
+
+
+async def threadsafe(ctx: Ctx) -> Metrics:
+    """A worker thread calls ``loop.call_soon_threadsafe(cb, t0)`` one call at a time
+    (it waits for ``cb`` to run before sleeping briefly and sending the next), so
+    every call finds the loop asleep and has to wake it. Latency = perf_counter()
+    in ``cb`` on the loop thread minus perf_counter() just before the call."""
+    loop = asyncio.get_running_loop()
+    n = ctx.sizes.threadsafe_n
+    total = _THREADSAFE_WARMUP + n
+    latencies: list[float] = []
+    ran = threading.Event()
+    loop_thread = threading.get_ident()
+    wrong_thread: list[int] = []
+
+    def cb(t0: float) -> None:
+        latencies.append(time.perf_counter() - t0)
+        if threading.get_ident() != loop_thread:
+            wrong_thread.append(threading.get_ident())
+        ran.set()
+
+    done: asyncio.Future[None] = loop.create_future()
+
+    def worker() -> None:
+        ctx.pin_helper()
+        sleep, perf = time.sleep, time.perf_counter
+        for _ in range(total):
+            sleep(_THREADSAFE_GAP)
+            ran.clear()
+            loop.call_soon_threadsafe(cb, perf())
+            if not ran.wait(10):
+                break
+        loop.call_soon_threadsafe(done.set_result, None)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    await done
+    thread.join()
+    if wrong_thread or len(latencies) != total:
+        raise RuntimeError("threadsafe: callback missing or on the wrong thread")
+    timed = latencies[_THREADSAFE_WARMUP:]
+    return {
+        "median": statistics.median(timed),
+        "p10": percentile(timed, 10),  # the path's own cost, least touched by noise
+        "p90": percentile(timed, 90),
+    }
+
+
+async def idle(ctx: Ctx) -> Metrics:
+    """``await asyncio.sleep(T)`` with nothing else to do: CPU seconds of the whole
+    process (all threads) during it, scaled to 3 s, plus context switches (wakeups)."""
+    seconds = ctx.sizes.idle_seconds
+    await asyncio.sleep(0.05)  # let start-up settle
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    c0 = time.process_time()
+    await asyncio.sleep(seconds)
+    c1 = time.process_time()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    switches = (ru1.ru_nvcsw - ru0.ru_nvcsw) + (ru1.ru_nivcsw - ru0.ru_nivcsw)
+    scale = 3.0 / seconds
+    return {"cpu": (c1 - c0) * scale, "wakeups": switches * scale}
+
+
+_TIMER_DELAY = 0.002
+_TIMERS_WARMUP = 20
+
+
+async def timers(ctx: Ctx) -> Metrics:
+    """Sequential ``await asyncio.sleep(0.002)``: overshoot = elapsed - 2 ms."""
+    perf, sleep = time.perf_counter, asyncio.sleep
+    over: list[float] = []
+    for _ in range(_TIMERS_WARMUP + ctx.sizes.timers_n):
+        t0 = perf()
+        await sleep(_TIMER_DELAY)
+        over.append(perf() - t0 - _TIMER_DELAY)
+    timed = over[_TIMERS_WARMUP:]
+    return {"median": statistics.median(timed), "p99": percentile(timed, 99)}

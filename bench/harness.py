@@ -1,0 +1,102 @@
+"""Runs one benchmark coroutine under plain asyncio or under asyncio-guest.
+
+Everything a workload needs to be mode-agnostic lives in ``Ctx``; the only
+mode-specific operation is ``host_call_later`` (the *host's* timer: the
+reference host's own timer in guest mode, ``loop.call_later`` in plain mode,
+which is what a plain asyncio application would use for the same job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from spec import Sizes
+
+Metrics = dict[str, float]
+Workload = Callable[["Ctx"], Coroutine[Any, Any, Metrics]]
+
+
+@dataclass
+class Ctx:
+    mode: str
+    sizes: Sizes
+    seed: int
+    affinity: str = "none"
+    host: Any = None  # asyncio_guest.ReferenceHost in guest mode
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, goes to --json
+    helper_cpu: int | None = None  # set by apply_affinity("split")
+
+    def pin_helper(self, pid: int = 0) -> None:
+        """Move a helper (a process id, or 0 = the calling thread) to the helper CPU."""
+        if self.helper_cpu is not None:
+            os.sched_setaffinity(pid, {self.helper_cpu})
+
+    def host_call_later(self, delay: float, fn: Callable[[], object]) -> float:
+        """Arm a host timer ``delay`` s from now; return its due time (time.monotonic)."""
+        if self.host is not None:
+            timer = self.host.call_later(delay, fn)
+            return float(timer.when)
+        handle = asyncio.get_running_loop().call_later(delay, fn)
+        return handle.when()  # loop.time() is time.monotonic() on every stdlib loop
+
+
+def warm_allocator(total: int = 8 << 20, chunk: int = 256 << 10) -> None:
+    """Allocate and free a few MB in 256 KiB chunks before timing anything.
+
+    glibc serves >= 128 KiB blocks with mmap until a freed mmapped block raises
+    its dynamic threshold; until then every 256 KiB asyncio read buffer costs an
+    mmap/munmap pair, which makes echo-style figures swing by ~2x depending on
+    what else the process happened to allocate (see shared/toolkits.md).
+    """
+    blocks = [bytearray(chunk) for _ in range(total // chunk)]
+    del blocks
+    blocks = [bytearray(chunk) for _ in range(total // chunk)]
+    del blocks
+
+
+def apply_affinity(ctx: Ctx) -> None:
+    """Pin the calling (main) thread per ``ctx.affinity``; threads and processes it
+    starts later inherit that CPU unless moved with ``ctx.pin_helper``.
+
+    Linux only; elsewhere, or with a single CPU available, this does nothing.
+    """
+    if ctx.affinity == "none" or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    os.sched_setaffinity(0, {cpus[0]})
+    if ctx.affinity == "split":
+        ctx.helper_cpu = cpus[1]
+    ctx.extra["cpus"] = {"loop": cpus[0], "helper": ctx.helper_cpu}
+
+
+def run_in_mode(ctx: Ctx, workload: Workload) -> Metrics:
+    """Run ``workload(ctx)`` to completion in a fresh loop of ``ctx.mode``."""
+    if ctx.mode == "plain":
+        return asyncio.run(workload(ctx))
+    if ctx.mode == "guest":
+        import asyncio_guest
+
+        ctx.host = asyncio_guest.ReferenceHost()
+        result: Metrics = asyncio_guest.run(workload, ctx, host=ctx.host)
+        return result
+    raise ValueError(f"unknown mode {ctx.mode!r}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile, ``q`` in [0, 100]."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def now() -> float:
+    return time.perf_counter()

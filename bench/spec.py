@@ -1,0 +1,146 @@
+"""What each benchmark reports and the bar it is held to (no heavy imports).
+
+Shared by the parent (``run.py``, which builds the table) and the children
+(``child.py``, which pick the workload size from ``Sizes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+BarKind = Literal["ratio_min", "ratio_max", "guest_max", "info"]
+Affinity = Literal["none", "one", "split"]
+AFFINITIES: tuple[str, ...] = ("none", "one", "split")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """A pass/fail rule for one metric.
+
+    * ``ratio_min``: guest/plain must be at least ``value`` (throughput);
+    * ``ratio_max``: guest/plain must be at most ``value`` (latency);
+    * ``guest_max``: the guest's own figure must be at most ``value`` (absolute);
+    * ``info``: reported only.
+    """
+
+    kind: BarKind
+    value: float = 0.0
+
+    def describe(self, unit: str, scale: float) -> str:
+        if self.kind == "ratio_min":
+            return f">= {self.value:.2f}x"
+        if self.kind == "ratio_max":
+            return f"<= {self.value:.2f}x"
+        if self.kind == "guest_max":
+            return f"guest <= {self.value * scale:g} {unit}"
+        return "(info)"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure a benchmark child returns under ``key``."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    bar: Bar
+    scale: float = 1.0  # display value = raw value * scale
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    module: str  # module in bench/ that defines ``async def <name>(ctx)``
+    metrics: tuple[Metric, ...]
+    what: str
+    # CPU placement (see harness.apply_affinity): "none" lets the OS decide;
+    # "one" pins the whole child to one CPU; "split" pins the loop (and the
+    # guest's backend thread) to one CPU and the helper (echo peer, worker
+    # thread) to another.
+    affinity: Affinity = "none"
+
+
+INFO = Bar("info")
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "spin", "bm_cpu",
+        (Metric("rate", "sleep(0) iterations/s", "it/s", True, Bar("ratio_min", 1.0)),),
+        "one task awaiting asyncio.sleep(0) in a loop",
+    ),
+    Benchmark(
+        "echo", "bm_net",
+        (Metric("rate", "round trips/s", "rt/s", True, Bar("ratio_min", 0.95)),),
+        "64-byte TCP ping-pong, client and server in the same loop",
+    ),
+    Benchmark(
+        "echo_ext", "bm_net",
+        (Metric("rate", "round trips/s", "rt/s", True, Bar("ratio_min", 0.8)),),
+        "64-byte TCP ping-pong against a blocking echo server in another process",
+        affinity="split",
+    ),
+    Benchmark(
+        "stream", "bm_net",
+        (Metric("rate", "MB/s", "MB/s", True, Bar("ratio_min", 0.95)),),
+        "bulk loopback transfer through streams, both ends in the loop",
+    ),
+    Benchmark(
+        "threadsafe", "bm_latency",
+        (
+            Metric("median", "median latency", "us", False, Bar("ratio_max", 1.15), 1e6),
+            Metric("p10", "p10 latency", "us", False, INFO, 1e6),
+            Metric("p90", "p90 latency", "us", False, INFO, 1e6),
+        ),
+        "worker thread -> call_soon_threadsafe -> callback on the loop thread",
+    ),
+    Benchmark(
+        "idle", "bm_latency",
+        (
+            Metric("cpu", "CPU s per 3 s idle", "s", False, Bar("guest_max", 0.002)),
+            Metric("wakeups", "ctx switches per 3 s", "", False, INFO),
+        ),
+        "process CPU time while the only task sleeps",
+    ),
+    Benchmark(
+        "timers", "bm_latency",
+        (
+            Metric("median", "sleep(2ms) overshoot median", "us", False, INFO, 1e6),
+            Metric("p99", "sleep(2ms) overshoot p99", "us", False, INFO, 1e6),
+        ),
+        "how late asyncio.sleep(0.002) returns",
+    ),
+    Benchmark(
+        "responsive", "bm_responsive",
+        (
+            Metric("median", "host timer lateness median", "ms", False,
+                   Bar("guest_max", 0.001), 1e3),
+            Metric("max", "host timer lateness max, unpreempted", "ms", False,
+                   Bar("guest_max", 0.002), 1e3),
+            Metric("max_raw", "host timer lateness max, all", "ms", False, INFO, 1e3),
+            Metric("preempted", "timer periods that lost the CPU", "%", False, INFO, 100),
+        ),
+        "lateness of the host's own timer while 200 tasks keep asyncio busy",
+    ),
+)
+
+BY_NAME: dict[str, Benchmark] = {b.name: b for b in BENCHMARKS}
+MODES: tuple[str, str] = ("plain", "guest")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Workload sizes; ``quick`` shrinks everything so a run takes under a minute."""
+
+    duration: float  # seconds of timed work for rate benchmarks
+    threadsafe_n: int
+    idle_seconds: float
+    timers_n: int
+    responsive_seconds: float
+
+    @staticmethod
+    def for_run(quick: bool) -> Sizes:
+        if quick:
+            return Sizes(0.3, 600, 1.0, 150, 1.0)
+        return Sizes(1.0, 2500, 3.0, 400, 2.5)
