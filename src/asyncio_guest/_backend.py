@@ -365,6 +365,7 @@ class Engine:
             self._deadline = -math.inf
         loop = self._loop
         stopped = False
+        escaped: BaseException | None = None
         self._in_tick = True
         loop._guest_enter_tick()
         try:
@@ -374,23 +375,41 @@ class Engine:
                     raw = result.unwrap()
                 except BaseException as exc:
                     raise InternalError("the backend thread's I/O wait failed") from exc
+                finally:
+                    del result
             stopped = loop._guest_run(raw, owns_poll, time.monotonic() + self._budget)
         except BaseException as exc:
-            self._in_tick = False
-            loop._guest_leave_tick()
-            if exc is loop._guest_escaped:
-                loop._guest_escaped = None
-                self._owner.on_callback_raised(exc)
-            else:
-                self._fatal(exc)
-                return
-        else:
-            self._in_tick = False
-            loop._guest_leave_tick()
+            escaped = exc
         finally:
-            del result
+            self._in_tick = False
+            loop._guest_leave_tick()
+        if escaped is not None:
+            # What a callback let out ends the run the way run_forever would; so
+            # does Ctrl+C's KeyboardInterrupt wherever it hit. Anything else is ours.
+            if escaped is loop._guest_escaped or isinstance(
+                escaped, (KeyboardInterrupt, SystemExit)
+            ):
+                loop._guest_escaped = None
+                try:
+                    self._owner.on_callback_raised(escaped)
+                except BaseException as exc:
+                    self._fatal(exc)
+                    return
+            else:
+                self._fatal(escaped)
+                return
+            del escaped
         try:
             self._after_tick(tok, stopped)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Ctrl+C (a signal handler raising) in the middle of the decision:
+            # end the run with it, then decide again so that something is in
+            # flight (a posted tick or a backend wait) to carry the shutdown.
+            try:
+                self._owner.on_callback_raised(exc)
+                self._after_tick(tok, False)
+            except BaseException as exc2:
+                self._fatal(exc2)
         except BaseException as exc:
             self._fatal(exc)
 
