@@ -303,6 +303,10 @@ class Engine:
         tick only runs ready callbacks while the backend keeps its wait.
         """
         ch = self._ch
+        if ch.posted:
+            # Unlocked fast path: a True read means the posted tick has not yet
+            # started (it clears ``posted`` first), so it will see our work.
+            return
         with ch.lock:
             if ch.posted or self._finished:
                 return

@@ -73,6 +73,7 @@ class _Waker:
             self._finalizer = weakref.finalize(self, _close_fds, rfd, wfd)
         # select() takes a timeout in microseconds, poll() in milliseconds (a host
         # timer would fire up to 1 ms late); poll() only for fds select() can't take.
+        self._pending = False  # bytes may be in the pipe (drained before the next sleep)
         self._poll = None
         if sys.platform != "win32" and self._rfd >= 1024:  # FD_SETSIZE on Linux and BSDs
             self._poll = select.poll()
@@ -88,21 +89,28 @@ class _Waker:
         except (BlockingIOError, InterruptedError):
             pass  # the pipe is full: the host has wake-ups pending anyway
 
-    def sleep(self, timeout: float | None) -> None:
-        """Host thread: block until ``wake()`` or ``timeout``; consume the wake-ups."""
+    def wait(self, timeout: float | None) -> None:
+        """Host thread: block until a byte is in the pipe or ``timeout`` passes."""
         if self._poll is not None:
             ms = None if timeout is None else max(0, int(timeout * 1e3 + 0.999))
-            ready = bool(self._poll.poll(ms))
+            self._pending = bool(self._poll.poll(ms))
         else:
-            ready = bool(select.select([self._rfd], [], [], timeout)[0])
-        if ready:
-            # One read: a poster writes at most one byte per sleep, so this drains
-            # the pipe without the exception a second, empty read would raise on
-            # the latency path. Any byte left makes the next sleep return at once.
-            try:
-                self._read()
-            except (BlockingIOError, InterruptedError):
+            self._pending = bool(select.select([self._rfd], [], [], timeout)[0])
+
+    def drain(self) -> None:
+        """Host thread: consume the bytes of earlier wake-ups.
+
+        Done before the next wait rather than right after waking, which keeps a
+        read() system call off the wake-up's latency path.
+        """
+        if not self._pending:
+            return
+        self._pending = False
+        try:
+            while len(self._read()) == 4096:
                 pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
 
 def _close_fds(*fds: int) -> None:
@@ -123,9 +131,7 @@ class ReferenceHost:
         self._timers: list[tuple[float, int, HostTimer]] = []
         self._seq = itertools.count()
         self._stopped = False
-        # Sleep/wake hand-shake (see ``_sleep``): a poster wakes ``_waker`` at
-        # most once per sleep, guarded by ``_mutex``.
-        self._mutex = threading.Lock()
+        # Sleep/wake hand-shake, lock-free (see ``run_sync_soon_threadsafe``).
         self._waker = _Waker()
         self._sleeping = False
         self._woken = False
@@ -136,14 +142,16 @@ class ReferenceHost:
     def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
         """Any thread: run ``fn`` on the host thread soon."""
         self._queue.append(fn)
-        # Dekker-style: we append then read _sleeping; the host sets _sleeping
-        # then reads the queue. One of us sees the other's write.
-        if self._sleeping:
-            with self._mutex:
-                if not self._sleeping or self._woken:
-                    return
-                self._woken = True
-            self._waker.wake()  # outside the mutex: the host takes it when it wakes
+        # Order (the GIL makes these steps sequentially consistent): a poster
+        # appends, then reads _sleeping, then _woken. The host drains the pipe,
+        # clears _woken, sets _sleeping, then reads the queue and waits. So
+        # either the host sees the item before waiting, or the poster sees it
+        # asleep and writes (or one who did write after the drain). Races cost
+        # an extra byte (a spurious wake-up), never a missed one; _woken merely
+        # keeps the writes to about one per sleep.
+        if self._sleeping and not self._woken:
+            self._woken = True
+            self._waker.wake()
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
         """Host thread only: the same without the wake-up check."""
@@ -204,11 +212,11 @@ class ReferenceHost:
             self.thread_id = None
 
     def _sleep(self, timeout: float | None) -> None:
+        # The order matters (see run_sync_soon_threadsafe): any byte written
+        # after _woken is cleared arrives after the drain, so it ends the wait.
+        self._waker.drain()
+        self._woken = False
         self._sleeping = True
         if not self._queue:
-            self._waker.sleep(timeout)
-        with self._mutex:
-            self._sleeping = False
-            # A wake-up sent after we stopped waiting stays in the pipe; the next
-            # sleep returns at once and consumes it (one spurious round, harmless).
-            self._woken = False
+            self._waker.wait(timeout)
+        self._sleeping = False
