@@ -286,7 +286,11 @@ class Engine:
     def request_finish(self) -> None:
         """Host thread: end the run at the next point where the backend is parked."""
         self._finish_requested = True
-        if not self._in_tick:
+        if not self._in_tick and self._ch.state is WAITING:
+            # Only a waiting backend needs waking. A parked one (IDLE; this
+            # thread alone moves the state away from IDLE) is finalized by
+            # _after_tick, and a byte written now would stay in the self-pipe
+            # for the loop's next run. RETURNED: a tick is posted already.
             self.host_wake()
 
     def abort(self) -> None:

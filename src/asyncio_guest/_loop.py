@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 from asyncio import base_events
-from asyncio.log import logger as asyncio_logger
 from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -186,6 +185,10 @@ class GuestLoopMixin:
             handle: asyncio.Handle = super().call_soon_threadsafe(  # type: ignore[misc]
                 callback, *args, context=context
             )
+            if handle._source_traceback:  # type: ignore[attr-defined]
+                # The stock method trimmed its own frame; trim this one too, so
+                # the traceback ends at the caller, as on a plain loop.
+                del handle._source_traceback[-1]  # type: ignore[attr-defined]
             return handle
         self._check_closed()
         if self._debug:
@@ -367,6 +370,11 @@ class GuestLoopMixin:
                 raise
             finally:
                 self._guest_batch = n
+                # _run_once's "handle = None  # Needed to break cycles when an
+                # exception occurs": an exception's traceback can reach this
+                # frame through f_back (a failed Task's always does on 3.12+),
+                # so a handle left here keeps that Task alive in a cycle.
+                handle = None
             if self._stopping:
                 return True
             # Next iteration; the common case inline (see _guest_begin). It is
@@ -399,9 +407,13 @@ class GuestLoopMixin:
             handle._run()
             dt = self.time() - t0
             if dt >= self.slow_callback_duration:
-                asyncio_logger.warning("Executing %s took %.3f seconds", _format_handle(handle), dt)
+                # Looked up at call time, as _run_once does (tests patch it).
+                base_events.logger.warning(  # type: ignore[attr-defined]
+                    "Executing %s took %.3f seconds", _format_handle(handle), dt
+                )
         finally:
             self._current_handle = None
+            handle = None  # see _guest_run: tracebacks keep this frame alive
 
     def _guest_has_work(self) -> bool:
         """Host thread: is there something to run without waiting for I/O?"""
