@@ -30,7 +30,10 @@ a byte to the loop's self-pipe, which ends the backend's wait.
 Abandonment: only posted ticks and the backend thread (while it is given a
 wait) hold strong references to the ``_Token``. If the host drops a posted
 tick without running it, the token dies and ``Engine._abandoned`` warns and
-releases the backend thread.
+releases the backend thread. That cannot be seen while guest objects keep the
+host's queue reachable (the running loop is a thread-local root), so a run
+still unfinished at interpreter exit is reported then; the backend thread is a
+daemon only so that such a run cannot hang the exit.
 """
 
 from __future__ import annotations
@@ -257,10 +260,6 @@ class Engine:
         self._finished = False
 
     # ----------------------------------------------------------- lifecycle
-
-    @property
-    def in_tick(self) -> bool:
-        return self._in_tick
 
     @property
     def finished(self) -> bool:

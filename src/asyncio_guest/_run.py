@@ -65,7 +65,7 @@ class GuestRun:
         host_uses_signal_set_wakeup_fd: bool,
     ) -> None:
         self.loop = loop
-        self.aloop: Any = loop
+        self.aloop: Any = loop  # the same loop, for asyncio's private attributes
         self.done_callback = done_callback
         self.host_uses_wakeup_fd = host_uses_signal_set_wakeup_fd
         self.engine: Engine | None = None
@@ -226,10 +226,7 @@ class GuestRun:
 
     def on_fatal(self, exc: BaseException) -> None:
         """The engine is stopped. Shut the loop down synchronously, then report."""
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            result: outcome.Outcome[Any] = outcome.Error(exc)
-        else:
-            result = outcome.Error(exc)
+        result: outcome.Outcome[Any] = outcome.Error(exc)
         try:
             self._emergency_shutdown()
         except BaseException as cleanup_exc:
