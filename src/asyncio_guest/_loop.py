@@ -352,6 +352,12 @@ class GuestLoopMixin:
         assert io is not None
         poll_raw = io.poll_raw if may_poll else None
         decode = io.decode
+        # Every exit stores the batch left (_guest_batch) and drops ``handle``:
+        # _run_once's "handle = None  # Needed to break cycles when an exception
+        # occurs". A failed Task's traceback reaches this frame through f_back
+        # (3.12+), so a handle kept here would keep that Task alive in a cycle.
+        # (No try/finally around the batch: this loop is the hottest code.)
+        handle = None
         while True:
             try:
                 while n:
@@ -364,18 +370,17 @@ class GuestLoopMixin:
                     else:
                         handle._run()
                     if n and clock() >= deadline:
+                        self._guest_batch = n
+                        handle = None
                         return False
             except BaseException as exc:
+                self._guest_batch = n
+                handle = None
                 self._guest_escaped = exc
                 raise
-            finally:
-                self._guest_batch = n
-                # _run_once's "handle = None  # Needed to break cycles when an
-                # exception occurs": an exception's traceback can reach this
-                # frame through f_back (a failed Task's always does on 3.12+),
-                # so a handle left here keeps that Task alive in a cycle.
-                handle = None
             if self._stopping:
+                self._guest_batch = 0
+                handle = None
                 return True
             # Next iteration; the common case inline (see _guest_begin). It is
             # begun even when the budget is spent: its zero-timeout poll is what
@@ -392,13 +397,16 @@ class GuestLoopMixin:
                 if self._scheduled:
                     self._guest_due_timers()
                 n = len(ready)
-                self._guest_batch = n
             else:
                 n = self._guest_begin(None, may_poll)
             if not n and not self._stopping:
+                self._guest_batch = 0
+                handle = None
                 return False
             if clock() >= deadline:
-                return False  # _guest_batch holds n: the next tick runs this batch
+                self._guest_batch = n  # the next tick runs this batch first
+                handle = None
+                return False
 
     def _guest_run_debug(self, handle: Any) -> None:
         try:
