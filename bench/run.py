@@ -29,8 +29,29 @@ CHILD = os.path.join(HERE, "child.py")
 CHILD_TIMEOUT = 120.0
 
 
+# glibc returns the top of the heap to the OS when more than trim_threshold is
+# free there, and serves blocks above mmap_threshold with mmap. Whether asyncio's
+# 256 KiB read buffers land in one of those cases depends on what else happens to
+# be allocated, so bulk-transfer figures flip between two regimes (~0.8 and ~1.8
+# GB/s, plain and guest alike: every page of the transfer faulted, or none).
+# Fixing both thresholds, for both modes, measures the code instead of that luck.
+FIXED_ALLOCATOR = "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=33554432"
+
+
+def child_env(allocator: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if allocator == "fixed":
+        env["GLIBC_TUNABLES"] = FIXED_ALLOCATOR
+    return env
+
+
 def run_child(
-    bench: Benchmark, mode: str, quick: bool, seed: int, affinity: str | None
+    bench: Benchmark,
+    mode: str,
+    quick: bool,
+    seed: int,
+    affinity: str | None,
+    allocator: str = "fixed",
 ) -> tuple[dict[str, float] | None, dict[str, Any], str]:
     """One measurement in a fresh process: (metrics or None, extra, error text)."""
     cmd = [sys.executable, CHILD, bench.name, mode, "--seed", str(seed)]
@@ -40,7 +61,12 @@ def run_child(
         cmd += ["--affinity", affinity]
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT, stdin=subprocess.DEVNULL
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(allocator),
         )
     except subprocess.TimeoutExpired:
         return None, {}, f"timed out after {CHILD_TIMEOUT:.0f} s"
@@ -74,6 +100,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=None, help="rounds per mode (default 5; 3 quick)")
     ap.add_argument("--only", default="", help="comma-separated benchmark names")
     ap.add_argument("--json", metavar="PATH", help="write every sample and the summary here")
+    ap.add_argument(
+        "--allocator", choices=("fixed", "default"), default="fixed",
+        help="fixed (default): pin glibc's mmap/trim thresholds in every child, both modes "
+        "alike; default: leave glibc's dynamic thresholds (bulk figures then flip ~2x)",
+    )
     ap.add_argument(
         "--affinity", choices=AFFINITIES, default=None,
         help="CPU placement for every benchmark (default: each benchmark's own; "
@@ -140,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         for bench in args.selected:
             got: dict[str, dict[str, float] | None] = {}
             for mode in order:
-                metrics, extra, err = run_child(bench, mode, args.quick, rnd, args.affinity)
+                metrics, extra, err = run_child(
+                    bench, mode, args.quick, rnd, args.affinity, args.allocator
+                )
                 got[mode] = metrics
                 raw.append({"round": rnd, "benchmark": bench.name, "mode": mode,
                             "metrics": metrics, "extra": extra, "error": err})
@@ -168,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} rounds in {elapsed:.0f} s; load average "
           f"{env['loadavg_start'][0]:.2f} -> {env['loadavg_end'][0]:.2f}; CPU stalls >1 ms/s "
           f"{env['stalls_per_s_start']:.0f} -> {env['stalls_per_s_end']:.0f}"
-          + (f"; affinity forced: {args.affinity}" if args.affinity else ""))
+          + (f"; affinity forced: {args.affinity}" if args.affinity else "")
+          + f"; allocator: {args.allocator}")
     for e in errors:
         print(f"error: {e}")
     if args.json:

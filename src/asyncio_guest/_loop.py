@@ -378,9 +378,12 @@ class GuestLoopMixin:
                 handle = None
                 self._guest_escaped = exc
                 raise
+            # Also at each batch's end: the last callback's handle may hold
+            # big buffers (a 256 KiB read) that must be freed before the next
+            # poll allocates again, or the allocator falls back to mmap/munmap.
+            handle = None
             if self._stopping:
                 self._guest_batch = 0
-                handle = None
                 return True
             # Next iteration; the common case inline (see _guest_begin). It is
             # begun even when the budget is spent: its zero-timeout poll is what
@@ -401,11 +404,9 @@ class GuestLoopMixin:
                 n = self._guest_begin(None, may_poll)
             if not n and not self._stopping:
                 self._guest_batch = 0
-                handle = None
                 return False
             if clock() >= deadline:
                 self._guest_batch = n  # the next tick runs this batch first
-                handle = None
                 return False
 
     def _guest_run_debug(self, handle: Any) -> None:
