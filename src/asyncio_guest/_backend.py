@@ -299,11 +299,13 @@ class Engine:
 
     # -------------------------------------------------------- wake-ups
 
-    def request_tick(self) -> None:
+    def request_tick(self, from_host: bool = False) -> None:
         """Any thread but a signal handler's: make sure a tick will run soon.
 
         From a worker this is the one-hop path for ``call_soon_threadsafe``: the
         tick only runs ready callbacks while the backend keeps its wait.
+        ``from_host`` says the caller is the host thread (it may use the
+        not-threadsafe primitive).
         """
         ch = self._ch
         if ch.posted:
@@ -318,7 +320,7 @@ class Engine:
         try:
             if tok is None or ch.post_error is not None:
                 raise InternalError("the guest run can no longer reach its host")
-            if threading.get_ident() == self._host_ident:
+            if from_host:
                 self._post_local(tok.tick)
             else:
                 ch.post_threadsafe(tok.tick)

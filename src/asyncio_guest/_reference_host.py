@@ -13,6 +13,7 @@ thread.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -54,6 +55,7 @@ class _Waker:
 
     def __init__(self) -> None:
         self._read: Callable[[], bytes]
+        # A C-level callable: no Python frame before the waking system call.
         self._write: Callable[[], object]
         if sys.platform == "win32":
             rsock, wsock = socket.socketpair()
@@ -61,7 +63,7 @@ class _Waker:
             wsock.setblocking(False)
             self._rfd = rsock.fileno()
             self._read = lambda: rsock.recv(4096)
-            self._write = lambda: wsock.send(b"\0")
+            self._write = functools.partial(wsock.send, b"\0")
             self._finalizer = weakref.finalize(self, _close_socks, rsock, wsock)
         else:
             rfd, wfd = os.pipe()
@@ -69,7 +71,7 @@ class _Waker:
             os.set_blocking(wfd, False)
             self._rfd = rfd
             self._read = lambda: os.read(rfd, 4096)
-            self._write = lambda: os.write(wfd, b"\0")
+            self._write = functools.partial(os.write, wfd, b"\0")
             self._finalizer = weakref.finalize(self, _close_fds, rfd, wfd)
         # select() takes a timeout in microseconds, poll() in milliseconds (a host
         # timer would fire up to 1 ms late); poll() only for fds select() can't take.
@@ -81,13 +83,6 @@ class _Waker:
 
     def close(self) -> None:
         self._finalizer()
-
-    def wake(self) -> None:
-        """Any thread."""
-        try:
-            self._write()
-        except (BlockingIOError, InterruptedError):
-            pass  # the pipe is full: the host has wake-ups pending anyway
 
     def wait(self, timeout: float | None) -> None:
         """Host thread: block until a byte is in the pipe or ``timeout`` passes."""
@@ -133,6 +128,7 @@ class ReferenceHost:
         self._stopped = False
         # Sleep/wake hand-shake, lock-free (see ``run_sync_soon_threadsafe``).
         self._waker = _Waker()
+        self._wake = self._waker._write
         self._sleeping = False
         self._woken = False
         self.thread_id: int | None = None
@@ -151,7 +147,10 @@ class ReferenceHost:
         # keeps the writes to about one per sleep.
         if self._sleeping and not self._woken:
             self._woken = True
-            self._waker.wake()
+            try:
+                self._wake()
+            except (BlockingIOError, InterruptedError):
+                pass  # the pipe is full: the host has wake-ups pending anyway
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
         """Host thread only: the same without the wake-up check."""
