@@ -5,6 +5,8 @@ Public names only; see DESIGN.md for the contract.
 
 from __future__ import annotations
 
+import sys
+
 from ._backend import DEFAULT_TICK_BUDGET, InternalError
 from ._loop import GuestSelectorEventLoop, as_guest_loop
 from ._reference_host import HostTimer, ReferenceHost
@@ -22,5 +24,10 @@ __all__ = [
     "run",
     "start_guest_run",
 ]
+
+if sys.platform == "win32":
+    from ._loop import GuestProactorEventLoop
+
+    __all__ += ["GuestProactorEventLoop"]
 
 __version__ = "0.1.0"

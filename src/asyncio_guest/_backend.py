@@ -333,14 +333,15 @@ class Engine:
         """Host thread, signal-safe (no lock): make a waiting backend return.
 
         Called when host code outside a tick adds work. Stale reads are harmless:
-        if a tick is posted it will see the work; otherwise at most one byte per
-        wait goes to the self-pipe, and a byte written just before the backend
-        starts waiting makes that wait return at once.
+        if a tick is posted it will see the work; otherwise at most one wake-up
+        per wait is sent (a self-pipe byte; an IOCP packet on a proactor loop),
+        and one sent just before the backend starts waiting makes that wait
+        return at once.
         """
         if self._in_tick or self._wake_sent or self._ch.posted or self._finished:
             return
         self._wake_sent = True
-        self._loop._write_to_self()
+        self._loop._guest_wake()
 
     def host_timer_added(self, when: float) -> None:
         """Host thread, outside ticks: a timer earlier than the backend's wait needs a wake."""
@@ -484,7 +485,7 @@ class Engine:
             ch.closing = True
             state = ch.state
         if state is WAITING:
-            self._loop._write_to_self()
+            self._loop._guest_wake()
         else:
             ch.go.release()
         if thread is not threading.current_thread():

@@ -28,12 +28,13 @@ import signal
 import sys
 import threading
 import time
-from asyncio import base_events
+from asyncio import base_events, proactor_events
 from collections.abc import Callable
 from contextvars import Context
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._selector_io import SelectorIO, io_for
+from ._iocp_io import IocpIO
+from ._selector_io import io_for
 
 if TYPE_CHECKING:
     from ._backend import Engine
@@ -42,6 +43,23 @@ _MIN_SCHEDULED = getattr(base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
 _MIN_CANCELLED_FRACTION = getattr(base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5)
 _MAX_TIMEOUT = getattr(base_events, "MAXIMUM_SELECT_TIMEOUT", 24 * 3600)
 _format_handle: Callable[[Any], str] = getattr(base_events, "_format_handle", repr)
+_BaseProactorEventLoop = proactor_events.BaseProactorEventLoop
+
+
+class WaitStrategy(Protocol):
+    """How one loop's I/O wait is split: ``SelectorIO`` and its kin, ``IocpIO``.
+
+    ``blocking_call`` (host) builds the call the backend thread makes; its raw
+    result goes back to the host, which ``decode``s it into what the loop's
+    ``_process_events`` takes. ``poll_raw`` is the host's own zero-timeout poll,
+    only while the backend is parked.
+    """
+
+    kernel_tracks_registrations: bool
+
+    def blocking_call(self, timeout: float | None) -> Callable[[], Any]: ...
+    def decode(self, raw: Any) -> Any: ...
+    def poll_raw(self) -> Any: ...
 
 
 class GuestLoopMixin:
@@ -53,7 +71,8 @@ class GuestLoopMixin:
     """
 
     _guest_engine: Engine | None = None
-    _guest_io: SelectorIO | None = None
+    _guest_io: WaitStrategy | None = None
+    _guest_waker: Callable[[], object] = staticmethod(lambda: None)  # see _guest_attach
     _guest_outside_tick = False  # an engine is attached and no tick is running
     _guest_watch_regs = False  # registrations need a backend wake (poll/select)
     _guest_regs_dirty = False
@@ -91,7 +110,18 @@ class GuestLoopMixin:
 
     def _guest_attach(self, engine: Engine) -> None:
         """Host thread: start being driven by ``engine``."""
-        io = io_for(self._selector)
+        io: WaitStrategy
+        if isinstance(self, _BaseProactorEventLoop):
+            iocp = IocpIO(self._proactor)  # type: ignore[attr-defined]
+            io = iocp
+            self._guest_waker = iocp.wake
+            # What ProactorEventLoop.run_forever does first: keep a read
+            # pending on the self-socket (the signal wakeup fd writes there).
+            if self._self_reading_future is None:  # type: ignore[attr-defined]
+                self._call_soon(self._loop_self_reading, (), None)  # type: ignore[attr-defined]
+        else:
+            io = io_for(self._selector)
+            self._guest_waker = self._write_to_self
         self._guest_io = io
         self._guest_engine = engine
         self._guest_batch = 0
@@ -108,6 +138,35 @@ class GuestLoopMixin:
         self._guest_watch_regs = False
         self._guest_keep_wakeup_fd = None
         self._guest_host_owns_wakeup = False
+        io = self._guest_io
+        self._guest_io = None
+        if isinstance(self, _BaseProactorEventLoop):
+            if isinstance(io, IocpIO) and not self.is_closed():
+                # The backend is gone: take our wake packets out of the port
+                # (and finish what completed meanwhile, as a last poll would).
+                io.decode(io.poll_raw())
+            self._guest_stop_self_reading()
+
+    def _guest_stop_self_reading(self) -> None:
+        """What ProactorEventLoop.run_forever does last (3.13's safer form).
+
+        The self-socket read is cancelled; its OVERLAPPED is unregistered only if
+        the I/O is complete, otherwise the proactor's close() waits for the
+        cancellation's packet so the kernel never writes into freed memory.
+        """
+        loop: Any = self
+        future = loop._self_reading_future
+        if future is None:
+            return
+        ov = future._ov
+        future.cancel()
+        if ov is not None and not ov.pending:
+            loop._proactor._unregister(ov)
+        loop._self_reading_future = None
+
+    def _guest_wake(self) -> None:
+        """Host thread, signal-safe: end the backend's wait (chosen at attach)."""
+        self._guest_waker()
 
     def _guest_own_asyncgens_in_ticks(self) -> None:
         """Give async generators first iterated inside ticks to this loop.
@@ -491,10 +550,13 @@ def guest_class_for(cls: type) -> type:
     """The guest subclass of a selector loop class (made once per class)."""
     if issubclass(cls, GuestLoopMixin):
         return cls
-    if not issubclass(cls, asyncio.selector_events.BaseSelectorEventLoop):
+    if not issubclass(
+        cls, (asyncio.selector_events.BaseSelectorEventLoop, _BaseProactorEventLoop)
+    ):
         raise TypeError(
-            f"asyncio-guest drives selector-based asyncio loops; {cls.__qualname__} is not "
-            "one (loop_factory must return an asyncio.SelectorEventLoop or a subclass)"
+            f"asyncio-guest drives selector and proactor asyncio loops; {cls.__qualname__} "
+            "is neither (loop_factory must return an asyncio.SelectorEventLoop, an "
+            "asyncio.ProactorEventLoop on Windows, or a subclass)"
         )
     guest = _guest_classes.get(cls)
     if guest is None:
@@ -517,10 +579,20 @@ def as_guest_loop(loop: _L) -> _L:
     return loop
 
 
-def default_loop_factory() -> asyncio.AbstractEventLoop:
-    """A new guest loop: the selector loop, with the platform's best selector.
+if sys.platform == "win32":
 
-    (On Windows the proactor loop is the platform default; its guest backend
-    is not written yet, so Windows gets the select()-based loop for now.)
+    class GuestProactorEventLoop(GuestLoopMixin, asyncio.ProactorEventLoop):  # type: ignore[misc,name-defined,unused-ignore]
+        """``asyncio.ProactorEventLoop`` (IOCP) that can be driven as a guest."""
+
+    _guest_classes[asyncio.ProactorEventLoop] = GuestProactorEventLoop  # type: ignore[attr-defined,unused-ignore]
+
+
+def default_loop_factory() -> asyncio.AbstractEventLoop:
+    """A new guest loop of the platform's default kind.
+
+    Windows: the proactor (IOCP) loop, as ``asyncio.new_event_loop()`` gives.
+    Elsewhere: the selector loop with the platform's best selector.
     """
+    if sys.platform == "win32":
+        return GuestProactorEventLoop()  # type: ignore[name-defined,no-any-return,unused-ignore]
     return GuestSelectorEventLoop()

@@ -75,6 +75,8 @@ class GuestRun:
         self.host_ident = threading.get_ident()
         self.interrupts = 0
         self._restore: list[Callable[[], None]] = []  # undo steps, run in reverse
+        # Put back after the loop is closed: a proactor loop's close() resets it.
+        self._wakeup_fd_to_restore: int | None = None
 
     # ------------------------------------------------------------ set-up
 
@@ -127,7 +129,7 @@ class GuestRun:
                     RuntimeWarning,
                     stacklevel=4,
                 )
-            self._restore.append(lambda: _restore_wakeup_fd(old_fd))
+            self._wakeup_fd_to_restore = old_fd
 
     def _restore_sigint(self) -> None:
         if signal.getsignal(signal.SIGINT) == self._on_sigint:
@@ -281,8 +283,29 @@ class GuestRun:
                 loop.close()
         except BaseException as exc:
             errors.append(exc)
+        fd, self._wakeup_fd_to_restore = self._wakeup_fd_to_restore, None
+        if fd is not None:
+            _restore_wakeup_fd(fd)
         if errors:
             raise errors[0]
+
+
+def _make_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
+    """Call the loop factory; leave the process's signal wakeup fd as it was.
+
+    A proactor loop made in the main thread points the wakeup fd at its own
+    self-socket (``BaseProactorEventLoop.__init__``). Whether the run takes that
+    fd is decided later, in ``GuestRun._install_signal_handling`` (the host may
+    own it), so the constructor's choice is undone here.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return factory()
+    before = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(before)
+    try:
+        return factory()
+    finally:
+        signal.set_wakeup_fd(before)
 
 
 def _restore_wakeup_fd(old_fd: int) -> None:
@@ -330,7 +353,7 @@ def start_guest_run(
     run: GuestRun | None = None
     engine: Engine | None = None
     try:
-        loop = (loop_factory or default_loop_factory)()
+        loop = _make_loop(loop_factory or default_loop_factory)
         loop = as_guest_loop(loop)  # a TypeError here still closes the loop below
         if debug is not None:
             loop.set_debug(debug)

@@ -90,8 +90,8 @@ class EpollIO(_FdMapIO):
     def __init__(self, selector: selectors.BaseSelector) -> None:
         super().__init__(selector)
         self._epoll = selector._selector  # type: ignore[attr-defined]
-        self._not_in = ~select.EPOLLIN
-        self._not_out = ~select.EPOLLOUT
+        self._not_in = ~select.EPOLLIN  # type: ignore[attr-defined,unused-ignore]
+        self._not_out = ~select.EPOLLOUT  # type: ignore[attr-defined,unused-ignore]
 
     def blocking_call(self, timeout: float | None) -> Callable[[], Any]:
         if timeout is None:
@@ -150,9 +150,9 @@ class PollIO(_FdMapIO):
             key = fd_to_key.get(fd)
             if key is not None:
                 events = 0
-                if ev & ~select.POLLIN:
+                if ev & ~select.POLLIN:  # type: ignore[attr-defined,unused-ignore]
                     events |= _WRITE
-                if ev & ~select.POLLOUT:
+                if ev & ~select.POLLOUT:  # type: ignore[attr-defined,unused-ignore]
                     events |= _READ
                 out.append((key, events & key.events))
         return out

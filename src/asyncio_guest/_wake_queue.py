@@ -1,0 +1,120 @@
+"""A callback queue that keeps at most one wake-up of its host in flight.
+
+Hosts whose "run this soon" primitive is a message to a window (Win32
+``PostMessageW``) must not send one message per callback: a thread's message
+queue holds about 10 000 posted messages, and a flood of them would also delay
+the GUI's own input. So callbacks go to a deque, and only the first one that
+finds no wake-up pending sends one. The host then runs ``drain()``.
+
+Invariant, ordered by ``_lock``: ``_pending`` is True from the moment a wake-up
+is decided until the drain that consumes it has cleared the flag, and a drain
+clears the flag *before* it counts the queue. So a callback appended before the
+flag was cleared is counted and run by that drain, and one appended after sees
+the flag clear (or set by a later submitter) and makes sure a wake-up follows.
+
+Drains may nest: a callback that opens a modal loop (a message box) makes the
+host dispatch the next wake-up inside it. The inner drain runs the following
+callbacks in order (and, like every drain, wakes the host again at its end if
+work is left, so the guest keeps running inside the modal loop); the outer one
+then finds fewer to run and stops.
+
+Callbacks the host thread adds *during* a drain (the guest's "next tick, no
+thread hop") do not post at once: the drain decides at its end how to wake
+the host again (``post_busy``), so a host can rank its own input above a busy
+guest.
+
+Thread rule: ``submit`` from any thread; ``submit_local`` and ``drain`` on the
+host thread only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+
+Callback = Callable[[], object]
+
+
+class CoalescingQueue:
+    """Deque of callbacks plus at most one pending wake-up (see module doc)."""
+
+    def __init__(
+        self,
+        post: Callable[[], object],
+        post_busy: Callable[[], object] | None = None,
+    ) -> None:
+        """``post()`` wakes the host from any thread; ``post_busy()`` (host thread)
+        wakes it after a drain that left work queued (default: ``post``)."""
+        self._queue: deque[Callback] = deque()
+        self._lock = threading.Lock()
+        self._pending = False
+        self._post = post
+        self._post_busy = post_busy or post
+        self._draining = 0  # host thread only: nesting depth of drain()
+
+    @property
+    def pending(self) -> bool:
+        """A wake-up has been sent and not yet consumed (for tests and diagnostics)."""
+        return self._pending
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, fn: Callback) -> None:
+        """Any thread: queue ``fn``; wake the host unless a wake-up is pending."""
+        self._queue.append(fn)
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            self._post()
+        except BaseException:
+            with self._lock:
+                self._pending = False
+            raise
+
+    def submit_local(self, fn: Callback) -> None:
+        """Host thread: queue ``fn``; inside a drain the drain's end wakes the host."""
+        if self._draining:
+            self._queue.append(fn)
+        else:
+            self.submit(fn)
+
+    def drain(self) -> None:
+        """Host thread, on a wake-up: run the callbacks queued when it began.
+
+        A callback that raises does not lose the ones after it: they get a new
+        wake-up before the exception propagates.
+        """
+        with self._lock:
+            self._pending = False
+        queue = self._queue
+        n = len(queue)
+        self._draining += 1
+        try:
+            while n:
+                n -= 1
+                try:
+                    fn = queue.popleft()
+                except IndexError:
+                    break  # a nested drain (modal loop) ran the rest
+                fn()
+        finally:
+            self._draining -= 1
+            if queue:
+                with self._lock:
+                    must_post = not self._pending
+                    self._pending = True
+                if must_post:
+                    try:
+                        self._post_busy()
+                    except BaseException:
+                        with self._lock:
+                            self._pending = False
+                        raise
+
+    def clear(self) -> None:
+        """Host thread: drop every queued callback (the host is shutting down)."""
+        self._queue.clear()

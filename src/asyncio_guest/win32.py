@@ -1,0 +1,381 @@
+"""asyncio as the guest of a Win32 message loop (ctypes only, no pywin32).
+
+Three ways in, from the simplest:
+
+* ``run(main)`` pumps ``GetMessageW``/``TranslateMessage``/``DispatchMessageW``
+  on the calling thread until ``main`` is done, and returns its result or
+  raises its exception. Windows the program creates on this thread (before or
+  from inside ``main``) are served by the same loop.
+* ``start_guest_run(main, done_callback=...)`` for a program that already runs
+  its own message loop (a ctypes or win32gui GUI): it returns the main task at
+  once; the guest runs inside that loop; ``done_callback`` gets the outcome.
+* ``Win32Host.for_window(hwnd)`` for a framework that owns the window and
+  its window procedure: wake-ups are posted to that window, and the window
+  procedure hands them over with ``host.handle_message(msg, wparam, lparam)``.
+
+How the host wakes up: callbacks go to a deque, and at most one registered
+message is posted to a message-only window (``HWND_MESSAGE``) whose window
+procedure drains the deque. A *window* message, not ``PostThreadMessageW``:
+modal loops (a window being moved or resized, a menu, ``MessageBoxW``) run
+their own ``GetMessage`` loop that dispatches window messages but drops thread
+messages (https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postthreadmessagew,
+Remarks), so asyncio keeps running while the user drags the window.
+
+Keeping the GUI smooth: ``GetMessage`` hands out posted messages before input,
+``WM_PAINT`` and ``WM_TIMER`` (https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getmessagew,
+Remarks). A guest that always has work would, with one posted message per
+tick, starve them. So when a tick leaves work and the queue holds input, paint
+or timer messages (``GetQueueStatus``), the next tick comes from a
+``WM_TIMER`` of our window instead, which is retrieved after them.
+
+Ctrl+C: see ``run``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.platform != "win32":
+    raise ImportError(
+        "asyncio_guest.win32 is the Win32 message-loop host and is only available on "
+        f"Windows (this is {sys.platform}); use asyncio_guest.run or another host here"
+    )
+
+import asyncio
+import ctypes
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import outcome
+
+from . import _win32_api as w
+from ._backend import DEFAULT_TICK_BUDGET
+from ._run import start_guest_run as _start_guest_run
+from ._wake_queue import CoalescingQueue
+
+__all__ = ["Win32Host", "run", "start_guest_run"]
+
+logger = logging.getLogger("asyncio_guest")
+
+_WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
+_BUSY_TIMER_ID = 0x61677374  # "agst": our WM_TIMER id, unlikely to collide
+# Messages that must get their turn before a busy guest's next tick.
+_HOST_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
+_class_serial = itertools.count()
+
+
+class Win32Host:
+    """Runs callbacks on the thread that made it, through its message loop.
+
+    Make it on the GUI thread (the thread whose message loop will run). Thread
+    rule: ``run_sync_soon_threadsafe`` from any thread; everything else on that
+    thread. ``close()`` destroys the window and unregisters its class.
+    """
+
+    def __init__(self, *, _hwnd: int | None = None) -> None:
+        self.thread_id = threading.get_ident()
+        self._closed = False
+        self._errors: list[BaseException] = []
+        self._pumping = 0
+        self._close_when_idle = False
+        self._in_window_proc = 0
+        wake = w.RegisterWindowMessageW(_WAKE_MESSAGE_NAME)
+        if not wake:
+            raise w.last_error("RegisterWindowMessageW")
+        self.wake_message: int = wake
+        self._hinstance = w.GetModuleHandleW(None)
+        self._class_name: str | None = None
+        # The WNDPROC must outlive the window: ctypes frees the thunk with it.
+        self._wndproc = w.WNDPROC(self._window_proc)
+        if _hwnd is None:
+            self.hwnd: int = self._create_window()
+            self._owns_window = True
+        else:
+            self.hwnd = _hwnd
+            self._owns_window = False
+        self._queue = CoalescingQueue(self._post_wake, self._post_busy_wake)
+
+    @classmethod
+    def for_window(cls, hwnd: int) -> Win32Host:
+        """Use an existing window (of this thread) instead of our own.
+
+        Its window procedure must call ``handle_message(msg, wparam, lparam)``
+        first and return 0 when that returns True.
+        """
+        return cls(_hwnd=hwnd)
+
+    def _create_window(self) -> int:
+        name = f"asyncio_guest.Win32Host.{os.getpid()}.{next(_class_serial)}"
+        wc = w.WNDCLASSEXW()
+        wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
+        wc.lpfnWndProc = self._wndproc
+        wc.hInstance = self._hinstance
+        wc.lpszClassName = name
+        if not w.RegisterClassExW(ctypes.byref(wc)):
+            raise w.last_error("RegisterClassExW")
+        self._class_name = name
+        # https://learn.microsoft.com/windows/win32/winmsg/window-features#message-only-windows:
+        # never visible, no z-order, not enumerated, but receives posted messages.
+        hwnd = w.CreateWindowExW(
+            0, name, "asyncio-guest", 0, 0, 0, 0, 0, w.HWND_MESSAGE, None, self._hinstance, None
+        )
+        if not hwnd:
+            error = w.last_error("CreateWindowExW")
+            w.UnregisterClassW(name, self._hinstance)
+            self._class_name = None
+            raise error
+        return int(hwnd)
+
+    # ----------------------------------------------------------- primitives
+
+    def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Any thread: run ``fn()`` on the host thread soon (order kept)."""
+        if self._closed:
+            raise RuntimeError("this Win32Host is closed")
+        self._queue.submit(fn)
+
+    def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Host thread only: the same; from inside a callback it costs no message."""
+        if self._closed:
+            raise RuntimeError("this Win32Host is closed")
+        self._queue.submit_local(fn)
+
+    def _post_wake(self) -> None:
+        # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postmessagew:
+        # fails with ERROR_NOT_ENOUGH_QUOTA when the thread's queue (about
+        # 10 000 messages) is full; the coalescing keeps ours to one.
+        if not w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+            raise w.last_error("PostMessageW")
+
+    def _post_busy_wake(self) -> None:
+        """Host thread, a drain left work: the next tick, after the GUI's own input."""
+        if (w.GetQueueStatus(_HOST_FIRST) >> 16) & _HOST_FIRST:
+            # Input, paint or timer messages are waiting: a WM_TIMER of ours is
+            # retrieved after them (USER_TIMER_MINIMUM: the system's minimum).
+            if w.SetTimer(self.hwnd, _BUSY_TIMER_ID, w.USER_TIMER_MINIMUM, None):
+                return
+        self._post_wake()
+
+    # ------------------------------------------------------ message handling
+
+    def handle_message(self, msg: int, wparam: int, lparam: int) -> bool:
+        """Host thread, from the window procedure: handle our messages; True if it was one."""
+        if msg == self.wake_message:
+            pass
+        elif msg == w.WM_TIMER and wparam == _BUSY_TIMER_ID:
+            w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
+        else:
+            return False
+        self._in_window_proc += 1
+        try:
+            self._queue.drain()
+        except BaseException as exc:
+            self._report(exc)
+        finally:
+            self._in_window_proc -= 1
+        if self._close_when_idle and not self._in_window_proc:
+            self.close()
+        return True
+
+    def _window_proc(self, hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        # An exception must not reach ctypes: it would print it and return 0.
+        try:
+            if self.handle_message(msg, wparam, lparam):
+                return 0
+            return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+        except BaseException as exc:
+            self._report(exc)
+            return 0
+
+    def _report(self, exc: BaseException) -> None:
+        """A callback raised inside the window procedure.
+
+        Inside our own pump (``run``/``pump_until``) the pump re-raises it after
+        ``DispatchMessageW`` returns. Under someone else's message loop a
+        ``KeyboardInterrupt`` is re-raised in the main thread at its next
+        bytecode (``_thread.interrupt_main``), and anything else is logged.
+        """
+        if self._pumping:
+            self._errors.append(exc)
+        elif (
+            isinstance(exc, KeyboardInterrupt)
+            and threading.current_thread() is threading.main_thread()
+        ):
+            import _thread
+
+            _thread.interrupt_main()
+        else:
+            logger.error("asyncio_guest.win32: a host callback raised", exc_info=exc)
+
+    # ------------------------------------------------------------ the loop
+
+    def pump_until(self, done: Callable[[], bool]) -> int | None:
+        """Run the thread's message loop until ``done()`` is true.
+
+        Returns None, or the exit code of a ``WM_QUIT`` that arrived first
+        (``PostQuitMessage``); the caller decides what a quit means. An
+        exception raised by a callback inside the loop propagates from here.
+        """
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError("pump_until() must run on the thread that made the Win32Host")
+        msg = w.MSG()
+        pmsg = ctypes.byref(msg)
+        self._pumping += 1
+        try:
+            while not done():
+                got = w.GetMessageW(pmsg, None, 0, 0)
+                if got == -1:
+                    raise w.last_error("GetMessageW")
+                if got == 0:
+                    return int(msg.wParam)
+                w.TranslateMessage(pmsg)
+                w.DispatchMessageW(pmsg)
+                if self._errors:
+                    error = self._errors.pop(0)
+                    raise error
+            return None
+        finally:
+            self._pumping -= 1
+
+    # ------------------------------------------------------------- ending
+
+    def close(self) -> None:
+        """Host thread: destroy our window and unregister its class (idempotent).
+
+        Callbacks still queued are dropped. Called from inside one of our own
+        callbacks, the close happens when that callback's drain returns.
+        """
+        if self._closed:
+            return
+        if self._in_window_proc:
+            self._close_when_idle = True
+            return
+        self._closed = True
+        self._queue.clear()
+        if not self._owns_window:
+            w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
+            return
+        errors = []
+        if not w.DestroyWindow(self.hwnd):
+            errors.append(w.last_error("DestroyWindow"))
+        if self._class_name is not None:
+            if not w.UnregisterClassW(self._class_name, self._hinstance):
+                errors.append(w.last_error("UnregisterClassW"))
+            self._class_name = None
+        if errors:
+            raise errors[0]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Win32Host:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def start_guest_run(
+    main: Any,
+    *args: Any,
+    done_callback: Callable[[outcome.Outcome[Any]], object],
+    host: Win32Host | None = None,
+    host_uses_signal_set_wakeup_fd: bool = False,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> asyncio.Task[Any]:
+    """Start ``main`` as the guest of this thread's message loop (which the caller runs).
+
+    Call on the GUI thread. ``done_callback(outcome)`` runs on it once the run
+    has shut down. Without a ``host``, a Win32Host is made here and closed
+    after ``done_callback`` returns. Returns the main task.
+    """
+    the_host = host if host is not None else Win32Host()
+
+    def done(result: outcome.Outcome[Any]) -> None:
+        try:
+            done_callback(result)
+        finally:
+            if host is None:
+                the_host.close()
+
+    try:
+        return _start_guest_run(
+            main,
+            *args,
+            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
+            done_callback=done,
+            host_uses_signal_set_wakeup_fd=host_uses_signal_set_wakeup_fd,
+            loop_factory=loop_factory,
+            debug=debug,
+            tick_budget=tick_budget,
+        )
+    except BaseException:
+        if host is None:
+            the_host.close()
+        raise
+
+
+def run(
+    main: Any,
+    *args: Any,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> Any:
+    """Run ``main`` inside a Win32 message loop on this thread; return its result.
+
+    The loop is ``GetMessageW``/``TranslateMessage``/``DispatchMessageW``, so
+    the program's windows on this thread work as usual while ``main`` runs.
+
+    * ``WM_QUIT`` (``PostQuitMessage``, e.g. from the main window's
+      ``WM_DESTROY``) cancels ``main``; once the guest has shut down, ``run``
+      returns ``main``'s result if it still produced one, else raises
+      ``asyncio.CancelledError``; the ``WM_QUIT`` is posted again so that an
+      enclosing message loop ends too.
+    * Ctrl+C in a console (``CTRL_C_EVENT``, delivered as SIGINT by the C
+      runtime): the first one cancels ``main`` and ``run`` raises
+      ``KeyboardInterrupt`` after the shutdown, as ``asyncio.run`` does; the
+      signal wakeup fd wakes the guest even while the thread sleeps in
+      ``GetMessageW``. A second one raises ``KeyboardInterrupt`` at once.
+    * An exception from ``main`` propagates from ``run`` after the shutdown.
+    """
+    host = Win32Host()
+    result: list[outcome.Outcome[Any]] = []
+    quit_code: int | None = None
+    try:
+        task = start_guest_run(
+            main,
+            *args,
+            host=host,
+            done_callback=result.append,
+            loop_factory=loop_factory,
+            debug=debug,
+            tick_budget=tick_budget,
+        )
+        try:
+            quit_code = host.pump_until(lambda: bool(result))
+            if quit_code is not None and not result:
+                task.cancel()
+                host.pump_until(lambda: bool(result))
+        except BaseException:
+            if not result:
+                # The host loop itself raised: let the guest shut down first.
+                task.cancel()
+                while not result:
+                    host.pump_until(lambda: bool(result))
+            raise
+        finally:
+            del task
+    finally:
+        host.close()
+        if quit_code is not None:
+            w.PostQuitMessage(quit_code)
+    return result[0].unwrap()
