@@ -13,10 +13,12 @@ flag was cleared is counted and run by that drain, and one appended after sees
 the flag clear (or set by a later submitter) and makes sure a wake-up follows.
 
 Drains may nest: a callback that opens a modal loop (a message box) makes the
-host dispatch the next wake-up inside it. The inner drain runs the following
-callbacks in order (and, like every drain, wakes the host again at its end if
-work is left, so the guest keeps running inside the modal loop); the outer one
-then finds fewer to run and stops.
+host dispatch the next wake-up inside it. So before a drain runs a callback
+with others queued behind it, it makes sure a wake-up is pending (at most one
+extra per drain): the modal loop dispatches it, and the inner drain runs the
+following callbacks in order (and, like every drain, wakes the host again at
+its end if work is left, so the guest keeps running inside the modal loop).
+The outer drain then finds fewer to run and stops.
 
 Callbacks the host thread adds *during* a drain (the guest's "next tick, no
 thread hop") do not post at once: the drain decides at its end how to wake
@@ -64,6 +66,9 @@ class CoalescingQueue:
     def submit(self, fn: Callback) -> None:
         """Any thread: queue ``fn``; wake the host unless a wake-up is pending."""
         self._queue.append(fn)
+        self._wake_now()
+
+    def _wake_now(self) -> None:
         with self._lock:
             if self._pending:
                 return
@@ -100,6 +105,11 @@ class CoalescingQueue:
                     fn = queue.popleft()
                 except IndexError:
                     break  # a nested drain (modal loop) ran the rest
+                if queue and not self._pending:
+                    # Callbacks wait behind this one, which may open a modal
+                    # loop and not return for a long time: make sure a nested
+                    # drain can reach them (at most one extra wake-up per drain).
+                    self._wake_now()
                 fn()
         finally:
             self._draining -= 1
