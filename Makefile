@@ -1,9 +1,11 @@
 # asyncio-guest: build / test plumbing.
 #
 #   make demo          run examples/reference_demo.py in .venv/3.11
-#   make test          pytest on every Python in PYTHONS (all run; fails at the end if any failed)
+#   make test          test-linux, then test-windows (both run; fails if either failed)
+#   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed)
+#   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
-#   make lint          ruff check + mypy --strict (3.11 venv)
+#   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
 #   make bench         bench/run.py (3.11 venv)
 #   make venv-3.12     create/refresh .venv/3.12 with `pip install -e '.[test]'`
 #   make clean         remove .venv
@@ -12,6 +14,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 PYTHONS ?= 3.10 3.11 3.12 3.13
+WIN_PYTHONS ?= 3.10 3.13
 LINT_PY ?= 3.11
 LINT_PATHS := $(wildcard src tests bench tools examples)
 
@@ -26,7 +29,7 @@ python_for = $(or $(shell ls -1d $(PYENV_ROOT)/versions/$(1).*/bin/python 2>/dev
                           | grep -E '/versions/$(subst .,\.,$(1))\.[0-9]+/' | sort -V | tail -n 1),\
                   $(shell command -v python$(1) 2>/dev/null))
 
-.PHONY: demo test conformance lint bench clean
+.PHONY: demo test test-linux test-windows conformance lint bench clean
 
 # --- virtualenvs ------------------------------------------------------------
 # The stamp depends on pyproject.toml, so re-running is a no-op until it changes.
@@ -68,8 +71,23 @@ define each_python
 	echo "==================== $(1) passed on: $(PYTHONS)"
 endef
 
+# The README's test command: the Linux suites, then the Windows suites under
+# Wine. Both always run; the target fails if either did.
 test:
+	@rc=0; \
+	$(MAKE) --no-print-directory test-linux || rc=1; \
+	$(MAKE) --no-print-directory test-windows || rc=1; \
+	exit $$rc
+
+test-linux:
 	$(call each_python,test,.venv/$$v/bin/python -m pytest -q -p no:cacheprovider tests)
+
+# Windows CPython (embeddable, from PyPI) under Debian's Wine: see
+# tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb
+# with apt if they are missing (as root).
+test-windows: venv-$(LINT_PY)
+	HOST_PYTHON=.venv/$(LINT_PY)/bin/python bash tools/windows/setup.sh $(WIN_PYTHONS)
+	bash tools/windows/test.sh $(WIN_PYTHONS)
 
 conformance:
 	$(call each_python,conformance,.venv/$$v/bin/python tools/conformance.py)
@@ -77,6 +95,9 @@ conformance:
 lint: venv-$(LINT_PY)
 	.venv/$(LINT_PY)/bin/ruff check $(LINT_PATHS)
 	.venv/$(LINT_PY)/bin/mypy --strict src
+	.venv/$(LINT_PY)/bin/mypy --strict --platform win32 src
+	.venv/$(LINT_PY)/bin/yamllint -s -d '{extends: default, rules: {line-length: {max: 100}, truthy: {check-keys: false}, document-start: disable}}' .github
+	.venv/$(LINT_PY)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 bench: venv-3.11
 	.venv/3.11/bin/python bench/run.py

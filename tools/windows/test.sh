@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run the Windows test suites with Windows CPython under Wine (part of `make test`).
+#
+#   bash tools/windows/test.sh [3.10 3.13 ...]
+#
+# For each version: the whole test suite on the proactor (IOCP) loop, the whole
+# suite again on the select() loop (ASYNCIO_GUEST_TEST_LOOP=selector), both
+# including tests/windows (the Win32 host), then the Win32 demo in --auto mode.
+# Everything runs under one Xvfb, because message boxes and the window move
+# loop need a display. Prepare first with tools/windows/setup.sh.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+versions=("$@")
+[ ${#versions[@]} -gt 0 ] || versions=(${WIN_PYTHONS:-3.10 3.13})
+
+if [ -z "${DISPLAY:-}" ]; then
+  command -v xvfb-run >/dev/null || { echo "error: xvfb-run not found (apt-get install xvfb xauth)" >&2; exit 1; }
+  exec xvfb-run -a -s "-screen 0 1280x1024x24" bash "$0" "${versions[@]}"
+fi
+
+source tools/windows/env.sh
+failed=()
+for v in "${versions[@]}"; do
+  for loop in proactor selector; do
+    echo
+    echo "==================== Windows CPython $v under Wine, $loop loop ===================="
+    if ASYNCIO_GUEST_TEST_LOOP=$loop win_python "$v" -m pytest -q -p no:cacheprovider tests; then
+      echo "--- Windows $v $loop OK"
+    else
+      failed+=("$v/$loop")
+    fi
+  done
+  echo "==================== Windows CPython $v: examples/win32_demo.py --auto"
+  if win_python "$v" examples/win32_demo.py --auto; then
+    echo "--- Windows $v demo OK"
+  else
+    failed+=("$v/demo")
+  fi
+done
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "==================== Windows suites FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "==================== Windows suites passed: ${versions[*]} (proactor, selector, demo)"
