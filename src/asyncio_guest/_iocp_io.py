@@ -23,9 +23,10 @@ decodes its packet or drops it as unregistered, and both happen only in
 
 Waking the backend is ``PostQueuedCompletionStatus`` of a packet with key 0 and
 OVERLAPPED "address" 1 (``WAKE_ADDRESS``). Why 1 and not NULL: the port hands
-back whatever pointer was posted, but ``_overlapped.GetQueuedCompletionStatus``
-treats a NULL OVERLAPPED as "nothing dequeued" and raises ``OSError(0)`` for
-it (seen under Wine, and so written in CPython's overlapped.c). No real
+back whatever pointer was posted, but a NULL ``lpOverlapped`` is how
+GetQueuedCompletionStatus says "no packet was dequeued" (its documentation,
+Return value), so ``_overlapped.GetQueuedCompletionStatus`` raises
+``OSError(0)`` for a dequeued NULL packet (seen under Wine). No real
 OVERLAPPED lives at address 1 (heap objects are aligned), and key 0 means a
 stock ``_poll`` (the proactor's ``close()``) ignores a leftover wake packet
 instead of closing a handle. Documentation:
