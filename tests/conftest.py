@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import signal
 import sys
 import threading
@@ -12,16 +10,33 @@ from collections.abc import Iterator
 
 import pytest
 
+from . import loops, os_resources
 from .hosts import QueueHost, StrictHost
 
-_HAVE_PROC_FD = os.path.isdir("/proc/self/fd")
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_readiness: uses loop.add_reader/add_writer; skipped when the test loop "
+        "is a proactor (see tests/loops.py)",
+    )
+    try:
+        loops.requested_kind()
+    except loops.LoopChoiceError as exc:
+        # A wrong choice fails the whole session, loudly: never a silent skip.
+        raise pytest.UsageError(str(exc)) from None
 
 
-def open_fds() -> set[int]:
-    """The descriptors open in this process (empty where /proc/self/fd does not exist)."""
-    if not _HAVE_PROC_FD:
-        return set()
-    return {int(name) for name in os.listdir("/proc/self/fd")}
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [loops.describe()]
+    wine = loops.wine_version()
+    if wine is not None:
+        lines.append(f"running under Wine {wine}")
+    lines.append(f"leak check: {os_resources.DESCRIPTION}")
+    return lines
+
+
+# -------------------------------------------------------------- fixtures
 
 
 def settle_threads(before: set[threading.Thread], timeout: float = 10.0) -> list[threading.Thread]:
@@ -40,36 +55,31 @@ def _wakeup_fd() -> int:
     return fd
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _process_warmed_up() -> Iterator[None]:
+    """Shared OS resources made before the first test (tests/os_resources.py)."""
+    clean_up = os_resources.warm_up_process()
+    yield
+    clean_up()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Iterator[None]:
     """Fail a test that leaves a thread, an fd, a running loop or a changed hook behind."""
     threads = set(threading.enumerate())
-    fds = open_fds()
+    resources = os_resources.Resources()
     hooks = sys.get_asyncgen_hooks()
     sigint = signal.getsignal(signal.SIGINT)
     wakeup = _wakeup_fd()
     yield
     left = settle_threads(threads)
     assert not left, f"threads left running: {left}"
-    new_fds = open_fds() - fds
-    if new_fds:
-        # Descriptors of objects in reference cycles are closed by the collector.
-        for _ in range(2):
-            gc.collect()
-        new_fds = open_fds() - fds
-    details = {fd: _fd_target(fd) for fd in new_fds}
-    assert not new_fds, f"descriptors left open: {details}"
+    leaked = os_resources.leaked_since(resources)
+    assert not leaked, leaked
     assert asyncio._get_running_loop() is None, "a running loop was left set on the thread"
     assert sys.get_asyncgen_hooks() == hooks, "async generator hooks were not restored"
     assert signal.getsignal(signal.SIGINT) is sigint, "the SIGINT handler was not restored"
     assert _wakeup_fd() == wakeup, "signal.set_wakeup_fd was not restored"
-
-
-def _fd_target(fd: int) -> str:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return "?"
 
 
 @pytest.fixture

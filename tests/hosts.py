@@ -10,7 +10,8 @@ thread of its own and records every breach of the host contract:
 * a host callback raising.
 
 Both deliver the run's outcome from ``done_callback`` and check that it is
-called exactly once, on the host thread.
+called exactly once, on the host thread. Both start runs on the test loop
+(``tests/loops.py``, ``ASYNCIO_GUEST_TEST_LOOP``) unless given a ``loop_factory``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 import outcome
 
 import asyncio_guest
+
+from . import loops
 
 HostFn = Callable[[], object]
 
@@ -95,6 +98,7 @@ class QueueHost:
             done.append((out, threading.current_thread()))
 
         kwargs.setdefault("run_sync_soon_not_threadsafe", self.run_sync_soon_not_threadsafe)
+        with_test_loop(kwargs)
         task = asyncio_guest.start_guest_run(
             main,
             *args,
@@ -128,6 +132,13 @@ class QueueHost:
         assert not self.violations, self.violations
         check_loop_finished(loop)
         return out
+
+
+def with_test_loop(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Give start_guest_run keyword arguments the test loop when they name no loop_factory."""
+    if kwargs.get("loop_factory") is None:
+        kwargs["loop_factory"] = loops.test_loop_factory()
+    return kwargs
 
 
 def join_all(threads: list[threading.Thread]) -> None:
@@ -206,6 +217,8 @@ class StrictHost:
                 self._violation("done_callback called more than once")
                 return
             result.set_result(out)
+
+        with_test_loop(kwargs)
 
         def start() -> None:
             try:

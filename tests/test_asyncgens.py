@@ -15,6 +15,7 @@ import pytest
 import asyncio_guest
 
 from .hosts import QueueHost, wait_long
+from .loops import test_loop_factory
 
 
 class HostHooks:
@@ -84,6 +85,7 @@ def test_unfinished_guest_agen_is_finalized_by_guest_loop(host: QueueHost) -> No
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
         done_callback=done_calls.append,
+        loop_factory=test_loop_factory(),
     )
     host.run_until(lambda: bool(done_calls))
     assert done_calls == [outcome.Value(1)]

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import outcome
 import pytest
-import trustme
 
 import asyncio_guest
 
+from . import loops
 from .hosts import LONG, QueueHost, join_all, wait_long
+
+try:
+    import trustme
+except ImportError as exc:  # e.g. Windows Python under Wine: cryptography's DLL does not load
+    trustme = None  # type: ignore[assignment]
+    _TRUSTME_ERROR: ImportError | None = exc
+else:
+    _TRUSTME_ERROR = None
+
+CERTS_ENV = "ASYNCIO_GUEST_TEST_CERTS"
+"""Without trustme: a folder of PEM files (tools/windows/setup.sh makes them).
+
+``ca.pem`` (a CA certificate), and ``server.pem``/``server.key``, a certificate
+the CA issued for ``localhost`` and 127.0.0.1, and its key.
+"""
 
 _PY = sys.version.split()[0]
 needs_311 = pytest.mark.skipif(
@@ -26,7 +43,13 @@ needs_311 = pytest.mark.skipif(
 
 # -------------------------------------------------------------- subprocess
 
+needs_subprocesses = pytest.mark.skipif(
+    not loops.has_subprocesses(),
+    reason=f"{loops.NO_SUBPROCESS}: the test loop is {loops.loop_class().__name__}",
+)
 
+
+@needs_subprocesses
 def test_subprocess_exec_with_pipes(host: QueueHost) -> None:
     code = "import sys; data = sys.stdin.read(); sys.stdout.write(data.upper()); sys.exit(3)"
 
@@ -44,6 +67,7 @@ def test_subprocess_exec_with_pipes(host: QueueHost) -> None:
     assert host.guest_run(main) == outcome.Value((b"HELLO FROM THE GUEST", 3))
 
 
+@needs_subprocesses
 def test_subprocess_streaming_lines(host: QueueHost) -> None:
     code = "import sys\nfor line in sys.stdin:\n    print(line.strip()[::-1], flush=True)\n"
 
@@ -69,6 +93,7 @@ def test_subprocess_streaming_lines(host: QueueHost) -> None:
     assert host.guest_run(main) == outcome.Value([b"cba", b"tseug", b"edom"])
 
 
+@needs_subprocesses
 def test_subprocess_shell_and_stderr(host: QueueHost) -> None:
     async def main() -> tuple[bytes, bytes]:
         proc = await asyncio.create_subprocess_exec(
@@ -87,13 +112,38 @@ def test_subprocess_shell_and_stderr(host: QueueHost) -> None:
 # -------------------------------------------------------------------- SSL
 
 
-def test_ssl_server_and_client(host: QueueHost) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
+def _server_context_and_trust() -> tuple[ssl.SSLContext, Callable[[ssl.SSLContext], None]]:
+    """A server context for "localhost"/127.0.0.1, and how to make a client trust it.
+
+    From trustme if it imports, else from the PEM files in $ASYNCIO_GUEST_TEST_CERTS.
+    With neither the test fails: an SSL test that cannot run is not a pass.
+    """
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
+    if trustme is not None:
+        ca = trustme.CA()
+        ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+        return server_ctx, ca.configure_trust
+    folder = os.environ.get(CERTS_ENV)
+    if not folder:
+        pytest.fail(
+            f"trustme cannot be imported ({_TRUSTME_ERROR}) and {CERTS_ENV} is not set "
+            "(tools/windows/setup.sh makes the certificates, tools/windows/env.sh sets it)"
+        )
+    server_ctx.load_cert_chain(
+        os.path.join(folder, "server.pem"), os.path.join(folder, "server.key")
+    )
+    ca_file = os.path.join(folder, "ca.pem")
+
+    def trust(ctx: ssl.SSLContext) -> None:
+        ctx.load_verify_locations(cafile=ca_file)
+
+    return server_ctx, trust
+
+
+def test_ssl_server_and_client(host: QueueHost) -> None:
+    server_ctx, trust = _server_context_and_trust()
     client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    trust(client_ctx)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
@@ -126,10 +176,7 @@ def test_ssl_server_and_client(host: QueueHost) -> None:
 
 
 def test_ssl_handshake_failure_is_an_ordinary_error(host: QueueHost) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
+    server_ctx, _ = _server_context_and_trust()
     untrusting = ssl.create_default_context()  # does not trust the test CA
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -394,7 +441,7 @@ def test_host_timers_run_while_guest_is_busy() -> None:
             await asyncio.gather(*tasks)
         return host_ticks, spins
 
-    ticks, spins = asyncio_guest.run(main, host=host)
+    ticks, spins = asyncio_guest.run(main, host=host, loop_factory=loops.test_loop_factory())
     assert ticks >= wanted
     assert spins > 200 * wanted  # the guest kept spinning meanwhile: it was under load
 

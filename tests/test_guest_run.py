@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, NoReturn
 
 import outcome
@@ -14,6 +14,7 @@ import pytest
 import asyncio_guest
 
 from .hosts import LONG, QueueHost
+from .loops import test_loop_factory
 
 # ------------------------------------------------------------------ outcomes
 
@@ -107,6 +108,7 @@ def test_non_coroutine_raises_type_error_from_the_call(
             *args,
             run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
             done_callback=done.append,
+            loop_factory=test_loop_factory(),
         )
     assert host.queue.empty()
     assert not done
@@ -124,6 +126,7 @@ def test_coroutine_object_with_extra_args_is_a_type_error(host: QueueHost) -> No
                 1,
                 run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
                 done_callback=lambda out: None,
+                loop_factory=test_loop_factory(),
             )
     finally:
         coro.close()
@@ -150,6 +153,7 @@ def test_done_callback_called_exactly_once_even_with_host_noise(host: QueueHost)
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
         done_callback=calls.append,
+        loop_factory=test_loop_factory(),
     )
     host.run_until(lambda: bool(calls))
     host.drain()
@@ -373,7 +377,10 @@ def test_host_cancels_guest_timer_and_adds_another(host: QueueHost) -> None:
         loop = asyncio.get_running_loop()
         fired: list[str] = []
         fut: asyncio.Future[None] = loop.create_future()
-        early = loop.call_later(0.01, fired.append, "cancelled timer")
+        # Far enough that the host cancels it first on any machine (and beyond
+        # the loop's clock resolution, 15.6 ms on Windows Python 3.10, inside
+        # which asyncio runs a timer at once).
+        early = loop.call_later(0.5, fired.append, "cancelled timer")
 
         def in_host() -> None:
             early.cancel()
@@ -390,11 +397,32 @@ def test_host_cancels_guest_timer_and_adds_another(host: QueueHost) -> None:
 # ----------------------------------------------------------- cancellation
 
 
+def _host_cancels_once_main_waits(
+    host: QueueHost, waiting: list[bool]
+) -> Callable[[asyncio.Task[Any]], None]:
+    """``after_start``: a host event cancels the main task once main is waiting.
+
+    The first tick usually runs main's first step, but a tick may end (its
+    budget spent, e.g. on the proactor loop's own first callback) before it,
+    and a task cancelled before its first step never enters its ``try``.
+    """
+
+    def cancel(task: asyncio.Task[Any]) -> None:
+        if waiting:
+            task.cancel()
+        else:
+            host.in_host(lambda: cancel(task))  # after the next tick
+
+    return lambda task: host.in_host(lambda: cancel(task))
+
+
 def test_host_cancels_main_task(host: QueueHost) -> None:
     record: list[str] = []
+    waiting: list[bool] = []
 
     async def main() -> None:
         try:
+            waiting.append(True)
             await asyncio.sleep(LONG)
         except asyncio.CancelledError:
             record.append("cancelled")
@@ -402,7 +430,7 @@ def test_host_cancels_main_task(host: QueueHost) -> None:
         finally:
             record.append("finally")
 
-    out = host.guest_run(main, after_start=lambda task: host.in_host(task.cancel))
+    out = host.guest_run(main, after_start=_host_cancels_once_main_waits(host, waiting))
     assert isinstance(out, outcome.Error)
     assert isinstance(out.error, asyncio.CancelledError)
     assert record == ["cancelled", "finally"]
@@ -421,14 +449,17 @@ def test_host_cancels_main_task_right_after_start(host: QueueHost) -> None:
 
 
 def test_main_catches_host_cancel_and_returns(host: QueueHost) -> None:
+    waiting: list[bool] = []
+
     async def main() -> str:
         try:
+            waiting.append(True)
             await asyncio.sleep(LONG)
         except asyncio.CancelledError:
             return "graceful"
         return "not cancelled"
 
-    out = host.guest_run(main, after_start=lambda task: host.in_host(task.cancel))
+    out = host.guest_run(main, after_start=_host_cancels_once_main_waits(host, waiting))
     assert out == outcome.Value("graceful")
 
 
@@ -495,10 +526,11 @@ def test_reference_run_returns_and_raises() -> None:
         await asyncio.sleep(0)
         raise ValueError("boom")
 
-    assert asyncio_guest.run(ok()) == 42
-    assert asyncio_guest.run(ok) == 42
+    factory = test_loop_factory()
+    assert asyncio_guest.run(ok(), loop_factory=factory) == 42
+    assert asyncio_guest.run(ok, loop_factory=factory) == 42
     with pytest.raises(ValueError, match="boom"):
-        asyncio_guest.run(bad())
+        asyncio_guest.run(bad(), loop_factory=factory)
 
 
 def test_reference_run_host_error_shuts_guest_down_first() -> None:
@@ -518,7 +550,7 @@ def test_reference_run_host_error_shuts_guest_down_first() -> None:
             record.append("guest finally")
 
     with pytest.raises(OSError, match="host timer failed"):
-        asyncio_guest.run(main, host=host)
+        asyncio_guest.run(main, host=host, loop_factory=test_loop_factory())
     assert record == ["guest finally"]
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
@@ -539,7 +571,7 @@ def test_reference_host_call_later_runs_host_timers_in_order() -> None:
         await asyncio.wait_for(done, LONG)
         return fired
 
-    assert asyncio_guest.run(main, host=host) == [1, 2, 3]
+    assert asyncio_guest.run(main, host=host, loop_factory=test_loop_factory()) == [1, 2, 3]
 
 
 def test_host_thread_call_soon_threadsafe_outside_tick_wakes_guest(host: QueueHost) -> None:
@@ -560,11 +592,11 @@ def test_reference_run_refuses_running_loop() -> None:
         coro = inner()
         try:
             with pytest.raises(RuntimeError):
-                asyncio_guest.run(coro)
+                asyncio_guest.run(coro, loop_factory=test_loop_factory())
         finally:
             coro.close()
 
-    asyncio_guest.run(main())
+    asyncio_guest.run(main(), loop_factory=test_loop_factory())
 
 
 def test_guest_loop_reports_running_and_refuses_nested_runs(host: QueueHost) -> None:
@@ -602,7 +634,7 @@ def test_reference_run_in_a_worker_thread() -> None:
 
     def worker() -> None:
         try:
-            results.append(asyncio_guest.run(main))
+            results.append(asyncio_guest.run(main, loop_factory=test_loop_factory()))
         except BaseException as exc:
             results.append(exc)
 

@@ -1,4 +1,10 @@
-"""Socket I/O in the guest, over every selector, with registrations changed by host code."""
+"""Socket I/O in the guest, over every selector, with registrations changed by host code.
+
+Each test runs on the test loop (``default``: see tests/loops.py; a proactor on
+Windows unless ASYNCIO_GUEST_TEST_LOOP=selector) and on every selector loop of
+the platform. Tests marked ``needs_readiness`` use add_reader/add_writer, which
+proactor loops do not have: they skip on the test loop only when it is one.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from collections.abc import Callable
 import outcome
 import pytest
 
+from . import loops
 from .hosts import LONG, QueueHost, wait_long
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
@@ -40,8 +47,10 @@ def _selector_param(kind: str) -> object:
     )
 
 
+_TEST_LOOP = "test loop"  # stands for loops.test_loop_factory(), resolved per test
+
 SELECTORS = [
-    pytest.param(None, id="default"),
+    pytest.param(_TEST_LOOP, id="default"),
     _selector_param("EpollSelector"),
     _selector_param("PollSelector"),
     _selector_param("SelectSelector"),
@@ -51,6 +60,10 @@ SELECTORS = [
 
 @pytest.fixture(params=SELECTORS)
 def loop_factory(request: pytest.FixtureRequest) -> LoopFactory:
+    if request.param is _TEST_LOOP:
+        if request.node.get_closest_marker("needs_readiness") and loops.is_proactor():
+            pytest.skip(f"{loops.NO_READINESS}: the test loop is {loops.loop_class().__name__}")
+        return loops.test_loop_factory()
     factory: LoopFactory = request.param
     return factory
 
@@ -196,6 +209,7 @@ def test_io_arriving_during_ready_only_ticks(host: QueueHost, loop_factory: Loop
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value(2 * rounds)
 
 
+@pytest.mark.needs_readiness
 def test_host_registers_reader_while_backend_waits(
     host: QueueHost, loop_factory: LoopFactory
 ) -> None:
@@ -234,6 +248,7 @@ def test_host_registers_reader_while_backend_waits(
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value(b"data")
 
 
+@pytest.mark.needs_readiness
 def test_host_registers_reader_on_ready_fd(host: QueueHost, loop_factory: LoopFactory) -> None:
     """The fd is readable already when host code registers it: the reader must still fire."""
 
@@ -255,6 +270,7 @@ def test_host_registers_reader_on_ready_fd(host: QueueHost, loop_factory: LoopFa
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value(b"early")
 
 
+@pytest.mark.needs_readiness
 def test_host_registers_writer_while_backend_waits(
     host: QueueHost, loop_factory: LoopFactory
 ) -> None:
@@ -274,6 +290,7 @@ def test_host_registers_writer_while_backend_waits(
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value("writable")
 
 
+@pytest.mark.needs_readiness
 def test_host_removes_reader_while_backend_waits(
     host: QueueHost, loop_factory: LoopFactory
 ) -> None:
@@ -307,6 +324,7 @@ def test_host_removes_reader_while_backend_waits(
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value(["second reader"])
 
 
+@pytest.mark.needs_readiness
 def test_reader_replaced_by_host_while_backend_waits(
     host: QueueHost, loop_factory: LoopFactory
 ) -> None:
@@ -335,6 +353,7 @@ def test_reader_replaced_by_host_while_backend_waits(
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value("new reader")
 
 
+@pytest.mark.needs_readiness
 def test_host_closes_unregistered_fd_while_backend_waits(
     host: QueueHost, loop_factory: LoopFactory
 ) -> None:
@@ -381,6 +400,7 @@ def test_host_closes_unregistered_fd_while_backend_waits(
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value({b"after close"})
 
 
+@pytest.mark.needs_readiness
 def test_closed_fd_reused_while_backend_waits(host: QueueHost, loop_factory: LoopFactory) -> None:
     """An fd unregistered and closed during the wait, its number reused: no stray callback."""
 
@@ -467,15 +487,23 @@ def test_datagram_endpoint(host: QueueHost, loop_factory: LoopFactory) -> None:
     assert host.guest_run(main, loop_factory=loop_factory) == outcome.Value(b"datagram")
 
 
+if sys.platform == "win32":
+    # Winsock's select() reports a closed socket as "not a socket" (WinError 10038).
+    _CLOSED_FD_ERRNO = errno.WSAENOTSOCK  # type: ignore[attr-defined,unused-ignore]
+else:
+    _CLOSED_FD_ERRNO = errno.EBADF
+
+
 # The emergency shutdown cannot run either (select() fails there too), so its
 # coroutine is never started: expected in this user-error case.
 @pytest.mark.filterwarnings("ignore:coroutine 'GuestRun._shutdown' was never awaited")
 def test_fd_closed_while_still_registered_ends_select_run_with_error(host: QueueHost) -> None:
     """User error: a socket closed without remove_reader. select() cannot wait on it.
 
-    The stock loop raises EBADF out of run_forever (and asyncio.run cannot clean
-    up either); the guest run must end too, with that error in the chain,
-    rather than hang or spin. Tasks left pending are the stock outcome here.
+    The stock loop raises EBADF (Windows: WSAENOTSOCK) out of run_forever (and
+    asyncio.run cannot clean up either); the guest run must end too, with that
+    error in the chain, rather than hang or spin. Tasks left pending are the
+    stock outcome here.
     """
     a, b = socket.socketpair()
 
@@ -500,7 +528,7 @@ def test_fd_closed_while_still_registered_ends_select_run_with_error(host: Queue
     while exc is not None and len(chain) < 10:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
-    assert any(isinstance(e, OSError) and e.errno == errno.EBADF for e in chain), chain
+    assert any(isinstance(e, OSError) and e.errno == _CLOSED_FD_ERRNO for e in chain), chain
     # The tasks asyncio could not finish are garbage now; let their "destroyed
     # but pending" log lines land in this test's captured log.
     del out, chain, exc

@@ -1,4 +1,10 @@
-"""asyncio_guest.testing and as_guest_loop: unchanged asyncio code driven through guest mode."""
+"""asyncio_guest.testing and as_guest_loop: unchanged asyncio code driven through guest mode.
+
+``asyncio_guest.testing.new_event_loop()`` makes the platform's default kind
+(a proactor on Windows, like ``asyncio.new_event_loop()``); the tests that
+drive a loop with ``run_until_complete``/``run_forever`` also run on the test
+loop (tests/loops.py), which ASYNCIO_GUEST_TEST_LOOP may set to the selector.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,38 @@ import asyncio
 import selectors
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
 import asyncio_guest
+import asyncio_guest._loop
 import asyncio_guest.testing
 
+from . import loops
 from .conftest import settle_threads
 from .hosts import QueueHost
 
+# Loop makers for run_until_complete-style tests: the testing module's own, and
+# the test loop (the same kind on Linux unless ASYNCIO_GUEST_TEST_LOOP says so).
+NEW_LOOPS = [
+    pytest.param(asyncio_guest.testing.new_event_loop, id="testing.new_event_loop"),
+    pytest.param(loops.new_test_loop, id="test-loop"),
+]
 
-def test_new_event_loop_run_until_complete_uses_a_backend_thread() -> None:
+# Stock loop classes as_guest_loop is given (ProactorEventLoop: Windows only).
+STOCK_LOOPS = [pytest.param(asyncio.SelectorEventLoop, id="SelectorEventLoop")]
+if sys.platform == "win32":
+    STOCK_LOOPS.append(
+        pytest.param(asyncio.ProactorEventLoop, id="ProactorEventLoop")  # type: ignore[attr-defined,unused-ignore]
+    )
+
+
+@pytest.mark.parametrize("new_loop", NEW_LOOPS)
+def test_new_event_loop_run_until_complete_uses_a_backend_thread(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
     threads = set(threading.enumerate())
     seen: list[list[str]] = []
 
@@ -26,7 +52,7 @@ def test_new_event_loop_run_until_complete_uses_a_backend_thread() -> None:
         await asyncio.sleep(0.001)
         return 5
 
-    loop = asyncio_guest.testing.new_event_loop()
+    loop = new_loop()
     try:
         assert loop.run_until_complete(main()) == 5
         assert loop.run_until_complete(asyncio.sleep(0, result="again")) == "again"
@@ -66,8 +92,9 @@ def test_new_event_loop_with_selector(kind: str) -> None:
         loop.close()
 
 
-def test_run_forever_and_stop() -> None:
-    loop = asyncio_guest.testing.new_event_loop()
+@pytest.mark.parametrize("new_loop", NEW_LOOPS)
+def test_run_forever_and_stop(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    loop = new_loop()
     try:
         record: list[str] = []
         loop.call_soon(record.append, "ran")
@@ -83,29 +110,41 @@ def test_run_forever_and_stop() -> None:
     sys.version_info < (3, 11),
     reason=f"asyncio.Runner needs Python 3.11+ (running {sys.version.split()[0]})",
 )
-def test_asyncio_runner_with_guest_loop_factory() -> None:
+@pytest.mark.parametrize("new_loop", NEW_LOOPS)
+def test_asyncio_runner_with_guest_loop_factory(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
     async def main() -> str:
         loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.001)
         return type(loop).__name__
 
+    expected = (
+        ("GuestProactorEventLoop" if sys.platform == "win32" else "GuestSelectorEventLoop")
+        if new_loop is asyncio_guest.testing.new_event_loop
+        else loops.loop_class().__name__
+    )
     runner_cls: Any = asyncio.Runner  # type: ignore[attr-defined,unused-ignore]
-    with runner_cls(loop_factory=asyncio_guest.testing.new_event_loop) as runner:
-        assert runner.run(main()) == "GuestSelectorEventLoop"
+    with runner_cls(loop_factory=new_loop) as runner:
+        assert runner.run(main()) == expected
 
 
-def test_as_guest_loop_keeps_the_object() -> None:
-    loop = asyncio.SelectorEventLoop()
+@pytest.mark.parametrize("stock", STOCK_LOOPS)
+def test_as_guest_loop_keeps_the_object(stock: type[asyncio.AbstractEventLoop]) -> None:
+    guest_cls = asyncio_guest._loop.guest_class_for(stock)
+    loop = stock()
     try:
         same = asyncio_guest.as_guest_loop(loop)
         assert same is loop
-        assert isinstance(loop, asyncio_guest.GuestSelectorEventLoop)
+        assert isinstance(loop, guest_cls)
+        assert isinstance(loop, stock)
         assert asyncio_guest.as_guest_loop(loop) is loop  # idempotent
         assert loop.run_until_complete(asyncio.sleep(0, result=1)) == 1
     finally:
         loop.close()
-    other = asyncio.SelectorEventLoop()
+    other = stock()
     try:
-        assert not isinstance(other, asyncio_guest.GuestSelectorEventLoop)
+        assert not isinstance(other, guest_cls)
     finally:
         other.close()
 
@@ -144,8 +183,11 @@ def test_loop_factory_returning_a_non_selector_loop(host: QueueHost) -> None:
     assert not settle_threads(threads)
 
 
-def test_guest_run_with_a_subclassed_loop(host: QueueHost) -> None:
-    class MyLoop(asyncio.SelectorEventLoop):
+@pytest.mark.parametrize("stock", STOCK_LOOPS)
+def test_guest_run_with_a_subclassed_loop(
+    host: QueueHost, stock: type[asyncio.AbstractEventLoop]
+) -> None:
+    class MyLoop(stock):  # type: ignore[valid-type,misc]
         marker = "mine"
 
     async def main() -> str:

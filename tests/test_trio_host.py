@@ -14,8 +14,17 @@ import trio
 import asyncio_guest
 
 from .hosts import LONG, check_loop_finished, wait_long
+from .loops import test_loop_factory, wine_version
 
 T = TypeVar("T")
+
+_WINE = wine_version()
+pytestmark = pytest.mark.skipif(
+    _WINE is not None,
+    reason=f"under Wine {_WINE}: trio's Windows backend cannot start (trio.run raises "
+    "OSError WinError 10045 from trio/_core/_windows_cffi.py: Wine does not support the "
+    "AFD / SIO_BASE_HANDLE socket ioctls it needs); runs on real Windows",
+)
 
 
 async def run_asyncio_guest(
@@ -37,6 +46,7 @@ async def run_asyncio_guest(
         run_sync_soon_threadsafe=token.run_sync_soon,
         done_callback=done_callback,
         host_uses_signal_set_wakeup_fd=True,  # trio owns the wakeup fd
+        loop_factory=test_loop_factory(),
     )
     loop = task.get_loop()
     if task_box is not None:

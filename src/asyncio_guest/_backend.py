@@ -179,6 +179,9 @@ def _backend_main(ch: _Channel) -> None:
         del wait
         with ch.lock:
             if ch.closing:
+                # Kept for the host: a completion port does not deliver a
+                # dequeued packet again (Engine._stop_backend hands it over).
+                ch.result = result
                 return
             ch.result = result
             ch.state = RETURNED
@@ -387,7 +390,9 @@ class Engine:
                     raise InternalError("the backend thread's I/O wait failed") from exc
                 finally:
                     del result
-            stopped = loop._guest_run(raw, owns_poll, time.monotonic() + self._budget)
+            # perf_counter: the budget is ~1 ms, finer than time.monotonic() on
+            # Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
+            stopped = loop._guest_run(raw, owns_poll, time.perf_counter() + self._budget)
         except BaseException as exc:
             escaped = exc
         finally:
@@ -491,6 +496,11 @@ class Engine:
         if thread is not threading.current_thread():
             thread.join()
         self._thread = None
+        # What the backend dequeued and no tick decoded: on a proactor loop
+        # those are completions that will never be delivered again.
+        leftover, ch.result = ch.result, None
+        if isinstance(leftover, outcome.Value) and leftover.value:
+            self._loop._guest_keep_raw(leftover.value)
 
     def _finalize(self) -> None:
         self._finished = True

@@ -140,12 +140,27 @@ class GuestLoopMixin:
         self._guest_host_owns_wakeup = False
         io = self._guest_io
         self._guest_io = None
+        held, self._guest_pending_raw = self._guest_pending_raw, None
         if isinstance(self, _BaseProactorEventLoop):
             if isinstance(io, IocpIO) and not self.is_closed():
-                # The backend is gone: take our wake packets out of the port
-                # (and finish what completed meanwhile, as a last poll would).
+                # The backend is gone. Finish the completions it dequeued that
+                # no tick decoded (the port will not deliver them again), then
+                # take our wake packets out of the port and finish what
+                # completed meanwhile, as a last poll would. In that order:
+                # poll_raw may drop unregistered operations the held packets name.
+                if held:
+                    io.decode(held)
                 io.decode(io.poll_raw())
             self._guest_stop_self_reading()
+
+    def _guest_keep_raw(self, raw: Any) -> None:
+        """Host thread, backend stopped: a wait result no tick took, for _guest_detach.
+
+        Only a proactor's: a selector's readiness is seen again by the next poll.
+        """
+        if isinstance(self._guest_io, IocpIO):
+            held = self._guest_pending_raw
+            self._guest_pending_raw = raw if held is None else list(held) + list(raw)
 
     def _guest_stop_self_reading(self) -> None:
         """What ProactorEventLoop.run_forever does last (3.13's safer form).
@@ -405,7 +420,7 @@ class GuestLoopMixin:
             if not n and not self._stopping:
                 return False
         ready = self._ready
-        clock = time.monotonic
+        clock = time.perf_counter  # the tick budget's clock (see Engine._tick)
         debug = self._debug
         io = self._guest_io
         assert io is not None

@@ -18,14 +18,20 @@ from __future__ import annotations
 import asyncio
 import selectors
 
-from ._loop import GuestSelectorEventLoop, as_guest_loop
+from ._loop import GuestSelectorEventLoop, as_guest_loop, default_loop_factory
 
 __all__ = ["GuestEventLoopPolicy", "GuestSelectorEventLoop", "as_guest_loop", "new_event_loop"]
 
 
-def new_event_loop(selector: selectors.BaseSelector | None = None) -> GuestSelectorEventLoop:
-    """A new guest selector loop (the default selector unless one is given)."""
-    return GuestSelectorEventLoop(selector)
+def new_event_loop(selector: selectors.BaseSelector | None = None) -> asyncio.AbstractEventLoop:
+    """A new guest loop of the kind ``asyncio.new_event_loop()`` makes here.
+
+    That is the proactor (IOCP) loop on Windows and the selector loop elsewhere;
+    with a ``selector``, a selector loop on it.
+    """
+    if selector is not None:
+        return GuestSelectorEventLoop(selector)
+    return default_loop_factory()
 
 
 class GuestEventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,name-defined,unused-ignore]

