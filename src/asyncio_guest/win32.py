@@ -66,6 +66,10 @@ _BUSY_TIMER_ID = 0x61677374  # "agst": our WM_TIMER id, unlikely to collide
 # Messages that must get their turn before a busy guest's next tick.
 _HOST_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
 _class_serial = itertools.count()
+# Hosts whose window exists. The window procedure is a ctypes thunk owned by
+# the host: a host collected while its window lives would leave the system
+# calling freed code, so an unclosed host stays alive (a leak, not a crash).
+_live_hosts: set[Win32Host] = set()
 
 
 class Win32Host:
@@ -98,6 +102,7 @@ class Win32Host:
             self.hwnd = _hwnd
             self._owns_window = False
         self._queue = CoalescingQueue(self._post_wake, self._post_busy_wake)
+        _live_hosts.add(self)
 
     @classmethod
     def for_window(cls, hwnd: int) -> Win32Host:
@@ -256,6 +261,7 @@ class Win32Host:
             return
         self._closed = True
         self._queue.clear()
+        _live_hosts.discard(self)
         if not self._owns_window:
             w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
             return

@@ -91,6 +91,28 @@ def test_window_is_message_only_and_destroyed_cleanly() -> None:
         h.run_sync_soon_threadsafe(lambda: None)
 
 
+def test_an_unclosed_host_is_kept_alive_while_its_window_exists() -> None:
+    """Its window procedure is a ctypes thunk: collecting it would leave a dangling pointer."""
+    import gc
+    import weakref
+
+    h = win32.Win32Host()
+    ref = weakref.ref(h)
+    hwnd = h.hwnd
+    del h
+    gc.collect()
+    alive = ref()
+    assert alive is not None
+    ran: list[bool] = []
+    alive.run_sync_soon_threadsafe(lambda: ran.append(True))  # still fully working
+    alive.pump_until(lambda: bool(ran))
+    assert w.IsWindow(hwnd)
+    alive.close()
+    del alive
+    gc.collect()
+    assert ref() is None
+
+
 def test_two_hosts_get_distinct_windows_and_classes() -> None:
     with win32.Win32Host() as a, win32.Win32Host() as b:
         assert a.hwnd != b.hwnd
