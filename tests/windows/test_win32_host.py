@@ -66,10 +66,22 @@ def _have_display() -> bool:
     return _display_checked[0]
 
 
-needs_display = pytest.mark.skipif(
-    "not _have_display()",
-    reason="no display for top-level windows (under Wine: run under Xvfb, as make test does)",
-)
+def _display_or_skip() -> None:
+    if _have_display():
+        return
+    message = "no display for top-level windows (under Wine: run under Xvfb, as make test does)"
+    if os.environ.get("ASYNCIO_GUEST_REQUIRE_DISPLAY"):
+        pytest.fail(message + "; ASYNCIO_GUEST_REQUIRE_DISPLAY is set, so this is a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def display() -> None:
+    """Tests that open real top-level windows (a message box, the move loop)."""
+    _display_or_skip()
+
+
+needs_display = pytest.mark.usefixtures("display")
 
 
 # ---------------------------------------------------------------- the window

@@ -19,7 +19,15 @@ if [ -z "${DISPLAY:-}" ]; then
 fi
 
 source tools/windows/env.sh
+# One wineserver (and so one Wine desktop) for the whole run, brought up first:
+# see tools/windows/warm_up.py. The display tests must not skip here.
+wineserver -p
+trap 'wineserver -k 2>/dev/null || true' EXIT
+export ASYNCIO_GUEST_REQUIRE_DISPLAY=1
 failed=()
+if ! win_python "${versions[0]}" tools/windows/warm_up.py; then
+  failed+=("display")
+fi
 for v in "${versions[@]}"; do
   for loop in proactor selector; do
     echo
@@ -31,8 +39,15 @@ for v in "${versions[@]}"; do
     fi
   done
   echo "==================== Windows CPython $v: examples/win32_demo.py --auto"
-  if win_python "$v" examples/win32_demo.py --auto; then
+  # Once (seen in 1 of ~30 runs), Wine failed to create the demo's main window
+  # (CreateWindowExW -> NULL, WinError 1400, right after WM_CREATE); never
+  # reproduced since. A failure of that kind gets one more run, said out loud.
+  if win_python "$v" examples/win32_demo.py --auto 2>&1 | tee .win/demo.log; then
     echo "--- Windows $v demo OK"
+  elif grep -q "WinError 1400" .win/demo.log &&
+       echo "!!! Wine could not create the demo's window; running the demo once more" &&
+       win_python "$v" examples/win32_demo.py --auto; then
+    echo "--- Windows $v demo OK (second run)"
   else
     failed+=("$v/demo")
   fi
