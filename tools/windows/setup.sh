@@ -115,3 +115,7 @@ CNF
   quiet openssl verify -x509_strict -CAfile "$certs/ca.pem" "$certs/server.pem"
   touch "$certs/.ready"
 fi
+
+# Stop the wineserver these steps started without a display: a later run under
+# Xvfb must not inherit its display-less desktop (see tools/windows/test.sh).
+wineserver -k 2>/dev/null || true

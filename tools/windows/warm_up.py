@@ -1,12 +1,11 @@
 """Bring Wine's desktop up before the Windows suites run (tools/windows/test.sh).
 
-Under Wine the first top-level window of a fresh wineserver session sometimes
-fails to be created (CreateWindowExW returns NULL right after WM_CREATE; seen
-in about one run in five of examples/win32_demo.py when it was the first
-program of the session), which is Wine starting its desktop process, not
-something a program on Windows sees. This makes one top-level window, retrying
-for up to 30 s, while test.sh keeps the wineserver (and so the desktop) alive
-for the whole run.
+A wineserver whose desktop process started without a display (a Wine program
+run before Xvfb, as setup.sh's are) makes no top-level windows at all, even
+for programs that have a display: CreateWindowExW returns NULL with last error
+0. test.sh therefore kills any running wineserver and starts its own under
+Xvfb; this check then makes one top-level window (retrying for up to 30 s)
+so that a display problem shows up once, by name, before the suites run.
 """
 
 from __future__ import annotations
