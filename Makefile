@@ -14,7 +14,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 PYTHONS ?= 3.10 3.11 3.12 3.13
-WIN_PYTHONS ?= 3.10 3.13
+WIN_PYTHONS ?= 3.10 3.11 3.12 3.13
 LINT_PY ?= 3.11
 LINT_PATHS := $(wildcard src tests bench tools examples)
 

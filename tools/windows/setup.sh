@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(${WIN_PYTHONS:-3.10 3.13})
+[ ${#versions[@]} -gt 0 ] || versions=(${WIN_PYTHONS:-3.10 3.11 3.12 3.13})
 host_py=${HOST_PYTHON:-python3}
 
 # Wheels for the Windows test runs (the test extra minus the linters). Pinned

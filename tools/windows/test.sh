@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(${WIN_PYTHONS:-3.10 3.13})
+[ ${#versions[@]} -gt 0 ] || versions=(${WIN_PYTHONS:-3.10 3.11 3.12 3.13})
 
 if [ -z "${DISPLAY:-}" ]; then
   command -v xvfb-run >/dev/null || { echo "error: xvfb-run not found (apt-get install xvfb xauth)" >&2; exit 1; }
