@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import contextlib
 import ctypes
 import os
 import socket
@@ -11,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from ctypes import wintypes
 from typing import Any
 
 import outcome
@@ -49,6 +49,27 @@ def _peek_count(hwnd: int, message: int) -> int:
     while w.PeekMessageW(ctypes.byref(msg), hwnd, message, message, w.PM_REMOVE):
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def message_window(proc: Any, name: str) -> Iterator[int]:
+    """A message-only window of a class of the test's own, with ``proc`` as its procedure."""
+    class_name = f"asyncio_guest.test.{name}.{os.getpid()}"
+    wc = w.WNDCLASSEXW()
+    wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
+    wc.lpfnWndProc = proc
+    wc.hInstance = w.GetModuleHandleW(None)
+    wc.lpszClassName = class_name
+    assert w.RegisterClassExW(ctypes.byref(wc))
+    hwnd = w.CreateWindowExW(
+        0, class_name, name, 0, 0, 0, 0, 0, w.HWND_MESSAGE, None, wc.hInstance, None
+    )
+    assert hwnd
+    try:
+        yield int(hwnd)
+    finally:
+        w.DestroyWindow(hwnd)
+        w.UnregisterClassW(class_name, wc.hInstance)
 
 
 _display_checked: list[bool] = []
@@ -232,16 +253,7 @@ def test_framework_owned_window_forwards_our_messages() -> None:
             return 0
         return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
 
-    name = f"asyncio_guest.test.{os.getpid()}"
-    wc = w.WNDCLASSEXW()
-    wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
-    wc.lpfnWndProc = proc
-    wc.hInstance = w.GetModuleHandleW(None)
-    wc.lpszClassName = name
-    assert w.RegisterClassExW(ctypes.byref(wc))
-    hwnd = w.CreateWindowExW(0, name, "fw", 0, 0, 0, 0, 0, w.HWND_MESSAGE, None, wc.hInstance, None)
-    assert hwnd
-    try:
+    with message_window(proc, "framework") as hwnd:
         host = win32.Win32Host.for_window(hwnd)
         holder.append(host)
         out: list[outcome.Outcome[Any]] = []
@@ -257,14 +269,6 @@ def test_framework_owned_window_forwards_our_messages() -> None:
         assert host.wake_message in seen
         host.close()
         assert w.IsWindow(hwnd)  # not ours to destroy
-    finally:
-        w.DestroyWindow(hwnd)
-        w.UnregisterClassW(name, wc.hInstance)
-
-
-def test_import_error_is_clear_elsewhere() -> None:
-    # On Windows the module imports; the Linux suite checks the message.
-    assert win32.Win32Host is not None
 
 
 # ------------------------------------------------------------- guest runs
@@ -574,18 +578,9 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
             return 0
         return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
 
-    name = f"asyncio_guest.timer.{os.getpid()}"
-    wc = w.WNDCLASSEXW()
-    wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
-    wc.lpfnWndProc = proc
-    wc.hInstance = w.GetModuleHandleW(None)
-    wc.lpszClassName = name
-    assert w.RegisterClassExW(ctypes.byref(wc))
-    hwnd = w.CreateWindowExW(0, name, "t", 0, 0, 0, 0, 0, w.HWND_MESSAGE, None, wc.hInstance, None)
-    assert hwnd
     spins = [0]
 
-    async def main() -> None:
+    async def main() -> None:  # runs inside the with block below, where hwnd is set
         assert w.SetTimer(hwnd, TIMER_ID, 20, None)
         end = time.monotonic() + 1.0
         while time.monotonic() < end:  # always ready: every tick leaves work
@@ -594,18 +589,11 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
         w.KillTimer(hwnd, TIMER_ID)
 
     out: list[outcome.Outcome[Any]] = []
-    try:
+    with message_window(proc, "timer") as hwnd:
         win32.start_guest_run(main, host=host, done_callback=out.append)
         host.pump_until(lambda: bool(out))
-    finally:
-        w.DestroyWindow(hwnd)
-        w.UnregisterClassW(name, wc.hInstance)
     out[0].unwrap()
     assert spins[0] > 1000
     # A 20 ms timer over 1 s: ~50 if never delayed; starved it would be 0.
     assert len(fired) >= 10, (len(fired), spins[0])
 
-
-def test_handle_count_is_readable() -> None:
-    count = wintypes.DWORD()
-    assert w.GetProcessHandleCount(w.GetCurrentProcess(), ctypes.byref(count))
