@@ -138,22 +138,7 @@ DefWindowProcW = _declare(
     wintypes.WPARAM,
     wintypes.LPARAM,
 )
-ShowWindow = _declare(user32, "ShowWindow", wintypes.BOOL, wintypes.HWND, ctypes.c_int)
-UpdateWindow = _declare(user32, "UpdateWindow", wintypes.BOOL, wintypes.HWND)
-MoveWindow = _declare(
-    user32, "MoveWindow", wintypes.BOOL,
-    wintypes.HWND, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, wintypes.BOOL,
-)  # fmt: skip
-SetWindowTextW = _declare(user32, "SetWindowTextW", wintypes.BOOL, wintypes.HWND, wintypes.LPCWSTR)
-GetWindowTextLengthW = _declare(user32, "GetWindowTextLengthW", ctypes.c_int, wintypes.HWND)
-GetWindowTextW = _declare(
-    user32, "GetWindowTextW", ctypes.c_int, wintypes.HWND, wintypes.LPWSTR, ctypes.c_int
-)
-EnableWindow = _declare(user32, "EnableWindow", wintypes.BOOL, wintypes.HWND, wintypes.BOOL)
-LoadCursorW = _declare(user32, "LoadCursorW", HCURSOR, wintypes.HINSTANCE, wintypes.LPVOID)
-GetSysColorBrush = _declare(user32, "GetSysColorBrush", wintypes.HBRUSH, ctypes.c_int)
 GetModuleHandleW = _declare(kernel32, "GetModuleHandleW", wintypes.HMODULE, wintypes.LPCWSTR)
-GetCurrentThreadId = _declare(kernel32, "GetCurrentThreadId", wintypes.DWORD)
 
 # --- messages ------------------------------------------------------------------
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-registerwindowmessagew
