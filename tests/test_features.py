@@ -443,7 +443,9 @@ def test_host_timers_run_while_guest_is_busy() -> None:
 
     ticks, spins = asyncio_guest.run(main, host=host, loop_factory=loops.test_loop_factory())
     assert ticks >= wanted
-    assert spins > 200 * wanted  # the guest kept spinning meanwhile: it was under load
+    # The guest kept spinning meanwhile (it was under load): several full
+    # rounds of all 200 tasks. Not a speed figure (bench/bm_responsive.py is).
+    assert spins > 200 * 3
 
 
 def test_tick_budget_must_be_positive(host: QueueHost) -> None:

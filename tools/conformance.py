@@ -211,11 +211,14 @@ def _install_guest_loops() -> None:
                 setattr(module, name, guest_cls)
     default_policy: Any = unix_events._UnixDefaultEventLoopPolicy  # type: ignore[attr-defined,unused-ignore]
     default_policy._loop_factory = guest_cls
-    asyncio.set_event_loop_policy(testing.GuestEventLoopPolicy())
+    # 3.14+ deprecates the public policy functions (the tests themselves use
+    # the private ones there): no warning of ours may differ between modes.
+    set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
+    set_policy(testing._make_policy_class()())
 
     # Guard: fail loudly (not silently plain) if a Python version changes how
     # loops are made.
-    policy: Any = asyncio.DefaultEventLoopPolicy()
+    policy: Any = testing._stock_default_policy()()
     for how, make in (
         ("asyncio.new_event_loop()", asyncio.new_event_loop),
         ("DefaultEventLoopPolicy().new_event_loop()", policy.new_event_loop),

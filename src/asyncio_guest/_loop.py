@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import signal
 import sys
 import threading
 import time
-from asyncio import base_events, proactor_events
+from asyncio import base_events, events, proactor_events
 from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -44,6 +45,10 @@ _MIN_CANCELLED_FRACTION = getattr(base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRA
 _MAX_TIMEOUT = getattr(base_events, "MAXIMUM_SELECT_TIMEOUT", 24 * 3600)
 _format_handle: Callable[[Any], str] = getattr(base_events, "_format_handle", repr)
 _BaseProactorEventLoop = proactor_events.BaseProactorEventLoop
+# 3.14+: what call_soon_threadsafe returns (its cancel() takes a lock).
+_ThreadSafeHandle: Callable[..., asyncio.Handle] | None = getattr(
+    events, "_ThreadSafeHandle", None
+)
 
 
 class WaitStrategy(Protocol):
@@ -267,7 +272,14 @@ class GuestLoopMixin:
         self._check_closed()
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
-        handle = self._call_soon(callback, args, context)
+        if _ThreadSafeHandle is None:
+            handle = self._call_soon(callback, args, context)
+        else:
+            # 3.14+: a handle whose cancel() is safe from any thread.
+            handle = _ThreadSafeHandle(callback, args, self, context)
+            self._ready.append(handle)
+            if handle._source_traceback:  # type: ignore[attr-defined]
+                del handle._source_traceback[-1]  # type: ignore[attr-defined]
         if handle._source_traceback:  # type: ignore[attr-defined]
             del handle._source_traceback[-1]  # type: ignore[attr-defined]
         if threading.get_ident() == engine._host_ident:
@@ -288,14 +300,21 @@ class GuestLoopMixin:
         if self._guest_outside_tick:
             self._guest_engine.host_wake()  # type: ignore[union-attr]
 
-    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
-        result = super()._add_reader(fd, callback, *args)  # type: ignore[misc]
+    # ``**kwargs``: 3.15 added ``context=``; passed on only when given, so each
+    # Python sees exactly the signature it defines.
+
+    def _add_reader(
+        self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> Any:
+        result = super()._add_reader(fd, callback, *args, **kwargs)  # type: ignore[misc]
         if self._guest_watch_regs:
             self._guest_registration_changed()
         return result
 
-    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
-        result = super()._add_writer(fd, callback, *args)  # type: ignore[misc]
+    def _add_writer(
+        self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> Any:
+        result = super()._add_writer(fd, callback, *args, **kwargs)  # type: ignore[misc]
         if self._guest_watch_regs:
             self._guest_registration_changed()
         return result
@@ -393,10 +412,19 @@ class GuestLoopMixin:
         self._guest_batch = n
         return n
 
+    def _guest_due_limit(self) -> float:
+        """Timers due before this time run now (``_run_once``'s ``end_time``).
+
+        ``math.ulp``: as in 3.14+, the limit stays strictly above ``now`` when
+        the clock's values are so large that adding its resolution rounds away.
+        """
+        now = self.time()
+        return now + max(self._clock_resolution, math.ulp(now))
+
     def _guest_due_timers(self) -> None:
         self._guest_drop_cancelled_timers()
         sched = self._scheduled
-        end = self.time() + self._clock_resolution
+        end = self._guest_due_limit()
         ready = self._ready
         while sched and sched[0]._when < end:  # type: ignore[attr-defined]
             handle = heapq.heappop(sched)
@@ -505,7 +533,7 @@ class GuestLoopMixin:
         if self._guest_pending_raw is not None:
             return True
         sched = self._scheduled
-        return bool(sched) and sched[0]._when < self.time() + self._clock_resolution  # type: ignore[attr-defined]
+        return bool(sched) and sched[0]._when < self._guest_due_limit()  # type: ignore[attr-defined]
 
     def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]:
         """Host thread, backend parked: the timeout and blocking call for the backend."""

@@ -9,18 +9,26 @@ unchanged, which is how CPython's own ``test_asyncio`` is run in guest mode
 
 For suites that create loops through the event-loop policy (pytest-asyncio's
 ``event_loop_policy`` fixture, for example), ``GuestEventLoopPolicy`` makes
-every new loop a guest loop. Policies are deprecated from Python 3.14; prefer
-``loop_factory`` where the suite accepts one.
+every new loop a guest loop. asyncio deprecates policies from Python 3.14
+(removal in 3.16), so the class is made only when first asked for, and asking
+for it warns there, as ``asyncio.DefaultEventLoopPolicy`` does: importing this
+module never warns. Prefer ``loop_factory=new_event_loop`` where the suite
+accepts one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import selectors
+import sys
+import warnings
+from typing import Any
 
 from ._loop import GuestSelectorEventLoop, as_guest_loop, default_loop_factory
 
-__all__ = ["GuestEventLoopPolicy", "GuestSelectorEventLoop", "as_guest_loop", "new_event_loop"]
+__all__ = ["GuestSelectorEventLoop", "as_guest_loop", "new_event_loop"]
+
+_POLICIES_DEPRECATED = sys.version_info >= (3, 14)
 
 
 def new_event_loop(selector: selectors.BaseSelector | None = None) -> asyncio.AbstractEventLoop:
@@ -34,8 +42,45 @@ def new_event_loop(selector: selectors.BaseSelector | None = None) -> asyncio.Ab
     return default_loop_factory()
 
 
-class GuestEventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,name-defined,unused-ignore]
-    """Event-loop policy whose ``new_event_loop()`` returns guest loops."""
+def _stock_default_policy() -> type:
+    """asyncio's default policy class, without touching a deprecated name on 3.14+."""
+    if not _POLICIES_DEPRECATED:
+        return asyncio.DefaultEventLoopPolicy  # type: ignore[attr-defined,no-any-return,unused-ignore]
+    if sys.platform == "win32":
+        from asyncio import windows_events as platform_events
+    else:
+        from asyncio import unix_events as platform_events
+    return platform_events._DefaultEventLoopPolicy  # type: ignore[attr-defined,no-any-return]
 
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        return new_event_loop()
+
+_policy_class: type | None = None
+
+
+def _make_policy_class() -> type:
+    global _policy_class
+    if _policy_class is None:
+
+        class GuestEventLoopPolicy(_stock_default_policy()):  # type: ignore[misc]
+            """Event-loop policy whose ``new_event_loop()`` returns guest loops."""
+
+            def new_event_loop(self) -> asyncio.AbstractEventLoop:
+                return new_event_loop()
+
+        GuestEventLoopPolicy.__module__ = __name__
+        _policy_class = GuestEventLoopPolicy
+    return _policy_class
+
+
+def __getattr__(name: str) -> Any:
+    """``GuestEventLoopPolicy``, made on first use (see module doc)."""
+    if name == "GuestEventLoopPolicy":
+        if _POLICIES_DEPRECATED:
+            warnings.warn(
+                "asyncio_guest.testing.GuestEventLoopPolicy is deprecated, as asyncio's "
+                "event loop policies are from Python 3.14 (removal in 3.16); use "
+                "asyncio_guest.testing.new_event_loop as a loop_factory instead",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return _make_policy_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
