@@ -2,7 +2,8 @@
 #
 #   make demo          run examples/reference_demo.py in .venv/3.11
 #   make test          test-linux, then test-windows (both run; fails if either failed)
-#   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed)
+#   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
+#                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
 #   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
@@ -13,44 +14,25 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-PYTHONS ?= 3.10 3.11 3.12 3.13
+PYTHONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
 WIN_PYTHONS ?= 3.10 3.11 3.12 3.13
 LINT_PY ?= 3.11
 LINT_PATHS := $(wildcard src tests bench tools examples)
 
-PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 
-# pip here is set up with extra local indexes and prints harmless
-# "Location ... is ignored" warnings; drop them from the output.
-PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-
-# $(call python_for,3.X): newest pyenv 3.X.* interpreter, else python3.X on PATH.
-python_for = $(or $(shell ls -1d $(PYENV_ROOT)/versions/$(1).*/bin/python 2>/dev/null \
-                          | grep -E '/versions/$(subst .,\.,$(1))\.[0-9]+/' | sort -V | tail -n 1),\
-                  $(shell command -v python$(1) 2>/dev/null))
+# Each version's venv and interpreter go through tools/python.sh: pyenv's
+# 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
+PY := bash tools/python.sh
 
 .PHONY: demo test test-linux test-windows conformance lint bench clean
 
 # --- virtualenvs ------------------------------------------------------------
-# The stamp depends on pyproject.toml, so re-running is a no-op until it changes.
-.PRECIOUS: .venv/%/.installed
-.venv/%/.installed: pyproject.toml
-	@py="$(call python_for,$*)"; \
-	if [ -z "$$py" ]; then echo "error: no Python $* found (pyenv or python$* on PATH)" >&2; exit 1; fi; \
-	if [ ! -x .venv/$*/bin/python ]; then \
-	  echo ">>> creating .venv/$* with $$py"; "$$py" -m venv .venv/$* || exit 1; \
-	fi
-	@echo ">>> .venv/$*: pip install -e '.[test]'"
-	@.venv/$*/bin/python -m pip install -q --upgrade pip $(PIP_QUIET)
-	@.venv/$*/bin/python -m pip install -q -e '.[test]' $(PIP_QUIET)
-	@touch $@
-
-venv-%: .venv/%/.installed
-	@:
+venv-%:
+	@$(PY) venv $*
 
 # --- run --------------------------------------------------------------------
 demo: venv-3.11
-	.venv/3.11/bin/python examples/reference_demo.py
+	$(PY) run 3.11 examples/reference_demo.py
 
 # $(call each_python,TITLE,COMMAND): run COMMAND (with $$v = version) for every
 # Python in PYTHONS; keep going on failure, summarise, exit 1 if any failed.
@@ -62,7 +44,7 @@ define each_python
 	  if ! $(MAKE) --no-print-directory venv-$$v; then \
 	    echo "!!! Python $$v: venv setup failed"; failed="$$failed $$v(venv)"; continue; \
 	  fi; \
-	  .venv/$$v/bin/python -VV; \
+	  $(PY) run $$v -VV; \
 	  if $(2); then echo "--- $(1): Python $$v OK"; \
 	  else rc=$$?; echo "!!! $(1): Python $$v FAILED (exit $$rc)"; failed="$$failed $$v"; fi; \
 	done; \
@@ -80,7 +62,7 @@ test:
 	exit $$rc
 
 test-linux:
-	$(call each_python,test,.venv/$$v/bin/python -m pytest -q -p no:cacheprovider tests)
+	$(call each_python,test,$(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # Windows CPython (embeddable, from PyPI) under Debian's Wine: see
 # tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb
@@ -90,7 +72,7 @@ test-windows: venv-$(LINT_PY)
 	bash tools/windows/test.sh $(WIN_PYTHONS)
 
 conformance:
-	$(call each_python,conformance,.venv/$$v/bin/python tools/conformance.py)
+	$(call each_python,conformance,$(PY) run $$v tools/conformance.py)
 
 lint: venv-$(LINT_PY)
 	.venv/$(LINT_PY)/bin/ruff check $(LINT_PATHS)

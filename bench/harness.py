@@ -9,6 +9,7 @@ which is what a plain asyncio application would use for the same job).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -19,6 +20,7 @@ from spec import Sizes
 
 Metrics = dict[str, float]
 Workload = Callable[["Ctx"], Coroutine[Any, Any, Metrics]]
+SyncWorkload = Callable[["Ctx"], Metrics]
 
 
 @dataclass
@@ -76,8 +78,14 @@ def apply_affinity(ctx: Ctx) -> None:
     ctx.extra["cpus"] = {"loop": cpus[0], "helper": ctx.helper_cpu}
 
 
-def run_in_mode(ctx: Ctx, workload: Workload) -> Metrics:
-    """Run ``workload(ctx)`` to completion in a fresh loop of ``ctx.mode``."""
+def run_in_mode(ctx: Ctx, workload: Workload | SyncWorkload) -> Metrics:
+    """Run ``workload(ctx)`` to completion in a fresh loop of ``ctx.mode``.
+
+    A plain function (not a coroutine function) manages its own loops; it is
+    called as it is, outside any running loop.
+    """
+    if not inspect.iscoroutinefunction(workload):
+        return workload(ctx)  # type: ignore[return-value]
     if ctx.mode == "plain":
         return asyncio.run(workload(ctx))
     if ctx.mode == "guest":

@@ -87,6 +87,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "bulk loopback transfer through streams, both ends in the loop",
     ),
     Benchmark(
+        "restart", "bm_restart",
+        (Metric("rate", "run_forever start/stop per s", "runs/s", True, Bar("ratio_min", 0.5)),),
+        "loop.call_soon(loop.stop); loop.run_forever(), again and again on one loop",
+    ),
+    Benchmark(
         "threadsafe", "bm_latency",
         (
             Metric("median", "median latency", "us", False, Bar("ratio_max", 1.15), 1e6),

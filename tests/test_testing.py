@@ -9,6 +9,7 @@ loop (tests/loops.py), which ASYNCIO_GUEST_TEST_LOOP may set to the selector.
 from __future__ import annotations
 
 import asyncio
+import gc
 import selectors
 import sys
 import threading
@@ -47,19 +48,57 @@ def test_new_event_loop_run_until_complete_uses_a_backend_thread(
     threads = set(threading.enumerate())
     seen: list[list[str]] = []
 
+    def backend_threads() -> list[threading.Thread]:
+        return [t for t in set(threading.enumerate()) - threads if "asyncio-guest" in t.name]
+
     async def main() -> int:
-        seen.append([t.name for t in set(threading.enumerate()) - threads])
-        await asyncio.sleep(0.001)
+        seen.append([t.name for t in backend_threads()])  # none yet: nothing waited
+        await asyncio.sleep(0.001)  # a wait: handed to the backend thread
+        seen.append([t.name for t in backend_threads()])
         return 5
 
     loop = new_loop()
     try:
         assert loop.run_until_complete(main()) == 5
-        assert loop.run_until_complete(asyncio.sleep(0, result="again")) == "again"
+        kept = backend_threads()
+        assert len(kept) == 1, "the backend thread is kept between runs of one loop"
+        assert loop.run_until_complete(asyncio.sleep(0.001, result="again")) == "again"
+        assert backend_threads() == kept, "a later run reuses it"
     finally:
         loop.close()
-    assert any("asyncio-guest" in name for name in seen[0]), seen
+    assert seen[0] == [] and len(seen[1]) == 1, seen
+    assert not kept[0].is_alive(), "close() joins the backend thread"
     assert not settle_threads(threads)
+
+
+def test_a_run_that_never_waits_starts_no_thread() -> None:
+    threads = set(threading.enumerate())
+    loop = asyncio_guest.testing.new_event_loop()
+    try:
+        for _ in range(100):
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        assert loop.run_until_complete(asyncio.sleep(0, result=1)) == 1
+        assert set(threading.enumerate()) == threads
+    finally:
+        loop.close()
+
+
+def test_an_unclosed_loop_lets_its_parked_thread_go_when_collected() -> None:
+    threads = set(threading.enumerate())
+    loop = asyncio_guest.testing.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0.001))
+    (thread,) = set(threading.enumerate()) - threads
+    del loop
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        # The backend thread may still hold the run's token (and so the loop)
+        # for a moment after its last hand-over: it drops it right after posting.
+        for _ in range(500):
+            gc.collect()
+            thread.join(0.01)
+            if not thread.is_alive():
+                break
+    assert not thread.is_alive()
 
 
 @pytest.mark.parametrize("kind", ["PollSelector", "SelectSelector", "EpollSelector"])

@@ -144,7 +144,7 @@ class _Channel:
         "wait_call",
     )
 
-    def __init__(self, post_threadsafe: Callable[[Callable[[], object]], object]) -> None:
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.go = threading.Lock()
         self.go.acquire()
@@ -154,8 +154,82 @@ class _Channel:
         self.closing = False
         self.wait_call: Callable[[], Any] | None = None
         self.token: _Token | None = None
-        self.post_threadsafe = post_threadsafe
+        # Set by each run's Engine while the backend is parked (IDLE): the
+        # release of ``go`` orders it before the backend's next post.
+        self.post_threadsafe: Callable[[Callable[[], object]], object] = _no_host
         self.post_error: BaseException | None = None
+
+
+def _no_host(fn: Callable[[], object]) -> object:
+    raise InternalError("the backend thread was given a wait outside a guest run")
+
+
+class Backend:
+    """One loop's backend thread and its channel (host thread only).
+
+    The thread starts at the first wait a run hands over (a run that never
+    waits, such as ``run_forever`` with only ready callbacks, starts none) and
+    stays parked on ``go`` between runs of the same loop, so a restart costs
+    no thread. It is stopped and joined by ``loop.close()`` (outside any run,
+    so the join is never a blocking call inside a running loop), by a run that
+    ends abnormally (``Engine.abort``/fatal errors: the next run gets a fresh
+    channel and thread), and released without a join when the loop is
+    garbage-collected unclosed (see ``release_parked``).
+    """
+
+    __slots__ = ("__weakref__", "ch", "thread")
+
+    def __init__(self) -> None:
+        self.ch = _Channel()
+        self.thread: threading.Thread | None = None
+
+    def ensure_thread(self, name: str) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=_backend_main,
+                args=(self.ch,),
+                name=name,
+                # Daemon only so that a host which abandons a run mid-wait
+                # cannot hang interpreter exit; close() joins this thread.
+                daemon=True,
+            )
+            self.thread.start()
+
+    def stop(self, wake: Callable[[], object]) -> outcome.Outcome[Any] | None:
+        """Make the thread exit and join it; return a wait result nobody took.
+
+        ``wake`` ends a wait in progress. Afterwards the channel is new and
+        parked, so the loop can run again.
+        """
+        ch = self.ch
+        thread = self.thread
+        self.ch = _Channel()
+        self.thread = None
+        with ch.lock:
+            released = ch.closing  # release_parked or an abandonment let it go
+            ch.closing = True
+            state = ch.state
+        if thread is None:
+            return None
+        if state is WAITING:
+            wake()  # harmless if it was woken already
+        elif not released:
+            ch.go.release()
+        if thread is not threading.current_thread():
+            thread.join()
+        leftover, ch.result = ch.result, None
+        return leftover
+
+    def release_parked(self) -> None:
+        """Any thread, maybe a finalizer: let a parked thread exit (no join)."""
+        ch = self.ch
+        if self.thread is None:
+            return
+        with ch.lock:
+            if ch.closing or ch.state is not IDLE:
+                return  # a run is using it; its own ending stops the thread
+            ch.closing = True
+        ch.go.release()
 
 
 def _backend_main(ch: _Channel) -> None:
@@ -214,19 +288,28 @@ def _post_from_backend(ch: _Channel, tok: _Token) -> None:
 
 
 class _Token:
-    """The identity of a live run, held only by what is in flight (see module doc)."""
+    """The identity of one run, held only by what is in flight (see module doc).
 
-    __slots__ = ("__weakref__", "engine")
+    An engine can be started again for the next run of its loop; ``run`` tells
+    this run's token from a late one of an earlier run (a tick a worker posted
+    just as that run ended, or the backend thread dropping its reference late),
+    which must neither tick nor report an abandonment.
+    """
 
-    def __init__(self, engine: Engine) -> None:
+    __slots__ = ("__weakref__", "engine", "run")
+
+    def __init__(self, engine: Engine, run: int) -> None:
         self.engine = engine
+        self.run = run
 
     def tick(self) -> None:
-        self.engine._tick(self)
+        engine = self.engine
+        if engine._run == self.run:
+            engine._tick(self)
 
     def __del__(self) -> None:
         engine = self.engine
-        if not engine._finished:
+        if engine._run == self.run and not engine._finished:
             engine._abandoned()
 
 
@@ -248,19 +331,22 @@ class Engine:
     ) -> None:
         self._loop = loop
         self._owner = owner
-        self._ch = _Channel(run_sync_soon_threadsafe)
+        self._backend = loop._guest_backend_for_run()
+        self._ch = self._backend.ch
+        self._post_threadsafe = run_sync_soon_threadsafe
         self._post_local = run_sync_soon_not_threadsafe or run_sync_soon_threadsafe
-        self._budget = tick_budget
+        self.budget = tick_budget
         self._host_ident = threading.get_ident()
-        self._thread: threading.Thread | None = None
         self._token_ref: Callable[[], _Token | None] = lambda: None
-        # Host-only state.
+        # Host-only state, reset by each start().
         self._in_tick = False
         self._deferred = False  # a nested host loop ran a tick; re-post it afterwards
         self._wake_sent = False  # one self-pipe byte per backend wait
         self._deadline = -math.inf  # when the backend's current wait times out
         self._finish_requested = False
-        self._finished = False
+        self._finished = True  # until start()
+        self._run = 0  # counts start()s: which run's token is current
+        _live_engines.add(self)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -269,20 +355,24 @@ class Engine:
         return self._finished
 
     def start(self) -> None:
-        """Host thread: start the backend thread and post the first tick."""
-        tok = _Token(self)
+        """Host thread: begin a run and post its first tick.
+
+        The backend thread starts at the first wait. A finished engine may be
+        started again for the next run of its loop (hosted ``run_forever``
+        does, so a restart costs no new objects beyond the run's token).
+        """
+        # The channel is parked (IDLE, ``go`` held) between runs; an abnormal
+        # end replaced it with a fresh one (Backend.stop).
+        self._ch = ch = self._backend.ch
+        ch.post_threadsafe = self._post_threadsafe
+        ch.post_error = None
+        self._in_tick = self._deferred = self._wake_sent = False
+        self._finish_requested = self._finished = False
+        self._deadline = -math.inf
+        self._run += 1
+        tok = _Token(self, self._run)
         self._token_ref = weakref.ref(tok)
-        self._thread = threading.Thread(
-            target=_backend_main,
-            args=(self._ch,),
-            name=f"asyncio-guest backend for {self._loop!r}",
-            # Daemon only so that a host which abandons a run mid-wait cannot
-            # hang interpreter exit; every run that ends joins this thread.
-            daemon=True,
-        )
-        self._thread.start()
-        _live_engines.add(self)
-        self._ch.posted = True
+        ch.posted = True
         self._post_local(tok.tick)
 
     def request_finish(self) -> None:
@@ -392,7 +482,7 @@ class Engine:
                     del result
             # perf_counter: the budget is ~1 ms, finer than time.monotonic() on
             # Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
-            stopped = loop._guest_run(raw, owns_poll, time.perf_counter() + self._budget)
+            stopped = loop._guest_run(raw, owns_poll, time.perf_counter() + self.budget)
         except BaseException as exc:
             escaped = exc
         finally:
@@ -469,6 +559,7 @@ class Engine:
             # IDLE: only this thread moves the state away from IDLE.
             timeout, call = loop._guest_wait_plan()
             deadline = math.inf if timeout is None else time.monotonic() + timeout
+            self._backend.ensure_thread(f"asyncio-guest backend for {loop!r}")
             with ch.lock:
                 if ch.posted:
                     return  # a worker posted a tick meanwhile; it keeps the poll
@@ -481,30 +572,17 @@ class Engine:
     # ----------------------------------------------------------- endings
 
     def _stop_backend(self) -> None:
-        """Host thread: make the backend thread exit and join it."""
-        ch = self._ch
-        thread = self._thread
-        if thread is None:
-            return
-        with ch.lock:
-            ch.closing = True
-            state = ch.state
-        if state is WAITING:
-            self._loop._guest_wake()
-        else:
-            ch.go.release()
-        if thread is not threading.current_thread():
-            thread.join()
-        self._thread = None
+        """Host thread: make the backend thread exit and join it (an abnormal end)."""
+        leftover = self._backend.stop(self._loop._guest_wake)
         # What the backend dequeued and no tick decoded: on a proactor loop
         # those are completions that will never be delivered again.
-        leftover, ch.result = ch.result, None
         if isinstance(leftover, outcome.Value) and leftover.value:
             self._loop._guest_keep_raw(leftover.value)
 
     def _finalize(self) -> None:
+        """Host thread, backend parked (IDLE): the run is over; the thread stays for the loop."""
         self._finished = True
-        self._stop_backend()
+        self._ch.post_threadsafe = _no_host
         self._owner.finalize()
 
     def _fatal(self, exc: BaseException) -> None:

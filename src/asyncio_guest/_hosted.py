@@ -4,41 +4,54 @@ Unchanged asyncio code calls ``loop.run_until_complete()`` / ``run_forever()``.
 On a guest loop those run a ``ReferenceHost`` in the calling thread and drive
 the loop through the real ``Engine`` and backend thread until ``stop()``, with
 ``run_forever``'s own set-up and tear-down (running loop, async-generator
-hooks, coroutine origin tracking). One backend thread per call, joined before
-the call returns.
+hooks, coroutine origin tracking: ``_run_forever_setup``/``_run_forever_cleanup``,
+the stock ones on 3.13+). The reference host and the backend thread belong to
+the loop and are kept between calls (``loop.close()`` releases them), so a
+restart costs no thread and no pipe.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from asyncio import events
+import time
+from asyncio import base_events, events
 from typing import TYPE_CHECKING, Any
 
-from ._backend import DEFAULT_TICK_BUDGET, Engine
+from ._backend import DEFAULT_TICK_BUDGET, Engine, InternalError
 from ._reference_host import ReferenceHost
 
 if TYPE_CHECKING:
     from ._loop import GuestLoopMixin
 
 
-class _HostedRunForever:
-    """Engine owner for one ``run_forever`` call (host thread only)."""
+class HostedRunForever:
+    """Engine owner for the ``run_forever`` calls of one loop (host thread only).
 
-    def __init__(self, loop: GuestLoopMixin, host: ReferenceHost) -> None:
-        self.loop = loop
-        self.host = host
-        self.engine: Engine | None = None
+    Made at the loop's first ``run_forever`` and kept on the loop (with its
+    reference host and engine) until ``loop.close()``.
+    """
+
+    def __init__(self, loop: GuestLoopMixin) -> None:
+        self.host = ReferenceHost()
+        self.engine = Engine(
+            loop,
+            self,
+            run_sync_soon_threadsafe=self.host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=self.host.run_sync_soon_not_threadsafe,
+            tick_budget=getattr(loop, "guest_tick_budget", DEFAULT_TICK_BUDGET),
+        )
         self.error: BaseException | None = None
 
+    def close(self) -> None:
+        self.host.close()
+
     def on_loop_stopped(self) -> None:
-        assert self.engine is not None
         self.engine.request_finish()
 
     def on_callback_raised(self, exc: BaseException) -> None:
         # run_forever lets KeyboardInterrupt/SystemExit out at once.
         self.error = exc
-        assert self.engine is not None
         self.engine.abort()
         self.host.stop()
 
@@ -53,47 +66,85 @@ class _HostedRunForever:
         pass
 
 
+def _run_forever_setup(loop: Any) -> None:
+    """``BaseEventLoop._run_forever_setup`` (3.13+), for 3.10-3.12."""
+    loop._check_closed()
+    loop._check_running()
+    loop._set_coroutine_origin_tracking(loop._debug)
+    loop._old_agen_hooks = sys.get_asyncgen_hooks()
+    loop._thread_id = threading.get_ident()
+    sys.set_asyncgen_hooks(
+        firstiter=loop._asyncgen_firstiter_hook, finalizer=loop._asyncgen_finalizer_hook
+    )
+    events._set_running_loop(loop)
+
+
+def _run_forever_cleanup(loop: Any) -> None:
+    """``BaseEventLoop._run_forever_cleanup`` (3.13+), for 3.10-3.12."""
+    loop._stopping = False
+    loop._thread_id = None
+    events._set_running_loop(None)
+    loop._set_coroutine_origin_tracking(False)
+    if loop._old_agen_hooks is not None:
+        sys.set_asyncgen_hooks(*loop._old_agen_hooks)
+        loop._old_agen_hooks = None
+
+
+def _first_slice(loop: GuestLoopMixin, budget: float) -> bool:
+    """Run the first slice of work here, as the engine's first tick would.
+
+    The same budgeted iterations (``_guest_run``, the host owning the poll), but
+    with no host round trip and no engine run: a ``run_forever`` that stops
+    within it (a restart with only ready callbacks, ``run_until_complete`` of
+    something already done) never needs the host or the backend. Returns True
+    if the loop stopped. What escapes is what ``run_forever`` lets escape.
+    """
+    loop._guest_enter_tick()
+    try:
+        return loop._guest_run(None, True, time.perf_counter() + budget)
+    except BaseException as exc:
+        if exc is loop._guest_escaped or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            loop._guest_escaped = None
+            raise
+        raise InternalError(f"asyncio-guest machinery failed: {exc!r}") from exc
+    finally:
+        loop._guest_leave_tick()
+
+
 def run_forever_hosted(loop: GuestLoopMixin) -> None:
     """Body of ``GuestLoopMixin.run_forever`` (see module doc)."""
     aloop: Any = loop
-    aloop._check_closed()
-    aloop._check_running()
-    aloop._set_coroutine_origin_tracking(aloop._debug)
-    old_agen_hooks = sys.get_asyncgen_hooks()
-    host = ReferenceHost()
-    owner = _HostedRunForever(loop, host)
-    engine = Engine(
-        loop,
-        owner,
-        run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
-        run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
-        tick_budget=getattr(loop, "guest_tick_budget", DEFAULT_TICK_BUDGET),
-    )
-    owner.engine = engine
+    if _HAS_SETUP:
+        aloop._run_forever_setup()  # a subclass's override included
+    else:
+        _run_forever_setup(aloop)
     try:
-        aloop._thread_id = threading.get_ident()
-        sys.set_asyncgen_hooks(
-            firstiter=aloop._asyncgen_firstiter_hook,
-            finalizer=aloop._asyncgen_finalizer_hook,
-        )
-        events._set_running_loop(aloop)
+        owner = loop._guest_hosted
+        if owner is None:
+            owner = loop._guest_hosted = HostedRunForever(loop)
+        host = owner.host
+        engine = owner.engine
         loop._guest_attach(engine)
-        engine.start()
         try:
-            host.run()
+            if not _first_slice(loop, engine.budget):
+                engine.start()
+                try:
+                    host.run()
+                finally:
+                    # A signal handler may have raised out of host.run(): stop
+                    # the backend whatever state it is in.
+                    if not engine.finished:
+                        engine.abort()
         finally:
-            # A signal handler may have raised out of host.run(): stop the
-            # backend whatever state it is in.
-            if not engine.finished:
-                engine.abort()
+            loop._guest_detach()
         if owner.error is not None:
-            raise owner.error
+            error, owner.error = owner.error, None
+            raise error
     finally:
-        loop._guest_detach()
-        host.close()
-        aloop._stopping = False
-        aloop._thread_id = None
-        events._set_running_loop(None)
-        aloop._set_coroutine_origin_tracking(False)
-        sys.set_asyncgen_hooks(*old_agen_hooks)
-        owner.error = None
+        if _HAS_SETUP:
+            aloop._run_forever_cleanup()
+        else:
+            _run_forever_cleanup(aloop)
+
+
+_HAS_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup")

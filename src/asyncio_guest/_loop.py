@@ -29,16 +29,20 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from asyncio import base_events, events, proactor_events
 from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ._backend import Backend
+from ._hosted import run_forever_hosted
 from ._iocp_io import IocpIO
-from ._selector_io import io_for
+from ._selector_io import SelectorIO, io_for
 
 if TYPE_CHECKING:
     from ._backend import Engine
+    from ._hosted import HostedRunForever
 
 _MIN_SCHEDULED = getattr(base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
 _MIN_CANCELLED_FRACTION = getattr(base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5)
@@ -76,7 +80,10 @@ class GuestLoopMixin:
     """
 
     _guest_engine: Engine | None = None
+    _guest_backend: Backend | None = None  # the loop's backend thread, kept between runs
+    _guest_hosted: HostedRunForever | None = None  # run_forever's host and engine, kept
     _guest_io: WaitStrategy | None = None
+    _guest_selector_io: SelectorIO | None = None  # made at the first run, kept
     _guest_waker: Callable[[], object] = staticmethod(lambda: None)  # see _guest_attach
     _guest_outside_tick = False  # an engine is attached and no tick is running
     _guest_watch_regs = False  # registrations need a backend wake (poll/select)
@@ -113,6 +120,33 @@ class GuestLoopMixin:
 
     # ------------------------------------------------------ engine wiring
 
+    def _guest_backend_for_run(self) -> Backend:
+        """Host thread: the backend a new run uses (made at the loop's first run)."""
+        backend = self._guest_backend
+        if backend is None:
+            backend = self._guest_backend = Backend()
+            # Unclosed and collected: let a parked thread go (no reference to
+            # the loop is kept by the finalizer or by the thread).
+            weakref.finalize(self, backend.release_parked)
+        return backend
+
+    def close(self) -> None:
+        """Also stop the backend thread and run_forever's host (after the last run).
+
+        The thread is stopped before the stock ``close()`` releases the
+        selector and the self-pipe, so that a wait still in progress (a run the
+        host abandoned) can be woken.
+        """
+        if not self.is_running():  # type: ignore[attr-defined]
+            backend = self._guest_backend
+            if backend is not None:
+                backend.stop(self._guest_wake)
+            hosted = self._guest_hosted
+            if hosted is not None:
+                self._guest_hosted = None
+                hosted.close()
+        super().close()  # type: ignore[misc]
+
     def _guest_attach(self, engine: Engine) -> None:
         """Host thread: start being driven by ``engine``."""
         io: WaitStrategy
@@ -125,7 +159,10 @@ class GuestLoopMixin:
             if self._self_reading_future is None:  # type: ignore[attr-defined]
                 self._call_soon(self._loop_self_reading, (), None)  # type: ignore[attr-defined]
         else:
-            io = io_for(self._selector)
+            sel_io = self._guest_selector_io
+            if sel_io is None or sel_io.selector is not self._selector:
+                sel_io = self._guest_selector_io = io_for(self._selector)
+            io = sel_io
             self._guest_waker = self._write_to_self
         self._guest_io = io
         self._guest_engine = engine
@@ -573,8 +610,6 @@ class GuestLoopMixin:
         This is what makes unchanged asyncio code (``run_until_complete``,
         ``asyncio.run`` with this loop) exercise the real backend thread.
         """
-        from ._hosted import run_forever_hosted
-
         run_forever_hosted(self)
 
 

@@ -50,15 +50,15 @@ class SelectorIO:
     kernel_tracks_registrations = False
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
-        self._selector = selector
+        self.selector = selector
 
     def blocking_call(self, timeout: float | None) -> Callable[[], Any]:
         """Host thread: build the call the backend thread will make."""
-        return functools.partial(self._selector.select, timeout)
+        return functools.partial(self.selector.select, timeout)
 
     def decode(self, raw: Any) -> Events:
         """Host thread: keep only keys that are still the current registration."""
-        mapping = self._selector.get_map()
+        mapping = self.selector.get_map()
         out: Events = []
         for key, events in raw:
             current = mapping.get(key.fileobj)
@@ -71,7 +71,7 @@ class SelectorIO:
 
         Returns the same kind of raw result as the blocking call (for ``decode``).
         """
-        return self._selector.select(0)
+        return self.selector.select(0)
 
 
 class _FdMapIO(SelectorIO):

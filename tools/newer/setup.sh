@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Prepare Debian's CPython 3.14 and 3.15 (from Debian unstable) in a small chroot.
+#
+#   bash tools/newer/setup.sh
+#
+# pyenv here has CPython up to 3.13; Debian unstable ships 3.14 and 3.15 with
+# their test suites, but they need unstable's glibc, so they run inside a
+# minimal unstable chroot (see ../shared/newer-pythons.md). Needs root (as CI
+# runs). Idempotent: an existing chroot is reused and only missing mounts are
+# made. Every download comes from Debian's mirror; pip inside reaches PyPI
+# through the host's resolver, CA bundle and pip configuration, copied in.
+#
+# Mounts: /proc, /dev (recursively: /dev/pts and /dev/shm too), /tmp/.X11-unix
+# (the host's X displays, for GUI tests under the host's Xvfb) and the checkout
+# itself, at the same path, so paths and editable installs mean the same
+# inside and out. tools/newer/umount.sh undoes them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tools/newer/env.sh
+root=$NEWER_ROOT
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: tools/newer/setup.sh needs root (debootstrap, chroot, mount)" >&2
+  exit 1
+fi
+
+packages=python3.14,python3.15,python3.14-venv,python3.15-venv
+packages+=,libpython3.14-testsuite,libpython3.15-testsuite,python3-tk,ca-certificates
+
+if [ ! -x "$root/usr/bin/python3.15" ] || [ ! -f "$root/.ready" ]; then
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    echo ">>> installing debootstrap (Debian package)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends debootstrap >/dev/null ||
+      { apt-get update -q >/dev/null &&
+        apt-get install -y -q --no-install-recommends debootstrap >/dev/null; }
+  fi
+  newer_umount
+  if grep -q " $root[/ ]" /proc/mounts; then
+    # Never delete through a mount: the checkout itself is mounted in there.
+    echo "error: something is still mounted under $root; run tools/newer/umount.sh" >&2
+    exit 1
+  fi
+  rm -rf "$root"
+  mkdir -p "$root"
+  echo ">>> debootstrap Debian unstable with Python 3.14 and 3.15 -> $root"
+  log=$(mktemp)
+  if ! debootstrap --variant=minbase --include="$packages" sid "$root" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+  touch "$root/.ready"
+fi
+
+# What pip needs inside: the resolver, the machine's CA bundle (the index may
+# be reached through a proxy whose CA only the host's bundle has), pip's config.
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
+
+mount_once() {  # mount_once TARGET MOUNT-ARGS...
+  local target=$1; shift
+  mkdir -p "$target"
+  mountpoint -q "$target" || mount "$@" "$target"
+}
+mount_once "$root/proc" -t proc proc
+mount_once "$root/dev" --rbind /dev
+mount --make-rslave "$root/dev"
+mkdir -p /tmp/.X11-unix
+mount_once "$root/tmp/.X11-unix" --bind /tmp/.X11-unix
+mount_once "$root$PWD" --bind "$PWD"
+
+in_newer python3.14 -c 'import sys; print("   ", sys.version.split()[0])'
+in_newer python3.15 -c 'import sys; print("   ", sys.version.split()[0])'
