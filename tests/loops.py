@@ -25,7 +25,7 @@ from asyncio import proactor_events
 from collections.abc import Callable
 
 import asyncio_guest
-from asyncio_guest import _loop
+from asyncio_guest._core import guest_loop
 
 ENV = "ASYNCIO_GUEST_TEST_LOOP"
 KINDS = ("default", "selector", "proactor")
@@ -71,7 +71,7 @@ test_loop_factory.__test__ = False  # type: ignore[attr-defined]  # not a pytest
 
 def resolved_factory() -> LoopFactory:
     """What a guest run calls to make its loop (the default factory made explicit)."""
-    return test_loop_factory() or _loop.default_loop_factory
+    return test_loop_factory() or guest_loop.default_loop_factory
 
 
 def new_test_loop() -> asyncio.AbstractEventLoop:

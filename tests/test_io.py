@@ -496,7 +496,7 @@ else:
 
 # The emergency shutdown cannot run either (select() fails there too), so its
 # coroutine is never started: expected in this user-error case.
-@pytest.mark.filterwarnings("ignore:coroutine 'GuestRun._shutdown' was never awaited")
+@pytest.mark.filterwarnings("ignore:coroutine 'RunLifecycle._shutdown' was never awaited")
 def test_fd_closed_while_still_registered_ends_select_run_with_error(host: QueueHost) -> None:
     """User error: a socket closed without remove_reader. select() cannot wait on it.
 

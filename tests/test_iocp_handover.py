@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from asyncio_guest._iocp_io import _MAX_PACKETS_PER_WAIT, INFINITE, WAKE_ADDRESS, IocpIO
+from asyncio_guest._core.iocp_wait import _MAX_PACKETS_PER_WAIT, INFINITE, WAKE_ADDRESS, IocpIO
 
 from .hosts import LONG
 

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 
 import asyncio_guest
-import asyncio_guest._loop
+import asyncio_guest._core.guest_loop
 import asyncio_guest.testing
 
 from . import loops
@@ -170,7 +170,7 @@ def test_asyncio_runner_with_guest_loop_factory(
 
 @pytest.mark.parametrize("stock", STOCK_LOOPS)
 def test_as_guest_loop_keeps_the_object(stock: type[asyncio.AbstractEventLoop]) -> None:
-    guest_cls = asyncio_guest._loop.guest_class_for(stock)
+    guest_cls = asyncio_guest._core.guest_loop.guest_class_for(stock)
     loop = stock()
     try:
         same = asyncio_guest.as_guest_loop(loop)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from asyncio_guest._wake_queue import CoalescingQueue
+from asyncio_guest._core.wake_queue import CoalescingQueue
 
 
 class Posts:

@@ -140,7 +140,7 @@ def _install_run_counters(guest_mode: bool) -> None:
 
         # Private, but the one class every guest loop class derives from
         # (GuestSelectorEventLoop and the classes as_guest_loop makes).
-        from asyncio_guest._loop import GuestLoopMixin
+        from asyncio_guest._core.guest_loop import GuestLoopMixin
 
         convert = as_guest_loop
         guest = GuestLoopMixin.run_forever

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from ._backend import DEFAULT_TICK_BUDGET, InternalError
-from ._loop import GuestSelectorEventLoop, as_guest_loop
-from ._reference_host import HostTimer, ReferenceHost
-from ._reference_run import run
-from ._run import asyncio_guest_run, start_guest_run
+from ._core.errors import InternalError
+from ._core.guest_loop import GuestSelectorEventLoop, as_guest_loop
+from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import asyncio_guest_run, start_guest_run
+from .reference import HostTimer, ReferenceHost, run
 
 __all__ = [
     "DEFAULT_TICK_BUDGET",
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 if sys.platform == "win32":
-    from ._loop import GuestProactorEventLoop
+    from ._core.guest_loop import GuestProactorEventLoop
 
     __all__ += ["GuestProactorEventLoop"]
 

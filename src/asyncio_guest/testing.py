@@ -24,7 +24,7 @@ import sys
 import warnings
 from typing import Any
 
-from ._loop import GuestSelectorEventLoop, as_guest_loop, default_loop_factory
+from ._core.guest_loop import GuestSelectorEventLoop, as_guest_loop, default_loop_factory
 
 __all__ = ["GuestSelectorEventLoop", "as_guest_loop", "new_event_loop"]
 

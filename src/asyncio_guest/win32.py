@@ -53,9 +53,9 @@ from typing import Any
 import outcome
 
 from . import _win32_api as w
-from ._backend import DEFAULT_TICK_BUDGET
-from ._run import start_guest_run as _start_guest_run
-from ._wake_queue import CoalescingQueue
+from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import start_guest_run as _start_guest_run
+from ._core.wake_queue import CoalescingQueue
 
 __all__ = ["Win32Host", "run", "start_guest_run"]
 

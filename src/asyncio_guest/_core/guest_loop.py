@@ -35,14 +35,14 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._backend import Backend
-from ._hosted import run_forever_hosted
-from ._iocp_io import IocpIO
-from ._selector_io import SelectorIO, io_for
+from .backend import Backend
+from .iocp_wait import IocpIO
+from .selector_wait import SelectorIO, io_for
+from .self_hosted import run_forever_self_hosted
 
 if TYPE_CHECKING:
-    from ._backend import Engine
-    from ._hosted import HostedRunForever
+    from .handover import Engine
+    from .self_hosted import SelfHostedRuns
 
 _MIN_SCHEDULED = getattr(base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
 _MIN_CANCELLED_FRACTION = getattr(base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5)
@@ -81,7 +81,7 @@ class GuestLoopMixin:
 
     _guest_engine: Engine | None = None
     _guest_backend: Backend | None = None  # the loop's backend thread, kept between runs
-    _guest_hosted: HostedRunForever | None = None  # run_forever's host and engine, kept
+    _guest_self_host: SelfHostedRuns | None = None  # run_forever's host and engine, kept
     _guest_io: WaitStrategy | None = None
     _guest_selector_io: SelectorIO | None = None  # made at the first run, kept
     _guest_waker: Callable[[], object] = staticmethod(lambda: None)  # see _guest_attach
@@ -141,9 +141,9 @@ class GuestLoopMixin:
             backend = self._guest_backend
             if backend is not None:
                 backend.stop(self._guest_wake)
-            hosted = self._guest_hosted
+            hosted = self._guest_self_host
             if hosted is not None:
-                self._guest_hosted = None
+                self._guest_self_host = None
                 hosted.close()
         super().close()  # type: ignore[misc]
 
@@ -468,7 +468,7 @@ class GuestLoopMixin:
             handle._scheduled = False  # type: ignore[attr-defined]
             ready.append(handle)
 
-    def _guest_run(self, raw: Any, may_poll: bool, deadline: float) -> bool:
+    def _guest_run_slice(self, raw: Any, may_poll: bool, deadline: float) -> bool:
         """Host thread: run iterations until ``deadline`` or until nothing is ready.
 
         ``raw`` is the backend's wait result, if this tick has one; ``may_poll``
@@ -610,7 +610,7 @@ class GuestLoopMixin:
         This is what makes unchanged asyncio code (``run_until_complete``,
         ``asyncio.run`` with this loop) exercise the real backend thread.
         """
-        run_forever_hosted(self)
+        run_forever_self_hosted(self)
 
 
 _L = TypeVar("_L", bound=asyncio.AbstractEventLoop)

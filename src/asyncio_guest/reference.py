@@ -1,8 +1,10 @@
-"""``asyncio_guest.run``: ``asyncio.run`` semantics, driven through guest mode.
+"""The reference host: ``asyncio_guest.run`` and the ``ReferenceHost`` it runs.
 
-The calling thread becomes a ``ReferenceHost``; the coroutine runs as its
-guest with the real backend thread. Tests, benchmarks and headless programs
-use it; a program can pass its own ``ReferenceHost`` to add host-side timers.
+``run(main)`` has ``asyncio.run`` semantics, driven through guest mode: the
+calling thread becomes a ``ReferenceHost`` (a minimal host loop, see
+``_core/reference_host.py``) and the coroutine runs as its guest with the real
+backend thread. Tests, benchmarks and headless programs use it; a program can
+pass its own ``ReferenceHost`` to add host-side timers (``call_later``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 
 import outcome
 
-from ._backend import DEFAULT_TICK_BUDGET
-from ._reference_host import ReferenceHost
-from ._run import start_guest_run
+from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import start_guest_run
+from ._core.reference_host import HostTimer, ReferenceHost
+
+__all__ = ["HostTimer", "ReferenceHost", "run"]
 
 
 def run(

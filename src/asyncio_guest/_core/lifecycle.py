@@ -34,8 +34,9 @@ from typing import Any
 
 import outcome
 
-from ._backend import DEFAULT_TICK_BUDGET, Engine, InternalError
-from ._loop import GuestLoopMixin, as_guest_loop, default_loop_factory
+from .errors import InternalError
+from .guest_loop import GuestLoopMixin, as_guest_loop, default_loop_factory
+from .handover import DEFAULT_TICK_BUDGET, Engine
 
 _THREAD_JOIN_TIMEOUT = 300.0  # what asyncio.run gives the default executor (3.12+)
 
@@ -55,7 +56,7 @@ def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any
     raise TypeError(f"a coroutine or an async function was expected, got {main!r}")
 
 
-class GuestRun:
+class RunLifecycle:
     """One guest run: the Engine's owner (host thread unless noted)."""
 
     def __init__(
@@ -295,7 +296,7 @@ def _make_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
 
     A proactor loop made in the main thread points the wakeup fd at its own
     self-socket (``BaseProactorEventLoop.__init__``). Whether the run takes that
-    fd is decided later, in ``GuestRun._install_signal_handling`` (the host may
+    fd is decided later, in ``RunLifecycle._install_signal_handling`` (the host may
     own it), so the constructor's choice is undone here.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -350,14 +351,14 @@ def start_guest_run(
         )
     coro = _make_coroutine(main, args)
     loop: Any = None
-    run: GuestRun | None = None
+    run: RunLifecycle | None = None
     engine: Engine | None = None
     try:
         loop = _make_loop(loop_factory or default_loop_factory)
         loop = as_guest_loop(loop)  # a TypeError here still closes the loop below
         if debug is not None:
             loop.set_debug(debug)
-        run = GuestRun(loop, done_callback, host_uses_signal_set_wakeup_fd)
+        run = RunLifecycle(loop, done_callback, host_uses_signal_set_wakeup_fd)
         engine = Engine(
             loop,
             run,

@@ -16,30 +16,37 @@ import sys
 import threading
 import time
 from asyncio import base_events, events
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._backend import DEFAULT_TICK_BUDGET, Engine, InternalError
-from ._reference_host import ReferenceHost
-
-if TYPE_CHECKING:
-    from ._loop import GuestLoopMixin
+from .errors import InternalError
+from .handover import DEFAULT_TICK_BUDGET, Engine, GuestLoop
+from .reference_host import ReferenceHost
 
 
-class HostedRunForever:
+class SelfHostedLoop(GuestLoop, Protocol):
+    """What this module uses of a guest loop besides what the engine uses."""
+
+    _guest_self_host: SelfHostedRuns | None
+
+    def _guest_attach(self, engine: Engine) -> None: ...
+    def _guest_detach(self) -> None: ...
+
+
+class SelfHostedRuns:
     """Engine owner for the ``run_forever`` calls of one loop (host thread only).
 
     Made at the loop's first ``run_forever`` and kept on the loop (with its
     reference host and engine) until ``loop.close()``.
     """
 
-    def __init__(self, loop: GuestLoopMixin) -> None:
+    def __init__(self, loop: SelfHostedLoop) -> None:
         self.host = ReferenceHost()
         self.engine = Engine(
             loop,
             self,
             run_sync_soon_threadsafe=self.host.run_sync_soon_threadsafe,
             run_sync_soon_not_threadsafe=self.host.run_sync_soon_not_threadsafe,
-            tick_budget=getattr(loop, "guest_tick_budget", DEFAULT_TICK_BUDGET),
+            tick_budget=DEFAULT_TICK_BUDGET,
         )
         self.error: BaseException | None = None
 
@@ -90,7 +97,7 @@ def _run_forever_cleanup(loop: Any) -> None:
         loop._old_agen_hooks = None
 
 
-def _first_slice(loop: GuestLoopMixin, budget: float) -> bool:
+def _first_slice(loop: SelfHostedLoop, budget: float) -> bool:
     """Run the first slice of work here, as the engine's first tick would.
 
     The same budgeted iterations (``_guest_run``, the host owning the poll), but
@@ -101,7 +108,8 @@ def _first_slice(loop: GuestLoopMixin, budget: float) -> bool:
     """
     loop._guest_enter_tick()
     try:
-        return loop._guest_run(None, True, time.perf_counter() + budget)
+        stopped: bool = loop._guest_run_slice(None, True, time.perf_counter() + budget)
+        return stopped
     except BaseException as exc:
         if exc is loop._guest_escaped or isinstance(exc, (KeyboardInterrupt, SystemExit)):
             loop._guest_escaped = None
@@ -111,17 +119,17 @@ def _first_slice(loop: GuestLoopMixin, budget: float) -> bool:
         loop._guest_leave_tick()
 
 
-def run_forever_hosted(loop: GuestLoopMixin) -> None:
-    """Body of ``GuestLoopMixin.run_forever`` (see module doc)."""
+def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
+    """Body of ``SelfHostedLoop.run_forever`` (see module doc)."""
     aloop: Any = loop
     if _HAS_SETUP:
         aloop._run_forever_setup()  # a subclass's override included
     else:
         _run_forever_setup(aloop)
     try:
-        owner = loop._guest_hosted
+        owner = loop._guest_self_host
         if owner is None:
-            owner = loop._guest_hosted = HostedRunForever(loop)
+            owner = loop._guest_self_host = SelfHostedRuns(loop)
         host = owner.host
         engine = owner.engine
         loop._guest_attach(engine)

@@ -1,37 +1,29 @@
-"""The backend thread and its hand-over with the host thread.
+"""The hand-over: the host-side driver of a guest loop (``Engine``) and its ticks.
 
-Three kinds of threads meet here:
+A *tick* is one host callback's worth of asyncio work: take what the backend
+thread's wait returned (``backend.py``), run loop iterations within the tick
+budget (``GuestLoop._guest_run_slice``), then decide who runs next: another
+tick (work is left: no thread hop), or the backend thread (hand it the wait).
 
-* the *host thread* (H) runs the host's main loop and every asyncio callback;
-* the *backend thread* (B), one per run, does nothing but the OS wait;
-* *worker threads* (W) call ``loop.call_soon_threadsafe`` and friends.
+Rules that keep it correct (``Channel`` fields are in ``backend.py``):
 
-Polling is owned by exactly one side at a time. ``_Channel.state`` says which:
-
-=========  ==============================================================
-IDLE       B is parked on ``go``; the host owns the poll (it may poll with
-           a zero timeout itself: the no-thread-hop fast path).
-WAITING    H released ``go``; B owns the poll and is (about to be) blocked
-           in the OS wait. H must not poll; it may still run ready callbacks.
-RETURNED   B finished its wait and left the result in ``_Channel.result``;
-           a tick that will pick it up is posted (or owed, see ``posted``).
-=========  ==============================================================
-
-``posted`` is True while one call of ``_Token.tick`` is handed to the host
-(or owed to it, while a nested host loop defers it). Whoever flips it from
-False to True posts that one tick; nobody else posts. So at most one tick is
-ever in flight, and a tick never runs inside another one.
-
-Signal handlers run on the host thread between any two bytecodes, also while
-the host holds ``_Channel.lock``. Host-thread wake-ups that may come from a
-signal handler (``host_wake``) therefore never take the lock: they only write
-a byte to the loop's self-pipe, which ends the backend's wait.
+* ``posted`` is True while one call of ``_Token.tick`` is handed to the host
+  (or owed to it, while a nested host loop defers it). Whoever flips it from
+  False to True posts that one tick; nobody else posts. So at most one tick is
+  ever in flight, and a tick never runs inside another one.
+* Only the host thread moves the channel away from IDLE, and only the host
+  thread touches loop state; the backend thread touches the OS wait and the
+  channel, workers only the channel (``request_tick``).
+* Signal handlers run on the host thread between any two bytecodes, also while
+  the host holds ``Channel.lock``. Host-thread wake-ups that may come from a
+  signal handler (``host_wake``) therefore never take the lock: they only write
+  a byte to the loop's self-pipe, which ends the backend's wait.
 
 Abandonment: only posted ticks and the backend thread (while it is given a
-wait) hold strong references to the ``_Token``. If the host drops a posted
-tick without running it, the token dies and ``Engine._abandoned`` warns and
-releases the backend thread. That cannot be seen while guest objects keep the
-host's queue reachable (the running loop is a thread-local root), so a run
+wait) hold strong references to the run's ``_Token``. If the host drops a
+posted tick without running it, the token dies and ``Engine._abandoned`` warns
+and releases the backend thread. That cannot be seen while guest objects keep
+the host's queue reachable (the running loop is a thread-local root), so a run
 still unfinished at interpreter exit is reported then; the backend thread is a
 daemon only so that such a run cannot hang the exit.
 """
@@ -39,7 +31,6 @@ daemon only so that such a run cannot hang the exit.
 from __future__ import annotations
 
 import atexit
-import enum
 import logging
 import math
 import threading
@@ -47,12 +38,12 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import outcome
 
-if TYPE_CHECKING:
-    from ._loop import GuestLoopMixin
+from .backend import IDLE, RETURNED, WAITING, Backend, no_host
+from .errors import InternalError
 
 logger = logging.getLogger("asyncio_guest")
 
@@ -62,10 +53,6 @@ DEFAULT_TICK_BUDGET = 0.001
 1 ms keeps a host timer's lateness near a millisecond under full asyncio load
 while amortising the host's per-callback cost over hundreds of iterations.
 """
-
-
-class InternalError(RuntimeError):
-    """asyncio-guest's own machinery failed; the original error is ``__cause__``."""
 
 
 _live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -90,15 +77,24 @@ def _warn_unfinished_runs() -> None:
             )
 
 
-class _State(enum.Enum):
-    IDLE = "idle"
-    WAITING = "waiting"
-    RETURNED = "returned"
+class GuestLoop(Protocol):
+    """What the engine uses of the loop it drives (``guest_loop.GuestLoopMixin``).
 
+    All of it host thread only, except ``_guest_wake`` (signal-safe) and the
+    blocking call that ``_guest_wait_plan`` returns (run by the backend thread).
+    """
 
-IDLE = _State.IDLE
-WAITING = _State.WAITING
-RETURNED = _State.RETURNED
+    _guest_escaped: BaseException | None
+
+    def _guest_backend_for_run(self) -> Backend: ...
+    def _guest_enter_tick(self) -> None: ...
+    def _guest_leave_tick(self) -> None: ...
+    def _guest_run_slice(self, raw: Any, may_poll: bool, deadline: float) -> bool: ...
+    def _guest_has_work(self) -> bool: ...
+    def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]: ...
+    def _guest_wait_is_stale(self, deadline: float) -> bool: ...
+    def _guest_wake(self) -> None: ...
+    def _guest_keep_raw(self, raw: Any) -> None: ...
 
 
 class Owner(Protocol):
@@ -118,173 +114,6 @@ class Owner(Protocol):
 
     def on_abandoned(self) -> None:
         """The host dropped the run (any thread, from a finalizer: must not raise)."""
-
-
-class _Channel:
-    """State shared by H, B and W threads.
-
-    Invariant: ``posted``, ``state``, ``result`` and ``closing`` are read and
-    written with ``lock`` held (H may read ``posted``/``state`` without it where
-    a stale value is harmless, see ``Engine.host_wake``). ``wait_call`` and
-    ``token`` are written by H before it releases ``go`` and taken by B after
-    acquiring it: that release/acquire pair orders them.
-    ``go`` is locked whenever ``state`` is IDLE or RETURNED.
-    """
-
-    __slots__ = (
-        "closing",
-        "go",
-        "lock",
-        "post_error",
-        "post_threadsafe",
-        "posted",
-        "result",
-        "state",
-        "token",
-        "wait_call",
-    )
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.go = threading.Lock()
-        self.go.acquire()
-        self.posted = False
-        self.state = IDLE
-        self.result: outcome.Outcome[Any] | None = None
-        self.closing = False
-        self.wait_call: Callable[[], Any] | None = None
-        self.token: _Token | None = None
-        # Set by each run's Engine while the backend is parked (IDLE): the
-        # release of ``go`` orders it before the backend's next post.
-        self.post_threadsafe: Callable[[Callable[[], object]], object] = _no_host
-        self.post_error: BaseException | None = None
-
-
-def _no_host(fn: Callable[[], object]) -> object:
-    raise InternalError("the backend thread was given a wait outside a guest run")
-
-
-class Backend:
-    """One loop's backend thread and its channel (host thread only).
-
-    The thread starts at the first wait a run hands over (a run that never
-    waits, such as ``run_forever`` with only ready callbacks, starts none) and
-    stays parked on ``go`` between runs of the same loop, so a restart costs
-    no thread. It is stopped and joined by ``loop.close()`` (outside any run,
-    so the join is never a blocking call inside a running loop), by a run that
-    ends abnormally (``Engine.abort``/fatal errors: the next run gets a fresh
-    channel and thread), and released without a join when the loop is
-    garbage-collected unclosed (see ``release_parked``).
-    """
-
-    __slots__ = ("__weakref__", "ch", "thread")
-
-    def __init__(self) -> None:
-        self.ch = _Channel()
-        self.thread: threading.Thread | None = None
-
-    def ensure_thread(self, name: str) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(
-                target=_backend_main,
-                args=(self.ch,),
-                name=name,
-                # Daemon only so that a host which abandons a run mid-wait
-                # cannot hang interpreter exit; close() joins this thread.
-                daemon=True,
-            )
-            self.thread.start()
-
-    def stop(self, wake: Callable[[], object]) -> outcome.Outcome[Any] | None:
-        """Make the thread exit and join it; return a wait result nobody took.
-
-        ``wake`` ends a wait in progress. Afterwards the channel is new and
-        parked, so the loop can run again.
-        """
-        ch = self.ch
-        thread = self.thread
-        self.ch = _Channel()
-        self.thread = None
-        with ch.lock:
-            released = ch.closing  # release_parked or an abandonment let it go
-            ch.closing = True
-            state = ch.state
-        if thread is None:
-            return None
-        if state is WAITING:
-            wake()  # harmless if it was woken already
-        elif not released:
-            ch.go.release()
-        if thread is not threading.current_thread():
-            thread.join()
-        leftover, ch.result = ch.result, None
-        return leftover
-
-    def release_parked(self) -> None:
-        """Any thread, maybe a finalizer: let a parked thread exit (no join)."""
-        ch = self.ch
-        if self.thread is None:
-            return
-        with ch.lock:
-            if ch.closing or ch.state is not IDLE:
-                return  # a run is using it; its own ending stops the thread
-            ch.closing = True
-        ch.go.release()
-
-
-def _backend_main(ch: _Channel) -> None:
-    """Body of the backend thread: wait for ``go``, do one OS wait, hand it over.
-
-    Holds no reference to the loop or the engine, only to the channel, and to
-    the token only while it is handed a wait (so a host that drops the run is
-    detected by the token's death).
-    """
-    while True:
-        ch.go.acquire()
-        if ch.closing:
-            return
-        wait, tok = ch.wait_call, ch.token
-        ch.wait_call = ch.token = None
-        assert wait is not None and tok is not None
-        try:
-            result: outcome.Outcome[Any] = outcome.Value(wait())
-        except BaseException as exc:  # handed to the host, which ends the run
-            result = outcome.Error(exc)
-        del wait
-        with ch.lock:
-            if ch.closing:
-                # Kept for the host: a completion port does not deliver a
-                # dequeued packet again (Engine._stop_backend hands it over).
-                ch.result = result
-                return
-            ch.result = result
-            ch.state = RETURNED
-            must_post = not ch.posted
-            ch.posted = True
-        del result
-        if must_post:
-            _post_from_backend(ch, tok)
-        del tok
-
-
-def _post_from_backend(ch: _Channel, tok: _Token) -> None:
-    """Hand the tick to the host; a failing host primitive gets one retry."""
-    for attempt in (1, 2):
-        try:
-            ch.post_threadsafe(tok.tick)
-            return
-        except BaseException as exc:
-            if attempt == 2:
-                # The host cannot be reached from this thread any more, so the
-                # run cannot end through done_callback from here. Say so loudly;
-                # the token dies with this frame and the run is reported as
-                # abandoned, and any later host-side call raises InternalError.
-                ch.post_error = exc
-                logger.error(
-                    "asyncio-guest: run_sync_soon_threadsafe raised in the backend "
-                    "thread; the host can no longer be reached",
-                    exc_info=exc,
-                )
 
 
 class _Token:
@@ -322,7 +151,7 @@ class Engine:
 
     def __init__(
         self,
-        loop: GuestLoopMixin,
+        loop: GuestLoop,
         owner: Owner,
         *,
         run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
@@ -392,13 +221,11 @@ class Engine:
 
     # -------------------------------------------------------- wake-ups
 
-    def request_tick(self, from_host: bool = False) -> None:
-        """Any thread but a signal handler's: make sure a tick will run soon.
+    def request_tick(self) -> None:
+        """A worker thread: make sure a tick will run soon.
 
-        From a worker this is the one-hop path for ``call_soon_threadsafe``: the
-        tick only runs ready callbacks while the backend keeps its wait.
-        ``from_host`` says the caller is the host thread (it may use the
-        not-threadsafe primitive).
+        The one-hop path for ``call_soon_threadsafe``: the tick only runs ready
+        callbacks while the backend keeps its wait.
         """
         ch = self._ch
         if ch.posted:
@@ -413,10 +240,7 @@ class Engine:
         try:
             if tok is None or ch.post_error is not None:
                 raise InternalError("the guest run can no longer reach its host")
-            if from_host:
-                self._post_local(tok.tick)
-            else:
-                ch.post_threadsafe(tok.tick)
+            ch.post_threadsafe(tok.tick)
         except BaseException:
             with ch.lock:
                 ch.posted = False
@@ -482,7 +306,7 @@ class Engine:
                     del result
             # perf_counter: the budget is ~1 ms, finer than time.monotonic() on
             # Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
-            stopped = loop._guest_run(raw, owns_poll, time.perf_counter() + self.budget)
+            stopped = loop._guest_run_slice(raw, owns_poll, time.perf_counter() + self.budget)
         except BaseException as exc:
             escaped = exc
         finally:
@@ -582,7 +406,7 @@ class Engine:
     def _finalize(self) -> None:
         """Host thread, backend parked (IDLE): the run is over; the thread stays for the loop."""
         self._finished = True
-        self._ch.post_threadsafe = _no_host
+        self._ch.post_threadsafe = no_host
         self._owner.finalize()
 
     def _fatal(self, exc: BaseException) -> None:

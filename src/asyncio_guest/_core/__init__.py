@@ -1,0 +1,20 @@
+"""The engine: a guest asyncio loop driven from another loop's thread.
+
+Read in this order (each module says what it holds and who may touch it):
+
+* ``lifecycle.py``: ``start_guest_run``, ``asyncio.run`` started beside a host:
+  set-up, shutdown, outcome delivery (``RunLifecycle``);
+* ``handover.py``: the ``Engine`` that drives the loop from host callbacks
+  (ticks) and hands the OS wait to the backend thread, and back;
+* ``backend.py``: the backend thread and the channel it shares with the host;
+* ``guest_loop.py``: the loop split into plan / wait / run-within-budget, and the
+  host-side hooks that wake the backend (``GuestLoopMixin`` and its classes);
+* ``selector_wait.py``, ``iocp_wait.py``: how each kind of loop's OS wait is
+  split between the backend thread (the blocking call) and the host (decoding);
+* ``self_hosted.py``: ``run_forever`` of a guest loop, driven by its own
+  ``reference_host.py`` (how unchanged asyncio code runs in guest mode);
+* ``wake_queue.py``: a callback queue for hosts whose wake-up is a message;
+* ``errors.py``: ``InternalError``.
+
+Public names live in ``asyncio_guest`` and its host modules; nothing here is API.
+"""
