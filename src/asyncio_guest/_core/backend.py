@@ -31,6 +31,8 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -108,22 +110,30 @@ class Backend:
     The thread starts at the first wait a run hands over (a run that never
     waits, such as ``run_forever`` with only ready callbacks, starts none) and
     stays parked on ``go`` between runs of the same loop, so a restart costs
-    no thread. It is stopped and joined by ``loop.close()`` (outside any run,
-    so the join is never a blocking call inside a running loop), by a run that
-    ends abnormally (``Engine.abort``/fatal errors: the next run gets a fresh
-    channel and thread), and released without a join when the loop is
-    garbage-collected unclosed (see ``release_parked``).
+    no thread. Ways it ends:
+
+    * ``loop.close()`` (``close``): outside any run, so the join is never a
+      blocking call inside a running loop;
+    * a run that ends abnormally: ``signal_stop`` tells the thread to exit at
+      once (non-blocking) and gives the loop a fresh channel; the owner then
+      calls ``join`` outside the running loop (and ``close`` joins whatever is
+      left);
+    * the loop is collected unclosed: ``release_parked`` lets a parked thread
+      exit (no join: a finalizer may run on any thread);
+    * the host abandons a run: ``release_abandoned``, likewise.
     """
 
-    __slots__ = ("__weakref__", "ch", "thread")
+    __slots__ = ("__weakref__", "ch", "retiring", "thread")
 
     def __init__(self) -> None:
         self.ch = Channel()
         self.thread: threading.Thread | None = None
+        # Stopped and not yet joined: (channel, thread).
+        self.retiring: list[tuple[Channel, threading.Thread]] = []
 
     def ensure_thread(self, name: str) -> None:
         if self.thread is None:
-            self.thread = threading.Thread(
+            thread = threading.Thread(
                 target=_backend_main,
                 args=(self.ch,),
                 name=name,
@@ -131,32 +141,48 @@ class Backend:
                 # cannot hang interpreter exit; close() joins this thread.
                 daemon=True,
             )
-            self.thread.start()
+            thread.start()
+            self.thread = thread
 
-    def stop(self, wake: Callable[[], object]) -> outcome.Outcome[Any] | None:
-        """Make the thread exit and join it; return a wait result nobody took.
+    def signal_stop(self, wake: Callable[[], object]) -> None:
+        """Tell the thread to exit now (``wake`` ends a wait in progress); don't wait.
 
-        ``wake`` ends a wait in progress. Afterwards the channel is new and
-        parked, so the loop can run again.
+        Afterwards the loop has a fresh, parked channel, so it can run again;
+        ``join`` collects the old thread.
         """
         ch = self.ch
         thread = self.thread
         self.ch = Channel()
         self.thread = None
+        if thread is not None:
+            self.retiring.append((ch, thread))
         with ch.lock:
             released = ch.closing  # release_parked or an abandonment let it go
             ch.closing = True
             state = ch.state
         if thread is None:
-            return None
+            return
         if state is WAITING:
             wake()  # harmless if it was woken already
         elif not released:
             ch.go.release()
-        if thread is not threading.current_thread():
-            thread.join()
-        leftover, ch.result = ch.result, None
+
+    def join(self) -> outcome.Outcome[Any] | None:
+        """Join the threads ``signal_stop`` stopped; return a wait result nobody took."""
+        leftover: outcome.Outcome[Any] | None = None
+        while self.retiring:
+            ch, thread = self.retiring[0]
+            if thread is not threading.current_thread():
+                thread.join()
+            del self.retiring[0]  # only once joined: a failed join is tried again
+            if ch.result is not None:
+                leftover, ch.result = ch.result, None
         return leftover
+
+    def close(self, wake: Callable[[], object]) -> outcome.Outcome[Any] | None:
+        """``loop.close()``: stop and join the thread, parked or not."""
+        self.signal_stop(wake)
+        return self.join()
 
     def release_parked(self) -> None:
         """Any thread, maybe a finalizer: let a parked thread exit (no join)."""
@@ -168,6 +194,17 @@ class Backend:
                 return  # a run is using it; its own ending stops the thread
             ch.closing = True
         ch.go.release()
+
+    def release_abandoned(self) -> None:
+        """Any thread (a finalizer): the run was dropped; let the thread exit when it can."""
+        ch = self.ch
+        with ch.lock:
+            if ch.closing:
+                return
+            ch.closing = True
+            state = ch.state
+        if state is not WAITING:
+            ch.go.release()
 
 
 def _backend_main(ch: Channel) -> None:
@@ -205,21 +242,35 @@ def _backend_main(ch: Channel) -> None:
         del tok
 
 
-def _post_from_backend(ch: Channel, tok: Tickable) -> None:
-    """Hand the tick to the host; a failing host primitive gets one retry."""
-    for attempt in (1, 2):
+_POST_RETRY_DELAYS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+"""Back-off between attempts when the host primitive raises in the backend
+thread (a host whose queue is momentarily full drains it meanwhile): about
+1.6 s in all before the run is given up as unreachable."""
+
+
+def _post_from_backend(ch: Channel, tok: Tickable | None) -> None:
+    """Hand the tick to the host; a failing host primitive is retried with back-off."""
+    for delay in (*_POST_RETRY_DELAYS, None):
+        assert tok is not None
         try:
             ch.post_threadsafe(tok.tick)
             return
         except BaseException as exc:
-            if attempt == 2:
-                # The host cannot be reached from this thread any more, so the
-                # run cannot end through done_callback from here. Say so loudly;
-                # the token dies with this frame and the run is reported as
-                # abandoned, and any later host-side call raises InternalError.
-                ch.post_error = exc
-                logger.error(
-                    "asyncio-guest: run_sync_soon_threadsafe raised in the backend "
-                    "thread; the host can no longer be reached",
-                    exc_info=exc,
-                )
+            if delay is not None:
+                del exc
+                time.sleep(delay)
+                continue
+            # The host cannot be reached from this thread any more, so the run
+            # cannot end through done_callback from here. Say so loudly; the
+            # token must die now (the run is then reported as abandoned at
+            # once, and any later host-side call raises InternalError): so the
+            # stored exception keeps no frame that holds it.
+            tok = None
+            traceback.clear_frames(exc.__traceback__)
+            ch.post_error = exc
+            logger.error(
+                "asyncio-guest: run_sync_soon_threadsafe raised in the backend "
+                "thread; the host can no longer be reached",
+                exc_info=exc,
+            )
+            return

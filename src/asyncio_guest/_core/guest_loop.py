@@ -35,6 +35,8 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import outcome
+
 from .backend import Backend
 from .iocp_wait import IocpIO
 from .selector_wait import SelectorIO, io_for
@@ -53,6 +55,9 @@ _BaseProactorEventLoop = proactor_events.BaseProactorEventLoop
 _ThreadSafeHandle: Callable[..., asyncio.Handle] | None = getattr(
     events, "_ThreadSafeHandle", None
 )
+
+
+_NOT_SET: Any = object()  # no sniffio name saved (None is a name's value)
 
 
 class WaitStrategy(Protocol):
@@ -94,6 +99,7 @@ class GuestLoopMixin:
     _guest_keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
     _guest_loop_hooks: tuple[Any, Any] | None = None  # installed during ticks (guest runs)
     _guest_host_hooks: Any = None  # the thread's hooks, put back when a tick ends
+    _guest_host_library: Any = _NOT_SET  # sniffio's name for the thread, put back likewise
     _guest_host_owns_wakeup = False  # host_uses_signal_set_wakeup_fd=True
     _guest_host_wakeup_fd = -1  # the host's fd, learnt at the first add_signal_handler
 
@@ -137,15 +143,30 @@ class GuestLoopMixin:
         selector and the self-pipe, so that a wait still in progress (a run the
         host abandoned) can be woken.
         """
-        if not self.is_running():  # type: ignore[attr-defined]
+        if self.is_running():  # type: ignore[attr-defined]
+            super().close()  # type: ignore[misc]  # raises: cannot close a running loop
+            return
+        try:
             backend = self._guest_backend
             if backend is not None:
-                backend.stop(self._guest_wake)
+                leftover = backend.close(self._guest_wake)
+                if (
+                    isinstance(leftover, outcome.Value)
+                    and leftover.value
+                    and isinstance(self, _BaseProactorEventLoop)
+                    and not self.is_closed()
+                ):
+                    # Dequeued by a thread a failed run stopped, never decoded:
+                    # the port will not deliver these completions again.
+                    IocpIO(self._proactor).decode(leftover.value)  # type: ignore[attr-defined]
+        finally:
+            # Whatever the backend did (a failed join is tried again by the
+            # next close()), the loop's own resources are released.
             hosted = self._guest_self_host
             if hosted is not None:
                 self._guest_self_host = None
                 hosted.close()
-        super().close()  # type: ignore[misc]
+            super().close()  # type: ignore[misc]
 
     def _guest_attach(self, engine: Engine) -> None:
         """Host thread: start being driven by ``engine``."""
@@ -238,18 +259,37 @@ class GuestLoopMixin:
         self._guest_loop_hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
 
     def _guest_enter_tick(self) -> None:
+        """A tick begins: present this loop as the thread's async world.
+
+        Async-generator hooks (guest runs, see ``_guest_own_asyncgens_in_ticks``)
+        and sniffio's per-thread library name: a host that is itself an async
+        library sets that name for its whole run (Trio sets ``"trio"``), and
+        sniffio-based code in a guest task (anyio, httpx) must see asyncio. The
+        host's values are put back when the tick ends, as Trio's own guest tick
+        does with its name.
+        """
         self._guest_outside_tick = False
         loop_hooks = self._guest_loop_hooks
         if loop_hooks is not None:
             self._guest_host_hooks = sys.get_asyncgen_hooks()
             sys.set_asyncgen_hooks(*loop_hooks)
+        sniffio = sys.modules.get("sniffio")
+        if sniffio is not None:
+            names = sniffio.thread_local
+            self._guest_host_library = names.name
+            names.name = "asyncio"
 
     def _guest_leave_tick(self) -> None:
+        """A tick ends (also after a failed one: idempotent)."""
         self._guest_outside_tick = self._guest_engine is not None
         host_hooks = self._guest_host_hooks
         if host_hooks is not None:
             self._guest_host_hooks = None
             sys.set_asyncgen_hooks(*host_hooks)
+        host_library = self._guest_host_library
+        if host_library is not _NOT_SET:
+            self._guest_host_library = _NOT_SET
+            sys.modules["sniffio"].thread_local.name = host_library
 
     # ----------------------------------------------- host-side wake hooks
 

@@ -95,6 +95,7 @@ class GuestLoop(Protocol):
     def _guest_wait_is_stale(self, deadline: float) -> bool: ...
     def _guest_wake(self) -> None: ...
     def _guest_keep_raw(self, raw: Any) -> None: ...
+    def time(self) -> float: ...
 
 
 class Owner(Protocol):
@@ -143,10 +144,19 @@ class _Token:
 
 
 class Engine:
-    """Drives one guest loop from host callbacks, with one backend thread.
+    """Drives one guest loop from host callbacks, with the loop's backend thread.
 
-    Host thread only, except ``request_tick`` (any thread) and the backend
-    functions above.
+    Host thread only, except ``request_tick`` (worker threads) and
+    ``host_wake`` (signal handlers too).
+
+    Failure handling, in one place: every host callback into the engine (a
+    tick) runs its body under one ``try``; what escapes is either a
+    ``KeyboardInterrupt``/``SystemExit`` (a callback let it out, or a Ctrl+C
+    hit where the host's own handler raises) and ends the run the way
+    ``run_forever`` would, through the owner, or anything else, which is our
+    machinery failing: ``_fatal`` ends the run with ``InternalError``. The
+    handler then decides again who runs next, so something (a posted tick or
+    a backend wait) always carries the run to its end.
     """
 
     def __init__(
@@ -171,10 +181,14 @@ class Engine:
         self._in_tick = False
         self._deferred = False  # a nested host loop ran a tick; re-post it afterwards
         self._wake_sent = False  # one self-pipe byte per backend wait
-        self._deadline = -math.inf  # when the backend's current wait times out
+        self._deadline = -math.inf  # loop.time() when the backend's current wait times out
         self._finish_requested = False
         self._finished = True  # until start()
         self._run = 0  # counts start()s: which run's token is current
+        # A Ctrl+C the owner's SIGINT handler deferred (it hit our own code,
+        # see interrupts.py): delivered at the next tick's start or end.
+        self.interrupt_pending = False
+        self._to_host: BaseException | None = None  # raised out of the tick, see _owner_ending
         _live_engines.add(self)
 
     # ----------------------------------------------------------- lifecycle
@@ -187,22 +201,29 @@ class Engine:
         """Host thread: begin a run and post its first tick.
 
         The backend thread starts at the first wait. A finished engine may be
-        started again for the next run of its loop (hosted ``run_forever``
-        does, so a restart costs no new objects beyond the run's token).
+        started again for the next run of its loop (the self-hosted
+        ``run_forever`` does, so a restart costs no new objects beyond the
+        run's token).
         """
         # The channel is parked (IDLE, ``go`` held) between runs; an abnormal
-        # end replaced it with a fresh one (Backend.stop).
+        # end replaced it with a fresh one (Backend.signal_stop).
         self._ch = ch = self._backend.ch
         ch.post_threadsafe = self._post_threadsafe
         ch.post_error = None
         self._in_tick = self._deferred = self._wake_sent = False
-        self._finish_requested = self._finished = False
+        self._finish_requested = self.interrupt_pending = False
         self._deadline = -math.inf
         self._run += 1
         tok = _Token(self, self._run)
         self._token_ref = weakref.ref(tok)
         ch.posted = True
-        self._post_local(tok.tick)
+        self._finished = False
+        try:
+            self._post_local(tok.tick)
+        except BaseException:
+            self._finished = True
+            ch.posted = False
+            raise
 
     def request_finish(self) -> None:
         """Host thread: end the run at the next point where the backend is parked."""
@@ -214,10 +235,28 @@ class Engine:
             # for the loop's next run. RETURNED: a tick is posted already.
             self.host_wake()
 
+    def stop(self) -> None:
+        """Host thread: end the run now; tell the backend thread to stop (no join)."""
+        if not self._finished:
+            self._finished = True
+            self._backend.signal_stop(self._loop._guest_wake)
+
     def abort(self) -> None:
-        """Host thread: stop the backend thread whatever it is doing, and join it."""
-        self._finished = True
-        self._stop_backend()
+        """Host thread, outside the running loop: ``stop``, then ``join_backend``."""
+        self.stop()
+        self.join_backend()
+
+    def join_backend(self) -> None:
+        """Host thread: join a backend thread an abnormal end stopped.
+
+        Called outside the running loop (a join is a blocking call; asyncio
+        debugging tools rightly flag one made inside a running loop). What the
+        thread dequeued and no tick decoded is kept for the loop: on a proactor
+        loop those are completions that will never be delivered again.
+        """
+        leftover = self._backend.join()
+        if isinstance(leftover, outcome.Value) and leftover.value:
+            self._loop._guest_keep_raw(leftover.value)
 
     # -------------------------------------------------------- wake-ups
 
@@ -268,79 +307,90 @@ class Engine:
     # ------------------------------------------------------------- ticks
 
     def _tick(self, tok: _Token) -> None:
-        """Host thread: one host callback's worth of asyncio work."""
-        if self._finished:
-            return
-        if self._in_tick:
-            # A nested host loop (a modal dialog opened from a callback) ran us.
-            # Leave ``posted`` set (the tick is owed) and re-post when the
-            # outer tick returns.
-            self._deferred = True
-            return
+        """Host thread: one host callback's worth of asyncio work (see class doc)."""
+        try:
+            if self._finished:
+                return
+            if self._in_tick:
+                # A nested host loop (a modal dialog opened from a callback) ran
+                # us. Leave ``posted`` set (the tick is owed) and re-post when
+                # the outer tick returns.
+                self._deferred = True
+                return
+            self._run_tick(tok)
+        except BaseException as exc:
+            self._recover(tok, exc)
+        to_host = self._to_host
+        if to_host is not None:
+            self._to_host = None
+            raise to_host
+
+    def _run_tick(self, tok: _Token) -> None:
         ch = self._ch
         with ch.lock:
             ch.posted = False
             state = ch.state
-            result = None
             if state is RETURNED:
-                result = ch.result
-                ch.result = None
                 ch.state = state = IDLE
         owns_poll = state is IDLE
         if owns_poll:
-            self._wake_sent = False
             self._deadline = -math.inf
         loop = self._loop
-        stopped = False
-        escaped: BaseException | None = None
         self._in_tick = True
         loop._guest_enter_tick()
         try:
-            raw = None
-            if result is not None:
-                try:
-                    raw = result.unwrap()
-                except BaseException as exc:
-                    raise InternalError("the backend thread's I/O wait failed") from exc
-                finally:
-                    del result
-            # perf_counter: the budget is ~1 ms, finer than time.monotonic() on
-            # Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
-            stopped = loop._guest_run_slice(raw, owns_poll, time.perf_counter() + self.budget)
-        except BaseException as exc:
-            escaped = exc
+            if self.interrupt_pending:
+                # A Ctrl+C deferred since the last tick: as if a callback raised it.
+                self.interrupt_pending = False
+                self._owner.on_callback_raised(KeyboardInterrupt())
+            raw = self._take_result()
+            if self._finish_requested:
+                # Finishing: no more iterations (what a worker's callback
+                # scheduled after loop.stop() belongs to the next run_forever).
+                stopped = False
+                if raw:
+                    loop._guest_keep_raw(raw)
+            else:
+                # perf_counter: the budget is ~1 ms, finer than time.monotonic()
+                # on Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
+                stopped = loop._guest_run_slice(
+                    raw, owns_poll, time.perf_counter() + self.budget
+                )
         finally:
             self._in_tick = False
             loop._guest_leave_tick()
-        if escaped is not None:
-            # What a callback let out ends the run the way run_forever would; so
-            # does Ctrl+C's KeyboardInterrupt wherever it hit. Anything else is ours.
-            if escaped is loop._guest_escaped or isinstance(
-                escaped, (KeyboardInterrupt, SystemExit)
-            ):
-                loop._guest_escaped = None
-                try:
-                    self._owner.on_callback_raised(escaped)
-                except BaseException as exc:
-                    self._fatal(exc)
-                    return
-            else:
-                self._fatal(escaped)
-                return
-            del escaped
+        self._after_tick(tok, stopped)
+
+    def _take_result(self) -> Any:
+        """Host thread: what the backend's last wait returned, if no tick took it yet."""
+        ch = self._ch
+        result = ch.result
+        if result is None:
+            return None
+        ch.result = None
         try:
-            self._after_tick(tok, stopped)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            # Ctrl+C (a signal handler raising) in the middle of the decision:
-            # end the run with it, then decide again so that something is in
-            # flight (a posted tick or a backend wait) to carry the shutdown.
-            try:
-                self._owner.on_callback_raised(exc)
-                self._after_tick(tok, False)
-            except BaseException as exc2:
-                self._fatal(exc2)
+            return result.unwrap()
         except BaseException as exc:
-            self._fatal(exc)
+            raise InternalError("the backend thread's I/O wait failed") from exc
+
+    def _recover(self, tok: _Token, exc: BaseException) -> None:
+        """Host thread: a tick raised ``exc``; end the run accordingly (see class doc)."""
+        try:
+            self._in_tick = False
+            loop = self._loop
+            loop._guest_leave_tick()
+            if exc is loop._guest_escaped or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                # What a callback let out ends the run as run_forever would, and
+                # so does a Ctrl+C wherever it hit. The owner begins the ending;
+                # deciding again puts something in flight to carry it.
+                loop._guest_escaped = None
+                self._owner.on_callback_raised(exc)
+                del exc
+                self._after_tick(tok, False)
+            else:
+                self._fatal(exc)
+        except BaseException as exc2:
+            self._fatal(exc2)
 
     def _after_tick(self, tok: _Token, stopped: bool) -> None:
         """Host thread, outside the tick: decide who runs next.
@@ -354,6 +404,10 @@ class Engine:
         """
         if self._finished:
             return
+        if self.interrupt_pending:
+            # Deferred during this tick: deliver it now, as a callback raising it.
+            self.interrupt_pending = False
+            self._owner.on_callback_raised(KeyboardInterrupt())
         if stopped:
             self._owner.on_loop_stopped()
             if self._finished:
@@ -365,14 +419,15 @@ class Engine:
         ch = self._ch
         loop = self._loop
         finishing = self._finish_requested
-        want_tick = not finishing and loop._guest_has_work()
+        want_tick = self.interrupt_pending or (not finishing and loop._guest_has_work())
         with ch.lock:
             if ch.posted:
                 return  # that tick will look again
             state = ch.state
-            if want_tick or state is RETURNED:
+            returned = state is RETURNED or ch.result is not None
+            if want_tick or returned:
                 ch.posted = True
-        if want_tick or state is RETURNED:
+        if want_tick or returned:
             self._post_local(tok.tick)
         elif state is WAITING:
             if finishing or loop._guest_wait_is_stale(self._deadline):
@@ -382,8 +437,13 @@ class Engine:
         else:
             # IDLE: only this thread moves the state away from IDLE.
             timeout, call = loop._guest_wait_plan()
-            deadline = math.inf if timeout is None else time.monotonic() + timeout
+            # The loop's own clock, as its timers (host_timer_added compares).
+            deadline = math.inf if timeout is None else loop.time() + timeout
             self._backend.ensure_thread(f"asyncio-guest backend for {loop!r}")
+            # From here on, host_wake writes one byte for this wait. (A byte
+            # written earlier, while this thread owned the poll, was read by
+            # the tick's own poll or makes this wait return at once.)
+            self._wake_sent = False
             with ch.lock:
                 if ch.posted:
                     return  # a worker posted a tick meanwhile; it keeps the poll
@@ -395,21 +455,22 @@ class Engine:
 
     # ----------------------------------------------------------- endings
 
-    def _stop_backend(self) -> None:
-        """Host thread: make the backend thread exit and join it (an abnormal end)."""
-        leftover = self._backend.stop(self._loop._guest_wake)
-        # What the backend dequeued and no tick decoded: on a proactor loop
-        # those are completions that will never be delivered again.
-        if isinstance(leftover, outcome.Value) and leftover.value:
-            self._loop._guest_keep_raw(leftover.value)
-
     def _finalize(self) -> None:
         """Host thread, backend parked (IDLE): the run is over; the thread stays for the loop."""
         self._finished = True
         self._ch.post_threadsafe = no_host
-        self._owner.finalize()
+        self._owner_ending(self._owner.finalize)
+
+    def _owner_ending(self, end: Callable[[], object]) -> None:
+        """Call the owner's ending; what it lets out (``done_callback`` raising)
+        leaves the tick into the host loop, after the tick's own clean-up."""
+        try:
+            end()
+        except BaseException as exc:
+            self._to_host = exc
 
     def _fatal(self, exc: BaseException) -> None:
+        """Host thread: our machinery failed; stop the backend and let the owner end the run."""
         if self._finished:
             return
         if not isinstance(exc, InternalError):
@@ -417,8 +478,11 @@ class Engine:
             wrapped.__cause__ = exc
             exc = wrapped
         self._finished = True
-        self._stop_backend()
-        self._owner.on_fatal(exc)
+        try:
+            self._backend.signal_stop(self._loop._guest_wake)
+        except BaseException as stop_exc:
+            exc.__context__ = stop_exc
+        self._owner_ending(lambda: self._owner.on_fatal(exc))
 
     def _abandoned(self) -> None:
         """The last reference to the run's token died: the host dropped a tick."""
@@ -433,12 +497,7 @@ class Engine:
                 RuntimeWarning,
                 stacklevel=1,
             )
-            ch = self._ch
-            with ch.lock:
-                ch.closing = True
-                state = ch.state
-            if state is not WAITING:
-                ch.go.release()
+            self._backend.release_abandoned()
             self._owner.on_abandoned()
         except Exception:  # __del__ context (maybe interpreter shutdown): never raise
             pass

@@ -27,17 +27,20 @@ import inspect
 import signal
 import sys
 import threading
+import types
 import warnings
 from asyncio import events
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import outcome
 
 from .errors import InternalError
 from .guest_loop import GuestLoopMixin, as_guest_loop, default_loop_factory
 from .handover import DEFAULT_TICK_BUDGET, Engine
+from .interrupts import call_user_with, interrupt_lands_in_user_code
 
+_T = TypeVar("_T")
 _THREAD_JOIN_TIMEOUT = 300.0  # what asyncio.run gives the default executor (3.12+)
 
 
@@ -75,6 +78,10 @@ class RunLifecycle:
         self.shutdown_task: asyncio.Task[None] | None = None
         self.host_ident = threading.get_ident()
         self.interrupts = 0
+        self._sigint_installed = False
+        self._unprotected = False  # Ctrl+C raises at once (emergency shutdown)
+        self._delivered = False  # done_callback called (or the run abandoned)
+        self.keep_sigint = False  # release_sigint is left to the caller (see there)
         self._restore: list[Callable[[], None]] = []  # undo steps, run in reverse
         # Put back after the loop is closed: a proactor loop's close() resets it.
         self._wakeup_fd_to_restore: int | None = None
@@ -113,7 +120,7 @@ class RunLifecycle:
         loop = self.aloop
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, self._on_sigint)
-            self._restore.append(self._restore_sigint)
+            self._sigint_installed = True  # put back by _deliver, last
             take_fd = not self.host_uses_wakeup_fd
         else:
             take_fd = False
@@ -133,24 +140,32 @@ class RunLifecycle:
             self._wakeup_fd_to_restore = old_fd
 
     def _restore_sigint(self) -> None:
-        if signal.getsignal(signal.SIGINT) == self._on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if self._sigint_installed:
+            self._sigint_installed = False
+            if signal.getsignal(signal.SIGINT) == self._on_sigint:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def _on_sigint(self, signum: int, frame: object) -> None:
+    def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         """Python-level SIGINT handler (main = host thread, any bytecode boundary).
 
         First Ctrl+C: cancel the main task, through the lock-free wake path.
-        Again, or once main is done: KeyboardInterrupt where we are, as asyncio.run.
+        Again, or once main is done: ``KeyboardInterrupt``, as ``asyncio.run``
+        does: raised at once in user code; deferred when it hits our own
+        machinery (see ``interrupts.py``) and delivered by the engine at its
+        next safe point, or by ``_deliver`` if the run is ending.
         """
         self.interrupts += 1
         task = self.main_task
+        engine = self.engine
         if self.interrupts == 1 and task is not None and not task.done():
             self.aloop._call_soon(self._cancel_main_for_sigint, (), None)
-            engine = self.engine
             if engine is not None:
                 engine.host_wake()
             return
-        raise KeyboardInterrupt()
+        if engine is None or self._unprotected or interrupt_lands_in_user_code(frame):
+            raise KeyboardInterrupt()
+        engine.interrupt_pending = True
+        engine.host_wake()
 
     def _cancel_main_for_sigint(self) -> None:
         if self.main_task is not None:
@@ -218,44 +233,109 @@ class RunLifecycle:
         self._begin_shutdown(outcome.Error(exc))
 
     def finalize(self) -> None:
+        """The engine finished the run (host thread, inside a tick)."""
         result = self.outcome
         if result is None:
             result = outcome.Error(InternalError("guest run finished without an outcome"))
-        try:
-            self._teardown()
-        except BaseException as exc:
-            result = outcome.Error(exc)
-        self.done_callback(result)
+        self._deliver(result)
 
     def on_fatal(self, exc: BaseException) -> None:
         """The engine is stopped. Shut the loop down synchronously, then report."""
-        result: outcome.Outcome[Any] = outcome.Error(exc)
         try:
             self._emergency_shutdown()
         except BaseException as cleanup_exc:
             exc.__context__ = cleanup_exc
-        try:
-            self._teardown()
-        except BaseException as cleanup_exc:
-            exc.__context__ = cleanup_exc
-        self.done_callback(result)
+        self._deliver(outcome.Error(exc))
+
+    def end_now(self, exc: BaseException) -> None:
+        """Host thread, outside any tick: the host loop raised ``exc`` and is gone.
+
+        For host modules' one-call entries (``asyncio_guest.run``,
+        ``win32.run``): the guest is shut down synchronously here, as
+        ``asyncio.run`` does after an interrupt, and the outcome (``exc``) is
+        delivered. Nothing of the engine needs to work for this, so it also
+        ends a run whose machinery failed where no tick could report it.
+        """
+        if self._delivered:
+            return
+        engine = self.engine
+        if engine is not None:
+            try:
+                engine.stop()
+            except BaseException as stop_exc:
+                exc.__context__ = stop_exc
+        self.outcome = outcome.Error(exc)
+        self.on_fatal(exc)
 
     def on_abandoned(self) -> None:
         """The host dropped the run (a finalizer, maybe on another thread)."""
         if threading.get_ident() != self.host_ident:
             return  # the thread-local state cannot be undone from here
+        self._delivered = True  # nobody can be told: the host is gone
         try:
             self._teardown()
         except BaseException:
             pass
+        self._restore_sigint()
 
     # --------------------------------------------------------- helpers
 
+    def _deliver(self, result: outcome.Outcome[Any]) -> None:
+        """Tear down, then ``done_callback(result)`` exactly once.
+
+        What ``done_callback`` raises propagates into the host loop, as in
+        Trio's guest mode (the engine re-raises it out of the tick). The SIGINT
+        handler is put back last: until then a Ctrl+C in our own teardown is
+        deferred and turns the outcome into ``KeyboardInterrupt`` (or, once
+        ``done_callback`` has run, is raised into the host).
+        """
+        if self._delivered:
+            return
+        self._delivered = True
+        try:
+            self._teardown()
+        except BaseException as exc:
+            result = outcome.Error(exc)
+        engine = self.engine
+        try:
+            if engine is not None and engine.interrupt_pending:
+                engine.interrupt_pending = False
+                result = outcome.Error(KeyboardInterrupt())
+            call_user_with(self.done_callback, result)
+        finally:
+            if not self.keep_sigint:
+                self.release_sigint()
+
+    def release_sigint(self) -> None:
+        """Put the host's SIGINT handler back; raise a Ctrl+C deferred until now.
+
+        ``_deliver`` calls it after ``done_callback``. A host module's one-call
+        entry (``keep_sigint=True``) calls it last, after its own clean-up, so
+        that a Ctrl+C there cannot interrupt that clean-up either: it comes out
+        of the entry as ``KeyboardInterrupt`` afterwards.
+        """
+        self._restore_sigint()
+        engine = self.engine
+        if engine is not None and engine.interrupt_pending:
+            engine.interrupt_pending = False
+            raise KeyboardInterrupt
+
     def _emergency_shutdown(self) -> None:
-        """Drive the remaining shutdown on this thread with the plain loop."""
-        self.loop._guest_detach()
-        self.aloop._thread_id = None
+        """Drive the remaining shutdown on this thread with the plain loop.
+
+        The running loop is unset first, then the stopped backend thread is
+        joined (a blocking call, never inside a running loop), then the loop is
+        detached (a proactor loop finishes what that thread dequeued) and run
+        by the stock iteration until the shutdown is done. A Ctrl+C meanwhile
+        raises at once: no engine is left to deliver a deferred one.
+        """
+        self._unprotected = True
         events._set_running_loop(None)
+        self.aloop._thread_id = None
+        engine = self.engine
+        if engine is not None:
+            engine.join_backend()
+        self.loop._guest_detach()
         loop = self.aloop
         if loop.is_closed():
             return
@@ -317,16 +397,16 @@ def _restore_wakeup_fd(old_fd: int) -> None:
 
 
 def start_guest_run(
-    main: Any,
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
     *args: Any,
     run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
-    done_callback: Callable[[outcome.Outcome[Any]], object],
+    done_callback: Callable[[outcome.Outcome[_T]], object],
     run_sync_soon_not_threadsafe: Callable[[Callable[[], object]], object] | None = None,
     host_uses_signal_set_wakeup_fd: bool = False,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
-) -> asyncio.Task[Any]:
+) -> asyncio.Task[_T]:
     """Start ``main`` as an asyncio run hosted by another event loop.
 
     ``main`` is a coroutine object, or an async function followed by ``*args``.
@@ -335,13 +415,45 @@ def start_guest_run(
     optional cheaper variant only ever called from the host thread.
     ``done_callback(outcome)`` is called once, on the host thread, after the run
     has shut down like ``asyncio.run`` (tasks cancelled, async generators and
-    the default executor shut down, loop closed).
+    the default executor shut down, loop closed); what it raises propagates
+    into the host loop.
 
     Returns the main ``asyncio.Task`` (``cancel()`` works from host code).
     Errors in setting up raise from this call; everything later goes to
     ``done_callback``. ``tick_budget`` bounds how many seconds of asyncio
     callbacks one host callback runs before handing the thread back.
     """
+    run = start(
+        main,
+        *args,
+        run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+        done_callback=done_callback,
+        run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
+        host_uses_signal_set_wakeup_fd=host_uses_signal_set_wakeup_fd,
+        loop_factory=loop_factory,
+        debug=debug,
+        tick_budget=tick_budget,
+    )
+    task = run.main_task
+    assert task is not None
+    return task
+
+
+asyncio_guest_run = start_guest_run
+
+
+def start(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
+    done_callback: Callable[[outcome.Outcome[_T]], object],
+    run_sync_soon_not_threadsafe: Callable[[Callable[[], object]], object] | None = None,
+    host_uses_signal_set_wakeup_fd: bool = False,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> RunLifecycle:
+    """``start_guest_run`` for host modules: returns the run itself (see ``end_now``)."""
     if tick_budget <= 0:
         raise ValueError("tick_budget must be positive")
     if events._get_running_loop() is not None:
@@ -366,22 +478,20 @@ def start_guest_run(
             run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
             tick_budget=tick_budget,
         )
-        task = run.setup(coro, engine)
+        run.setup(coro, engine)
         engine.start()
-        return task
+        return run
     except BaseException:
         coro.close()
         if engine is not None:
-            engine.abort()
+            engine.stop()
         if run is not None:
             run.main_task = None
             try:
                 run._teardown()
             except BaseException:
                 pass
+            run._restore_sigint()
         elif loop is not None:
             loop.close()
         raise
-
-
-asyncio_guest_run = start_guest_run

@@ -57,9 +57,10 @@ class SelfHostedRuns:
         self.engine.request_finish()
 
     def on_callback_raised(self, exc: BaseException) -> None:
-        # run_forever lets KeyboardInterrupt/SystemExit out at once.
+        # run_forever lets KeyboardInterrupt/SystemExit out at once; the
+        # backend is joined once the loop no longer runs (run_forever_self_hosted).
         self.error = exc
-        self.engine.abort()
+        self.engine.stop()
         self.host.stop()
 
     def on_fatal(self, exc: BaseException) -> None:
@@ -120,39 +121,53 @@ def _first_slice(loop: SelfHostedLoop, budget: float) -> bool:
 
 
 def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
-    """Body of ``SelfHostedLoop.run_forever`` (see module doc)."""
+    """Body of ``GuestLoopMixin.run_forever`` (see module doc).
+
+    Order at the end: the stock clean-up first (the loop stops being the
+    running loop), then the backend thread of an abnormal end is joined (a
+    blocking call, so never inside a running loop), then the loop is detached
+    (a proactor loop finishes the completions that thread dequeued): the
+    order of ``ProactorEventLoop.run_forever``, whose self-socket read is
+    cancelled after the base clean-up too.
+    """
     aloop: Any = loop
     if _HAS_SETUP:
         aloop._run_forever_setup()  # a subclass's override included
     else:
         _run_forever_setup(aloop)
+    owner: SelfHostedRuns | None = None
+    failed = True
     try:
         owner = loop._guest_self_host
         if owner is None:
             owner = loop._guest_self_host = SelfHostedRuns(loop)
-        host = owner.host
         engine = owner.engine
         loop._guest_attach(engine)
+        if not _first_slice(loop, engine.budget):
+            engine.start()
+            owner.host.run()
+        failed = owner.error is not None
+    finally:
         try:
-            if not _first_slice(loop, engine.budget):
-                engine.start()
+            if _HAS_SETUP:
+                aloop._run_forever_cleanup()
+            else:
+                _run_forever_cleanup(aloop)
+        finally:
+            if owner is not None:
                 try:
-                    host.run()
-                finally:
                     # A signal handler may have raised out of host.run(): stop
                     # the backend whatever state it is in.
-                    if not engine.finished:
-                        engine.abort()
-        finally:
-            loop._guest_detach()
-        if owner.error is not None:
-            error, owner.error = owner.error, None
-            raise error
-    finally:
-        if _HAS_SETUP:
-            aloop._run_forever_cleanup()
-        else:
-            _run_forever_cleanup(aloop)
+                    owner.engine.abort()
+                except BaseException:
+                    if not failed:
+                        raise
+                    # The run's own error wins; close() tries the join again.
+                finally:
+                    loop._guest_detach()
+    if owner.error is not None:
+        error, owner.error = owner.error, None
+        raise error
 
 
 _HAS_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup")

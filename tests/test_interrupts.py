@@ -1,0 +1,82 @@
+"""Ctrl+C anywhere: a second Ctrl+C at any point of a run ends it with KeyboardInterrupt.
+
+The sweep itself is ``tests/interrupt_sweep.py`` (run in a subprocess: signal
+handlers, and a watchdog that may have to kill a hung case). Every Python call
+into the library after the first Ctrl+C gets the second one in turn, and so
+does every line the library executes then. Before the engine deferred
+interrupts that hit its own code, 16 to 20 of the first 60 call points hung.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import asyncio_guest
+
+from . import loops
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP_TIMEOUT = 600
+
+
+def _sweep(*args: str) -> str:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.interrupt_sweep", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SWEEP_TIMEOUT,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
+def test_second_ctrl_c_at_every_call_into_the_library() -> None:
+    out = _sweep("150", "--granularity", "call")
+    assert "0 failed" in out, out
+
+
+def test_second_ctrl_c_at_every_line_the_library_runs() -> None:
+    # Past the last line of a run the case has no second Ctrl+C: harmless.
+    out = _sweep("1500", "--granularity", "line")
+    assert "0 failed" in out, out
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals only")
+@pytest.mark.parametrize("delay", [0.0, 0.0002, 0.001, 0.003])
+def test_real_ctrl_c_twice_while_the_guest_works(delay: float) -> None:
+    """Two real SIGINTs from another thread, the second at varying points."""
+    main_ident = threading.get_ident()
+
+    async def main() -> None:
+        import asyncio
+
+        def interrupt_twice() -> None:
+            signal.pthread_kill(main_ident, signal.SIGINT)
+            time.sleep(delay)
+            signal.pthread_kill(main_ident, signal.SIGINT)
+
+        worker = threading.Thread(target=interrupt_twice)
+        worker.start()
+        try:
+            while True:
+                await asyncio.sleep(0)
+        finally:
+            await asyncio.to_thread(worker.join)
+            for _ in range(100):
+                await asyncio.sleep(0)
+
+    for _ in range(10):
+        with pytest.raises(KeyboardInterrupt):
+            asyncio_guest.run(main, loop_factory=loops.test_loop_factory())
