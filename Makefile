@@ -78,6 +78,7 @@ lint: venv-$(LINT_PY)
 	.venv/$(LINT_PY)/bin/ruff check $(LINT_PATHS)
 	.venv/$(LINT_PY)/bin/mypy --strict src
 	.venv/$(LINT_PY)/bin/mypy --strict --platform win32 src
+	.venv/$(LINT_PY)/bin/mypy --strict tests/typing
 	.venv/$(LINT_PY)/bin/yamllint -s -d '{extends: default, rules: {line-length: {max: 100}, truthy: {check-keys: false}, document-start: disable}}' .github
 	.venv/$(LINT_PY)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 

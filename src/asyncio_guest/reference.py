@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import outcome
 
+from ._core.errors import cleanup_twice
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import start
 from ._core.reference_host import HostTimer, ReferenceHost
@@ -62,19 +63,20 @@ def run(
             tick_budget=tick_budget,
         )
         lifecycle.keep_sigint = True  # until our own clean-up is done, below
-        try:
-            the_host.run()
-        except BaseException as exc:
-            if not result:
-                lifecycle.end_now(exc)
-            raise
+        the_host.run()
+    except BaseException as exc:
+        if lifecycle is not None and not result:
+            lifecycle.end_now(exc)
+        raise
     finally:
-        try:
-            if host is None:
-                the_host.close()
-        finally:
-            if lifecycle is not None:
-                lifecycle.release_sigint()
+        # Clean-up that may not be cut short: each step is retried once.
+        errors: list[BaseException] = []
+        if host is None:
+            cleanup_twice(the_host.close, errors)
+        if lifecycle is not None:
+            cleanup_twice(lifecycle.release_sigint, errors)
+        if errors:
+            raise errors[0]
     if not result:
         raise RuntimeError("the host loop was stopped before the guest run finished")
     return result[0].unwrap()

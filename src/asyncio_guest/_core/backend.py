@@ -33,6 +33,7 @@ import logging
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -73,7 +74,9 @@ class Channel:
 
     __slots__ = (
         "closing",
+        "failed",
         "go",
+        "last_token",
         "lock",
         "post_error",
         "post_threadsafe",
@@ -92,8 +95,12 @@ class Channel:
         self.state = IDLE
         self.result: outcome.Outcome[Any] | None = None
         self.closing = False
+        self.failed: BaseException | None = None  # the backend thread's own failure
         self.wait_call: Callable[[], Any] | None = None
         self.token: Tickable | None = None
+        # The token of the wait the backend last took (weak: see handover.py,
+        # abandonment), for reporting the backend's own failure.
+        self.last_token: Callable[[], Tickable | None] | None = None
         # Set by each run's Engine while the backend is parked (IDLE): the
         # release of ``go`` orders it before the backend's next post.
         self.post_threadsafe: Callable[[Callable[[], object]], object] = no_host
@@ -128,11 +135,15 @@ class Backend:
     def __init__(self) -> None:
         self.ch = Channel()
         self.thread: threading.Thread | None = None
-        # Stopped and not yet joined: (channel, thread).
-        self.retiring: list[tuple[Channel, threading.Thread]] = []
+        # Stopped and not yet joined: (channel, thread, wake).
+        self.retiring: list[tuple[Channel, threading.Thread, Callable[[], object]]] = []
 
     def ensure_thread(self, name: str) -> None:
-        if self.thread is None:
+        """Host thread, about to hand a wait over: start the thread if need be."""
+        thread = self.thread
+        if thread is not None and not thread.is_alive():
+            raise InternalError("the backend thread is gone (it failed before its first wait)")
+        if thread is None:
             thread = threading.Thread(
                 target=_backend_main,
                 args=(self.ch,),
@@ -141,105 +152,158 @@ class Backend:
                 # cannot hang interpreter exit; close() joins this thread.
                 daemon=True,
             )
+            self.thread = thread  # recorded first: whatever happens, close() finds it
             thread.start()
-            self.thread = thread
 
     def signal_stop(self, wake: Callable[[], object]) -> None:
         """Tell the thread to exit now (``wake`` ends a wait in progress); don't wait.
 
         Afterwards the loop has a fresh, parked channel, so it can run again;
-        ``join`` collects the old thread.
+        ``join`` collects the old thread. The thread is recorded as retiring
+        before anything else is done, and ``join`` signals it again, so that
+        whatever interrupts this it can never be lost or left parked.
         """
-        ch = self.ch
-        thread = self.thread
-        self.ch = Channel()
-        self.thread = None
+        ch, thread = self.ch, self.thread
         if thread is not None:
-            self.retiring.append((ch, thread))
-        with ch.lock:
-            released = ch.closing  # release_parked or an abandonment let it go
-            ch.closing = True
-            state = ch.state
-        if thread is None:
-            return
-        if state is WAITING:
-            wake()  # harmless if it was woken already
-        elif not released:
-            ch.go.release()
+            self.retiring.append((ch, thread, wake))
+            self.thread = None
+        self.ch = Channel()
+        _tell_to_exit(ch, wake)
 
     def join(self) -> outcome.Outcome[Any] | None:
         """Join the threads ``signal_stop`` stopped; return a wait result nobody took."""
         leftover: outcome.Outcome[Any] | None = None
         while self.retiring:
-            ch, thread = self.retiring[0]
-            if thread is not threading.current_thread():
-                thread.join()
+            ch, thread, wake = self.retiring[0]
+            _tell_to_exit(ch, wake)  # again: idempotent
+            if thread is not threading.current_thread() and thread.ident is not None:
+                thread.join()  # (an ident: it was started)
             del self.retiring[0]  # only once joined: a failed join is tried again
             if ch.result is not None:
                 leftover, ch.result = ch.result, None
         return leftover
 
     def close(self, wake: Callable[[], object]) -> outcome.Outcome[Any] | None:
-        """``loop.close()``: stop and join the thread, parked or not."""
-        self.signal_stop(wake)
-        return self.join()
+        """``loop.close()``: stop and join the thread, parked or not.
+
+        Every step is idempotent, so a step that fails is tried once more
+        before its error is reported: a thread is never left behind by a
+        close that raised.
+        """
+        try:
+            self.signal_stop(wake)
+            return self.join()
+        except BaseException:
+            try:
+                self.signal_stop(wake)
+                self.join()
+            except BaseException:
+                pass
+            raise
 
     def release_parked(self) -> None:
         """Any thread, maybe a finalizer: let a parked thread exit (no join)."""
         ch = self.ch
-        if self.thread is None:
-            return
-        with ch.lock:
-            if ch.closing or ch.state is not IDLE:
-                return  # a run is using it; its own ending stops the thread
-            ch.closing = True
-        ch.go.release()
+        if self.thread is None or ch.state is not IDLE:
+            return  # a run is using it; its own ending stops the thread
+        _tell_to_exit(ch, None)
 
     def release_abandoned(self) -> None:
-        """Any thread (a finalizer): the run was dropped; let the thread exit when it can."""
-        ch = self.ch
-        with ch.lock:
-            if ch.closing:
-                return
-            ch.closing = True
-            state = ch.state
-        if state is not WAITING:
-            ch.go.release()
+        """Any thread (a finalizer): the run was dropped; let the thread exit when it can.
+
+        A thread in a wait notices when that wait returns (nobody can wake it
+        from here: the loop may be half gone).
+        """
+        _tell_to_exit(self.ch, None)
+
+
+def _tell_to_exit(ch: Channel, wake: Callable[[], object] | None) -> None:
+    """Make the thread serving ``ch`` exit: idempotent, safe to repeat after a failure."""
+    with ch.lock:
+        ch.closing = True
+        state = ch.state
+    if state is WAITING:
+        if wake is not None:
+            wake()
+        return
+    try:
+        ch.go.release()
+    except RuntimeError:
+        pass  # released already: the thread is on its way out
 
 
 def _backend_main(ch: Channel) -> None:
-    """Body of the backend thread: wait for ``go``, do one OS wait, hand it over.
+    """Body of the backend thread: serve waits until told to stop.
 
     Holds no reference to the loop or the engine, only to the channel, and to
-    the token only while it is handed a wait (so a host that drops the run is
-    detected by the token's death).
+    the run's token only while it is handed a wait (so a host that drops the
+    run is detected by the token's death). If this thread's own code fails,
+    the failure is handed to the host as the wait's result (the run then ends
+    with ``InternalError``): it must never just die, or the host would wait
+    for a tick that never comes.
     """
+    try:
+        _serve_waits(ch)
+    except BaseException as exc:
+        _hand_over_failure(ch, exc)
+
+
+def _serve_waits(ch: Channel) -> None:
     while True:
         ch.go.acquire()
         if ch.closing:
             return
-        wait, tok = ch.wait_call, ch.token
-        ch.wait_call = ch.token = None
-        assert wait is not None and tok is not None
+        with ch.lock:
+            # The token stays in the channel until the tick is posted, so a
+            # failure of this thread can still be reported (_hand_over_failure).
+            wait, tok = ch.wait_call, ch.token
+            ch.wait_call = None
+        if wait is None or tok is None:
+            continue  # a hand-over the host took back (handover.Engine._recover)
+        ch.last_token = weakref.ref(tok)
         try:
             result: outcome.Outcome[Any] = outcome.Value(wait())
         except BaseException as exc:  # handed to the host, which ends the run
             result = outcome.Error(exc)
         del wait
         with ch.lock:
-            if ch.closing:
-                # Kept for the host: a completion port does not deliver a
-                # dequeued packet again (Engine._stop_backend hands it over).
-                ch.result = result
-                return
+            # Kept even when closing: a completion port does not deliver a
+            # dequeued packet again (Backend.join hands it to the loop).
             ch.result = result
+            if ch.closing:
+                return
             ch.state = RETURNED
             must_post = not ch.posted
             ch.posted = True
+            ch.token = None
         del result
         if must_post:
             _post_from_backend(ch, tok)
         del tok
+
+
+def _hand_over_failure(ch: Channel, exc: BaseException) -> None:
+    """This thread's own code raised ``exc``: make the host see it.
+
+    With a token to post (the wait it was handed, or the last one), the failure
+    becomes the wait's result and a tick is posted, even if one is posted
+    already (it may be the one this thread was about to post when it failed:
+    a tick more is harmless, a tick less hangs). Without one (it failed before
+    its first wait), ``failed`` is set: the host checks it when it hands a
+    wait over (``check_alive``), under the same lock.
+    """
+    with ch.lock:
+        ch.failed = exc
+        if ch.closing:
+            ch.result = outcome.Error(exc)
+            return
+        tok = ch.token or (ch.last_token() if ch.last_token is not None else None)
+        if tok is None:
+            return
+        ch.result = outcome.Error(exc)
+        ch.state = RETURNED
+        ch.posted = True
+    _post_from_backend(ch, tok)
 
 
 _POST_RETRY_DELAYS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)

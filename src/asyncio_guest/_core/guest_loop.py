@@ -548,14 +548,28 @@ class GuestLoopMixin:
                         self._guest_run_debug(handle)
                     else:
                         handle._run()
+                    handle = None  # run: nothing in hand (see the except clause)
                     if n and clock() >= deadline:
                         self._guest_batch = n
-                        handle = None
                         return False
             except BaseException as exc:
+            # From a callback (only KeyboardInterrupt/SystemExit get out of
+                # Handle._run) the traceback goes on into Handle._run; raised
+                # in this frame itself, it is our own failure, and a handle
+                # taken but not run yet goes back to the front, in order.
+                tb = exc.__traceback__
+                from_callback = (
+                    tb is not None
+                    and tb.tb_next is not None
+                    and tb.tb_next.tb_frame.f_code in _CALLBACK_CODES
+                )
+                if handle is not None and not from_callback:
+                    ready.appendleft(handle)
+                    n += 1
                 self._guest_batch = n
                 handle = None
-                self._guest_escaped = exc
+                if from_callback:
+                    self._guest_escaped = exc
                 raise
             # Also at each batch's end: the last callback's handle may hold
             # big buffers (a 256 KiB read) that must be freed before the next
@@ -652,6 +666,13 @@ class GuestLoopMixin:
         """
         run_forever_self_hosted(self)
 
+
+# Where a callback's exception comes from, seen from _guest_run_slice.
+_CALLBACK_CODES = frozenset(
+    vars(cls)["_run"].__code__
+    for cls in (events.Handle, getattr(events, "_ThreadSafeHandle", None))
+    if cls is not None and "_run" in vars(cls)
+) | {GuestLoopMixin._guest_run_debug.__code__}
 
 _L = TypeVar("_L", bound=asyncio.AbstractEventLoop)
 _guest_classes: dict[type, type] = {}

@@ -189,6 +189,7 @@ class Engine:
         # see interrupts.py): delivered at the next tick's start or end.
         self.interrupt_pending = False
         self._to_host: BaseException | None = None  # raised out of the tick, see _owner_ending
+        self._failure: BaseException | None = None  # see fail_soon
         _live_engines.add(self)
 
     # ----------------------------------------------------------- lifecycle
@@ -212,6 +213,7 @@ class Engine:
         ch.post_error = None
         self._in_tick = self._deferred = self._wake_sent = False
         self._finish_requested = self.interrupt_pending = False
+        self._failure = None
         self._deadline = -math.inf
         self._run += 1
         tok = _Token(self, self._run)
@@ -234,6 +236,12 @@ class Engine:
             # _after_tick, and a byte written now would stay in the self-pipe
             # for the loop's next run. RETURNED: a tick is posted already.
             self.host_wake()
+
+    def fail_soon(self, exc: BaseException) -> None:
+        """Host thread, inside a tick: our code in a loop callback failed; end the
+        run with ``exc`` when the tick ends (``_after_tick``)."""
+        if self._failure is None:
+            self._failure = exc
 
     def stop(self) -> None:
         """Host thread: end the run now; tell the backend thread to stop (no join)."""
@@ -264,26 +272,44 @@ class Engine:
         """A worker thread: make sure a tick will run soon.
 
         The one-hop path for ``call_soon_threadsafe``: the tick only runs ready
-        callbacks while the backend keeps its wait.
+        callbacks while the backend keeps its wait. If the host primitive
+        raises here, the worker is not the one to be told (its callback is
+        queued already, as ``call_soon_threadsafe`` promised): the backend's
+        wait is ended instead, and the backend thread posts the tick, with its
+        retries, or reports the run unreachable.
         """
-        ch = self._ch
-        if ch.posted:
-            # Unlocked fast path: a True read means the posted tick has not yet
-            # started (it clears ``posted`` first), so it will see our work.
-            return
-        with ch.lock:
-            if ch.posted or self._finished:
-                return
-            ch.posted = True
-        tok = self._token_ref()
         try:
+            ch = self._ch
+            if ch.posted:
+                # Unlocked fast path: a True read means the posted tick has not
+                # yet started (it clears ``posted`` first), so it will see our work.
+                return
+            with ch.lock:
+                if ch.posted or self._finished:
+                    return
+                ch.posted = True
+            tok = self._token_ref()
             if tok is None or ch.post_error is not None:
                 raise InternalError("the guest run can no longer reach its host")
             ch.post_threadsafe(tok.tick)
-        except BaseException:
-            with ch.lock:
-                ch.posted = False
-            raise
+        except BaseException as exc:
+            self._worker_post_failed(exc)
+
+    def _worker_post_failed(self, exc: BaseException) -> None:
+        # ``posted`` may be ours, set for a tick that was never posted: clear
+        # it (if it was another's, a tick too many may follow: harmless).
+        ch = self._ch
+        with ch.lock:
+            ch.posted = False
+        logger.warning(
+            "asyncio-guest: run_sync_soon_threadsafe raised in a worker thread "
+            "(%r); the backend thread takes the wake-up over",
+            exc,
+        )
+        # Thread-safe (a self-pipe byte, an IOCP packet). A parked backend needs
+        # none: the host owns the poll and is inside or about to start a tick,
+        # which sees the callback.
+        self._loop._guest_wake()
 
     def host_wake(self) -> None:
         """Host thread, signal-safe (no lock): make a waiting backend return.
@@ -308,15 +334,13 @@ class Engine:
 
     def _tick(self, tok: _Token) -> None:
         """Host thread: one host callback's worth of asyncio work (see class doc)."""
+        if self._in_tick:
+            # A nested host loop (a modal dialog opened from a callback) ran us.
+            # Leave ``posted`` set (the tick is owed) and re-post when the
+            # outer tick returns.
+            self._deferred = True
+            return
         try:
-            if self._finished:
-                return
-            if self._in_tick:
-                # A nested host loop (a modal dialog opened from a callback) ran
-                # us. Leave ``posted`` set (the tick is owed) and re-post when
-                # the outer tick returns.
-                self._deferred = True
-                return
             self._run_tick(tok)
         except BaseException as exc:
             self._recover(tok, exc)
@@ -332,6 +356,8 @@ class Engine:
             state = ch.state
             if state is RETURNED:
                 ch.state = state = IDLE
+        if self._finished:
+            return
         owns_poll = state is IDLE
         if owns_poll:
             self._deadline = -math.inf
@@ -374,9 +400,23 @@ class Engine:
             raise InternalError("the backend thread's I/O wait failed") from exc
 
     def _recover(self, tok: _Token, exc: BaseException) -> None:
-        """Host thread: a tick raised ``exc``; end the run accordingly (see class doc)."""
+        """Host thread: a tick raised ``exc``; end the run accordingly (see class doc).
+
+        First the hand-over's own state is made whole again, wherever the tick
+        stopped: this tick is no longer in flight (``posted``), and a wait it
+        was handing to the backend when it stopped is taken back (the backend
+        takes ``wait_call`` under the lock; a ``go`` it may already have got
+        finds none and parks again). Then the run is ended, and deciding again
+        puts something in flight to carry that.
+        """
         try:
             self._in_tick = False
+            ch = self._ch
+            with ch.lock:
+                ch.posted = False
+                if ch.state is WAITING and ch.wait_call is not None:
+                    ch.state = IDLE
+                    ch.wait_call = ch.token = None
             loop = self._loop
             loop._guest_leave_tick()
             if exc is loop._guest_escaped or isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -404,6 +444,10 @@ class Engine:
         """
         if self._finished:
             return
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            raise failure  # _recover ends the run with it
         if self.interrupt_pending:
             # Deferred during this tick: deliver it now, as a callback raising it.
             self.interrupt_pending = False
@@ -444,14 +488,16 @@ class Engine:
             # written earlier, while this thread owned the poll, was read by
             # the tick's own poll or makes this wait return at once.)
             self._wake_sent = False
+            self._deadline = deadline
             with ch.lock:
                 if ch.posted:
                     return  # a worker posted a tick meanwhile; it keeps the poll
-                ch.state = WAITING
+                if ch.failed is not None:
+                    raise InternalError("the backend thread failed") from ch.failed
                 ch.wait_call = call
                 ch.token = tok
-            self._deadline = deadline
-            ch.go.release()
+                ch.state = WAITING
+                ch.go.release()  # last: see _recover for a hand-over cut short
 
     # ----------------------------------------------------------- endings
 
@@ -470,18 +516,22 @@ class Engine:
             self._to_host = exc
 
     def _fatal(self, exc: BaseException) -> None:
-        """Host thread: our machinery failed; stop the backend and let the owner end the run."""
-        if self._finished:
-            return
+        """Host thread: our machinery failed; stop the backend and let the owner end the run.
+
+        Also when the engine is finished already: the failure may have hit the
+        normal ending itself, and the owner's ending is idempotent (it reports
+        once).
+        """
         if not isinstance(exc, InternalError):
             wrapped = InternalError(f"asyncio-guest machinery failed: {exc!r}")
             wrapped.__cause__ = exc
             exc = wrapped
-        self._finished = True
-        try:
-            self._backend.signal_stop(self._loop._guest_wake)
-        except BaseException as stop_exc:
-            exc.__context__ = stop_exc
+        if not self._finished:
+            self._finished = True
+            try:
+                self._backend.signal_stop(self._loop._guest_wake)
+            except BaseException as stop_exc:
+                exc.__context__ = stop_exc
         self._owner_ending(lambda: self._owner.on_fatal(exc))
 
     def _abandoned(self) -> None:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import outcome
 
-from .errors import InternalError
+from .errors import InternalError, cleanup_twice
 from .guest_loop import GuestLoopMixin, as_guest_loop, default_loop_factory
 from .handover import DEFAULT_TICK_BUDGET, Engine
 from .interrupts import call_user_with, interrupt_lands_in_user_code
@@ -88,24 +88,33 @@ class RunLifecycle:
 
     # ------------------------------------------------------------ set-up
 
-    def setup(self, coro: Coroutine[Any, Any, Any], engine: Engine) -> asyncio.Task[Any]:
+    def setup(self, engine: Engine) -> None:
+        """Make the loop the thread's running loop, attached to ``engine``.
+
+        Each undo step is registered *before* its action (every undo is
+        harmless when its action did not happen), so a set-up that fails
+        anywhere is undone completely by ``_teardown``.
+        """
         loop = self.aloop
         self.engine = engine
-        loop._set_coroutine_origin_tracking(loop._debug)
         self._restore.append(lambda: loop._set_coroutine_origin_tracking(False))
-        loop._thread_id = self.host_ident
+        loop._set_coroutine_origin_tracking(loop._debug)
         self._restore.append(self._clear_thread_id)
-        events._set_running_loop(loop)
+        loop._thread_id = self.host_ident
         self._restore.append(lambda: events._set_running_loop(None))
-        self.loop._guest_attach(engine)
+        events._set_running_loop(loop)
         self._restore.append(self.loop._guest_detach)
+        self.loop._guest_attach(engine)
         # Guest generators go to the loop's hooks, host generators keep the host's.
         self.loop._guest_own_asyncgens_in_ticks()
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handling()
-        self.main_task = loop.create_task(coro)
+
+    def create_main_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """After the first tick is posted (a host primitive that fails on its first
+        call leaves no task behind to be reported as destroyed while pending)."""
+        self.main_task = self.aloop.create_task(coro)
         self.main_task.add_done_callback(self._on_main_done)
-        return self.main_task
 
     def _clear_thread_id(self) -> None:
         self.aloop._thread_id = None
@@ -119,15 +128,18 @@ class RunLifecycle:
         """
         loop = self.aloop
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._sigint_installed = True  # put back by release_sigint, last
             signal.signal(signal.SIGINT, self._on_sigint)
-            self._sigint_installed = True  # put back by _deliver, last
             take_fd = not self.host_uses_wakeup_fd
         else:
             take_fd = False
         self.loop._guest_host_owns_wakeup = self.host_uses_wakeup_fd
         if take_fd:
             fd = loop._csock.fileno()
-            old_fd = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+            # Learnt (and recorded for the restore) before it is replaced.
+            old_fd = signal.set_wakeup_fd(-1)
+            self._wakeup_fd_to_restore = old_fd
+            signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
             self.loop._guest_keep_wakeup_fd = fd
             if old_fd != -1:
                 warnings.warn(
@@ -137,13 +149,13 @@ class RunLifecycle:
                     RuntimeWarning,
                     stacklevel=4,
                 )
-            self._wakeup_fd_to_restore = old_fd
 
     def _restore_sigint(self) -> None:
+        """Idempotent: the flag is cleared only once the handler is back."""
         if self._sigint_installed:
-            self._sigint_installed = False
             if signal.getsignal(signal.SIGINT) == self._on_sigint:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._sigint_installed = False
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         """Python-level SIGINT handler (main = host thread, any bytecode boundary).
@@ -168,18 +180,34 @@ class RunLifecycle:
         engine.host_wake()
 
     def _cancel_main_for_sigint(self) -> None:
-        if self.main_task is not None:
-            self.main_task.cancel()
+        try:
+            if self.main_task is not None:
+                self.main_task.cancel()
+        except BaseException as exc:
+            self._failed_in_callback(exc)
 
     # ------------------------------------------------------------ ending
 
+    # The three methods below run as loop callbacks (asyncio catches and logs
+    # what a callback raises): a failure in them is handed to the engine,
+    # which ends the run with it at the end of the tick.
+
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
-        if self.interrupts and task.cancelled():
-            uncancel = getattr(task, "uncancel", None)
-            if uncancel is None or uncancel() == 0:
-                self._begin_shutdown(outcome.Error(KeyboardInterrupt()))
-                return
-        self._begin_shutdown(outcome.capture(task.result))
+        try:
+            if self.interrupts and task.cancelled():
+                uncancel = getattr(task, "uncancel", None)
+                if uncancel is None or uncancel() == 0:
+                    self._begin_shutdown(outcome.Error(KeyboardInterrupt()))
+                    return
+            self._begin_shutdown(outcome.capture(task.result))
+        except BaseException as exc:
+            self._failed_in_callback(exc)
+
+    def _failed_in_callback(self, exc: BaseException) -> None:
+        engine = self.engine
+        if engine is None:
+            raise exc
+        engine.fail_soon(exc)
 
     def _begin_shutdown(self, result: outcome.Outcome[Any]) -> None:
         if self.outcome is None:
@@ -212,10 +240,13 @@ class RunLifecycle:
             await loop.shutdown_default_executor()
 
     def _on_shutdown_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.outcome = outcome.Error(task.exception())  # type: ignore[arg-type]
-        assert self.engine is not None
-        self.engine.request_finish()
+        try:
+            if not task.cancelled() and task.exception() is not None:
+                self.outcome = outcome.Error(task.exception())  # type: ignore[arg-type]
+            assert self.engine is not None
+            self.engine.request_finish()
+        except BaseException as exc:
+            self._failed_in_callback(exc)
 
     # ------------------------------------------------ Engine owner protocol
 
@@ -296,6 +327,7 @@ class RunLifecycle:
             self._teardown()
         except BaseException as exc:
             result = outcome.Error(exc)
+            cleanup_twice(self._teardown, [])  # idempotent: finishes what was cut short
         engine = self.engine
         try:
             if engine is not None and engine.interrupt_pending:
@@ -351,24 +383,28 @@ class RunLifecycle:
             finished.cancel()
 
     def _teardown(self) -> None:
+        """Undo the set-up and close the loop; idempotent.
+
+        Each step is tried once more if it fails (every step is idempotent: a
+        failure part-way must not leave a thread, a descriptor or a changed
+        process setting behind); the first error is raised at the end.
+        """
         errors: list[BaseException] = []
         while self._restore:
-            step = self._restore.pop()
-            try:
-                step()
-            except BaseException as exc:
-                errors.append(exc)
+            cleanup_twice(self._restore[-1], errors)
+            self._restore.pop()
         loop = self.aloop
-        try:
-            if not loop.is_closed():
-                loop.close()
-        except BaseException as exc:
-            errors.append(exc)
-        fd, self._wakeup_fd_to_restore = self._wakeup_fd_to_restore, None
-        if fd is not None:
-            _restore_wakeup_fd(fd)
+        cleanup_twice(loop.close, errors)
+        if self._wakeup_fd_to_restore is not None:
+            cleanup_twice(self._put_wakeup_fd_back, errors)
         if errors:
             raise errors[0]
+
+    def _put_wakeup_fd_back(self) -> None:
+        fd = self._wakeup_fd_to_restore
+        if fd is not None:
+            _restore_wakeup_fd(fd)
+            self._wakeup_fd_to_restore = None
 
 
 def _make_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
@@ -382,11 +418,18 @@ def _make_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
     if threading.current_thread() is not threading.main_thread():
         return factory()
     before = signal.set_wakeup_fd(-1)
-    signal.set_wakeup_fd(before)
+    loop = None
     try:
-        return factory()
-    finally:
         signal.set_wakeup_fd(before)
+        loop = factory()
+        signal.set_wakeup_fd(before)
+        return loop
+    except BaseException:
+        # Nothing made here may outlive a failure here.
+        cleanup_twice(lambda: signal.set_wakeup_fd(before), [])
+        if loop is not None:
+            cleanup_twice(loop.close, [])
+        raise
 
 
 def _restore_wakeup_fd(old_fd: int) -> None:
@@ -478,8 +521,9 @@ def start(
             run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
             tick_budget=tick_budget,
         )
-        run.setup(coro, engine)
+        run.setup(engine)
         engine.start()
+        run.create_main_task(coro)
         return run
     except BaseException:
         coro.close()

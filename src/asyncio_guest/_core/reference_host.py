@@ -57,22 +57,26 @@ class _Waker:
         self._read: Callable[[], bytes]
         # A C-level callable: no Python frame before the waking system call.
         self._write: Callable[[], object]
+        # The finalizer comes right after the descriptors: nothing can fail
+        # between them and their owner.
         if sys.platform == "win32":
             rsock, wsock = socket.socketpair()
+            self._socks = [rsock, wsock]
+            self._finalizer = weakref.finalize(self, _close_socks, self._socks)
             rsock.setblocking(False)
             wsock.setblocking(False)
             self._rfd = rsock.fileno()
             self._read = lambda: rsock.recv(4096)
             self._write = functools.partial(wsock.send, b"\0")
-            self._finalizer = weakref.finalize(self, _close_socks, rsock, wsock)
         else:
             rfd, wfd = os.pipe()
+            self._fds = [rfd, wfd]
+            self._finalizer = weakref.finalize(self, _close_fds, self._fds)
             os.set_blocking(rfd, False)
             os.set_blocking(wfd, False)
             self._rfd = rfd
             self._read = lambda: os.read(rfd, 4096)
             self._write = functools.partial(os.write, wfd, b"\0")
-            self._finalizer = weakref.finalize(self, _close_fds, rfd, wfd)
         # select() takes a timeout in microseconds, poll() in milliseconds (a host
         # timer would fire up to 1 ms late); poll() only for fds select() can't take.
         self._pending = False  # bytes may be in the pipe (drained before the next sleep)
@@ -82,7 +86,12 @@ class _Waker:
             self._poll.register(self._rfd, select.POLLIN)
 
     def close(self) -> None:
+        """Close the pipe (idempotent; finishes a close that failed part-way)."""
         self._finalizer()
+        if sys.platform == "win32":
+            _close_socks(self._socks)
+        else:
+            _close_fds(self._fds)
 
     def wait(self, timeout: float | None) -> None:
         """Host thread: block until a byte is in the pipe or ``timeout`` passes."""
@@ -108,14 +117,20 @@ class _Waker:
             pass
 
 
-def _close_fds(*fds: int) -> None:
-    for fd in fds:
-        os.close(fd)
+# Closing pops each one only once it is closed, so a close that fails part-way
+# (and leaves the finalizer spent) can be repeated by _Waker.close.
 
 
-def _close_socks(*socks: socket.socket) -> None:
-    for sock in socks:
-        sock.close()
+def _close_fds(fds: list[int]) -> None:
+    while fds:
+        os.close(fds[-1])
+        fds.pop()
+
+
+def _close_socks(socks: list[socket.socket]) -> None:
+    while socks:
+        socks[-1].close()
+        socks.pop()
 
 
 class ReferenceHost:
@@ -144,13 +159,19 @@ class ReferenceHost:
         # either the host sees the item before waiting, or the poster sees it
         # asleep and writes (or one who did write after the drain). Races cost
         # an extra byte (a spurious wake-up), never a missed one; _woken merely
-        # keeps the writes to about one per sleep.
+        # keeps the writes to about one per sleep. It is set *before* the
+        # write (set after it, a poster could set it after the host woke and
+        # slept again, and the next poster would not write), and cleared again
+        # if the write fails (the next poster must write).
         if self._sleeping and not self._woken:
             self._woken = True
             try:
                 self._wake()
             except (BlockingIOError, InterruptedError):
                 pass  # the pipe is full: the host has wake-ups pending anyway
+            except BaseException:
+                self._woken = False
+                raise
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
         """Host thread only: the same without the wake-up check."""
