@@ -139,6 +139,16 @@ DefWindowProcW = _declare(
     wintypes.LPARAM,
 )
 GetModuleHandleW = _declare(kernel32, "GetModuleHandleW", wintypes.HMODULE, wintypes.LPCWSTR)
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getwindowthreadprocessid
+# (0 when the window does not exist)
+GetWindowThreadProcessId = _declare(
+    user32,
+    "GetWindowThreadProcessId",
+    wintypes.DWORD,
+    wintypes.HWND,
+    ctypes.POINTER(wintypes.DWORD),
+)
+GetCurrentThreadId = _declare(kernel32, "GetCurrentThreadId", wintypes.DWORD)
 
 # --- messages ------------------------------------------------------------------
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-registerwindowmessagew

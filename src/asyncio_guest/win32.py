@@ -42,6 +42,7 @@ if sys.platform != "win32":
     )
 
 import asyncio
+import atexit
 import ctypes
 import itertools
 import logging
@@ -68,7 +69,8 @@ _HOST_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
 _class_serial = itertools.count()
 # Hosts whose window exists. The window procedure is a ctypes thunk owned by
 # the host: a host collected while its window lives would leave the system
-# calling freed code, so an unclosed host stays alive (a leak, not a crash).
+# calling freed code, so an unclosed host stays alive (a leak, not a crash),
+# and is forgotten only once its window is gone (see close()).
 _live_hosts: set[Win32Host] = set()
 
 
@@ -109,8 +111,17 @@ class Win32Host:
         """Use an existing window (of this thread) instead of our own.
 
         Its window procedure must call ``handle_message(msg, wparam, lparam)``
-        first and return 0 when that returns True.
+        first and return 0 when that returns True. The window must belong to
+        the calling thread (whose message loop serves it): RuntimeError if not.
         """
+        owner = w.GetWindowThreadProcessId(hwnd, None)
+        if not owner:
+            raise w.last_error("GetWindowThreadProcessId")
+        if owner != w.GetCurrentThreadId():
+            raise RuntimeError(
+                "Win32Host.for_window(hwnd): the window belongs to another thread; make "
+                "the host on the window's thread, whose message loop serves it"
+            )
         return cls(_hwnd=hwnd)
 
     def _create_window(self) -> int:
@@ -130,7 +141,10 @@ class Win32Host:
         )
         if not hwnd:
             error = w.last_error("CreateWindowExW")
-            w.UnregisterClassW(name, self._hinstance)
+            if not w.UnregisterClassW(name, self._hinstance):
+                logger.error(
+                    "asyncio_guest.win32: %s", w.last_error("UnregisterClassW")
+                )
             self._class_name = None
             raise error
         return int(hwnd)
@@ -252,26 +266,36 @@ class Win32Host:
         """Host thread: destroy our window and unregister its class (idempotent).
 
         Callbacks still queued are dropped. Called from inside one of our own
-        callbacks, the close happens when that callback's drain returns.
+        callbacks, the close happens when that callback's drain returns. From
+        another thread: RuntimeError, and the host stays as it was (Win32
+        destroys a window only on its own thread).
         """
         if self._closed:
             return
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError(
+                "Win32Host.close() must run on the thread that made the host: only that "
+                "thread can destroy its window (use run_sync_soon_threadsafe(host.close))"
+            )
         if self._in_window_proc:
             self._close_when_idle = True
             return
         self._closed = True
         self._queue.clear()
-        _live_hosts.discard(self)
         if not self._owns_window:
             w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
+            _live_hosts.discard(self)
             return
         errors = []
         if not w.DestroyWindow(self.hwnd):
             errors.append(w.last_error("DestroyWindow"))
-        if self._class_name is not None:
+        if self._class_name is not None and not w.IsWindow(self.hwnd):
             if not w.UnregisterClassW(self._class_name, self._hinstance):
                 errors.append(w.last_error("UnregisterClassW"))
             self._class_name = None
+        if not w.IsWindow(self.hwnd):
+            # Our window procedure cannot be called any more.
+            _live_hosts.discard(self)
         if errors:
             raise errors[0]
 
@@ -284,6 +308,25 @@ class Win32Host:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@atexit.register
+def _close_main_thread_hosts() -> None:
+    """Interpreter exit (main thread): close this thread's unclosed hosts.
+
+    Otherwise the hosts, and with them the code of their window procedures,
+    are freed during finalization while their windows still exist, and any
+    message dispatched after that (by a later exit handler, say) would crash.
+    Other threads' hosts cannot be closed from here; a thread's windows are
+    destroyed by the system when the thread ends.
+    """
+    me = threading.get_ident()
+    for host in list(_live_hosts):
+        if host.thread_id == me:
+            try:
+                host.close()
+            except Exception:
+                logger.exception("asyncio_guest.win32: closing a Win32Host at exit failed")
 
 
 def start_guest_run(
@@ -300,8 +343,16 @@ def start_guest_run(
 
     Call on the GUI thread. ``done_callback(outcome)`` runs on it once the run
     has shut down. Without a ``host``, a Win32Host is made here and closed
-    after ``done_callback`` returns. Returns the main task.
+    after ``done_callback`` returns; a ``host`` given must be this thread's
+    (RuntimeError otherwise). Returns the main task.
     """
+    if host is not None:
+        if host.closed:
+            raise RuntimeError("this Win32Host is closed")
+        if host.thread_id != threading.get_ident():
+            raise RuntimeError(
+                "start_guest_run(host=...) must be called on the thread that made the host"
+            )
     the_host = host if host is not None else Win32Host()
 
     def done(result: outcome.Outcome[Any]) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -70,6 +71,18 @@ def message_window(proc: Any, name: str) -> Iterator[int]:
     finally:
         w.DestroyWindow(hwnd)
         w.UnregisterClassW(class_name, wc.hInstance)
+
+
+def join_pumping(thread: threading.Thread) -> None:
+    """Join ``thread`` while serving this thread's messages (it may send us some)."""
+    msg = w.MSG()
+    deadline = time.monotonic() + LONG
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(0.01)
+        while w.PeekMessageW(ctypes.byref(msg), None, 0, 0, w.PM_REMOVE):
+            w.TranslateMessage(ctypes.byref(msg))
+            w.DispatchMessageW(ctypes.byref(msg))
+    assert not thread.is_alive()
 
 
 _display_checked: list[bool] = []
@@ -597,3 +610,101 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
     # A 20 ms timer over 1 s: ~50 if never delayed; starved it would be 0.
     assert len(fired) >= 10, (len(fired), spins[0])
 
+
+# ---------------------------------------------------- threads and lifetime
+
+
+def test_close_from_another_thread_is_refused_and_the_host_lives_on() -> None:
+    """DestroyWindow works only on the window's thread; a host forgotten while its
+    window lives would let its WNDPROC thunk be freed under a queued wake-up."""
+    import gc
+    import weakref
+
+    holder = [win32.Win32Host()]
+    ref = weakref.ref(holder[0])
+    hwnd = holder[0].hwnd
+    errors: list[BaseException] = []
+
+    def close_elsewhere() -> None:
+        try:
+            holder[0].close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=close_elsewhere)
+    th.start()
+    join_pumping(th)
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+    assert not holder[0].closed and w.IsWindow(hwnd)
+    errors.clear()  # its traceback holds the host
+    holder.clear()
+    del th
+    gc.collect()
+    alive = ref()
+    assert alive is not None  # still kept alive with its window
+    ran: list[bool] = []
+    alive.run_sync_soon_threadsafe(lambda: ran.append(True))
+    alive.pump_until(lambda: bool(ran))
+    alive.close()
+    assert not w.IsWindow(hwnd)
+    del alive
+    gc.collect()
+    assert ref() is None
+
+
+def test_for_window_refuses_a_window_of_another_thread() -> None:
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, "owned") as hwnd:
+        got: list[Any] = []
+
+        def elsewhere() -> None:
+            try:
+                got.append(win32.Win32Host.for_window(hwnd))
+            except BaseException as exc:
+                got.append(exc)
+
+        th = threading.Thread(target=elsewhere)
+        th.start()
+        join_pumping(th)
+        assert len(got) == 1 and isinstance(got[0], RuntimeError), got
+
+
+def test_start_guest_run_refuses_a_host_of_another_thread(host: win32.Win32Host) -> None:
+    got: list[Any] = []
+
+    async def main() -> None:
+        pass
+
+    def elsewhere() -> None:
+        try:
+            got.append(win32.start_guest_run(main, host=host, done_callback=lambda _: None))
+        except BaseException as exc:
+            got.append(exc)
+
+    th = threading.Thread(target=elsewhere)
+    th.start()
+    join_pumping(th)
+    assert len(got) == 1 and isinstance(got[0], RuntimeError), got
+
+
+def test_an_unclosed_main_thread_host_is_closed_at_exit() -> None:
+    """At interpreter exit the host (and its thunk) would go before its window."""
+    code = (
+        "import atexit, ctypes\n"
+        "from ctypes import wintypes\n"
+        "user32 = ctypes.WinDLL('user32')\n"
+        "user32.IsWindow.argtypes = [wintypes.HWND]\n"
+        "seen = []\n"
+        # Registered before the library's handler, so it runs after it.
+        "atexit.register(lambda: print('window at exit:', bool(user32.IsWindow(seen[0]))))\n"
+        "from asyncio_guest import win32\n"
+        "seen.append(win32.Win32Host().hwnd)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=LONG * 3
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "window at exit: False" in proc.stdout, (proc.stdout, proc.stderr)
