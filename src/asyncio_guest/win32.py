@@ -28,6 +28,13 @@ tick, starve them. So when a tick leaves work and the queue holds input, paint
 or timer messages (``GetQueueStatus``), the next tick comes from a
 ``WM_TIMER`` of our window instead, which is retrieved after them.
 
+A full queue: ``PostMessageW`` fails with ERROR_NOT_ENOUGH_QUOTA when the
+thread's queue holds its limit of posted messages (10 000 by default, per
+queue, shared with the program's own posts). The post is then retried, never
+the queueing of the callback (which is done): on the host thread by a
+``WM_TIMER`` (made from a flag, it needs no room), on other threads by posting
+again with back-off while the host thread makes room.
+
 Ctrl+C: see ``run``.
 """
 
@@ -48,6 +55,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,9 +71,15 @@ __all__ = ["Win32Host", "run", "start_guest_run"]
 logger = logging.getLogger("asyncio_guest")
 
 _WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
-_BUSY_TIMER_ID = 0x61677374  # "agst": our WM_TIMER id, unlikely to collide
+# Our WM_TIMER's id ("agst", unlikely to collide): the wake-up of a busy tick
+# that yields to the GUI, and when the host thread finds its own queue full.
+_BUSY_TIMER_ID = 0x61677374
 # Messages that must get their turn before a busy guest's next tick.
 _HOST_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
+# Posting from another thread into a full queue: back-off, then give up.
+_RETRY_FIRST_DELAY = 0.001
+_RETRY_MAX_DELAY = 0.05
+_RETRY_LIMIT = 60.0  # seconds; the host thread has not pumped for that long
 _class_serial = itertools.count()
 # Hosts whose window exists. The window procedure is a ctypes thunk owned by
 # the host: a host collected while its window lives would leave the system
@@ -152,7 +166,12 @@ class Win32Host:
     # ----------------------------------------------------------- primitives
 
     def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
-        """Any thread: run ``fn()`` on the host thread soon (order kept)."""
+        """Any thread: run ``fn()`` on the host thread soon (order kept).
+
+        From another thread, while the host thread's message queue is full,
+        this waits (retrying with back-off, up to a minute) until the host
+        thread has made room.
+        """
         if self._closed:
             raise RuntimeError("this Win32Host is closed")
         self._queue.submit(fn)
@@ -164,19 +183,55 @@ class Win32Host:
         self._queue.submit_local(fn)
 
     def _post_wake(self) -> None:
-        # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postmessagew:
-        # fails with ERROR_NOT_ENOUGH_QUOTA when the thread's queue (about
-        # 10 000 messages) is full; the coalescing keeps ours to one.
-        if not w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
-            raise w.last_error("PostMessageW")
+        """Any thread: post our wake-up message (the queue's ``post``).
+
+        https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postmessagew:
+        fails with ERROR_NOT_ENOUGH_QUOTA when the thread's queue is full (see
+        the module doc); then the host thread sets a timer instead and other
+        threads post again, with back-off, until there is room.
+        """
+        if w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+            return
+        error = w.last_error("PostMessageW")
+        if error.winerror != w.ERROR_NOT_ENOUGH_QUOTA:
+            raise error
+        if threading.get_ident() == self.thread_id:
+            self._set_timer()
+            return
+        self._post_when_there_is_room(error)
+
+    def _post_when_there_is_room(self, error: OSError) -> None:
+        """Another thread, the host's queue full: post again until it fits (or give up)."""
+        delay = _RETRY_FIRST_DELAY
+        give_up = time.monotonic() + _RETRY_LIMIT
+        while time.monotonic() < give_up:
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+            if self._closed:
+                raise RuntimeError("this Win32Host was closed while its message queue was full")
+            if w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+                return
+            error = w.last_error("PostMessageW")
+            if error.winerror != w.ERROR_NOT_ENOUGH_QUOTA:
+                raise error
+        raise error
+
+    def _set_timer(self) -> None:
+        """Host thread: our WM_TIMER will wake the host (as soon as the system's minimum allows).
+
+        A WM_TIMER is made from a flag when nothing else is to be retrieved: it
+        takes no room in the queue and comes after everything else.
+        """
+        if not w.SetTimer(self.hwnd, _BUSY_TIMER_ID, w.USER_TIMER_MINIMUM, None):
+            raise w.last_error("SetTimer")
 
     def _post_busy_wake(self) -> None:
         """Host thread, a drain left work: the next tick, after the GUI's own input."""
         if (w.GetQueueStatus(_HOST_FIRST) >> 16) & _HOST_FIRST:
             # Input, paint or timer messages are waiting: a WM_TIMER of ours is
             # retrieved after them (USER_TIMER_MINIMUM: the system's minimum).
-            if w.SetTimer(self.hwnd, _BUSY_TIMER_ID, w.USER_TIMER_MINIMUM, None):
-                return
+            self._set_timer()
+            return
         self._post_wake()
 
     # ------------------------------------------------------ message handling

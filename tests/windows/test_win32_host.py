@@ -611,6 +611,114 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
     assert len(fired) >= 10, (len(fired), spins[0])
 
 
+# ---------------------------------------------------- a full message queue
+
+ERROR_NOT_ENOUGH_QUOTA = 1816
+WM_NULL = 0
+WM_USER = 0x0400
+_real_post_message = w.PostMessageW  # what the tests below patch
+
+
+@contextlib.contextmanager
+def posts_fail_as_if_the_queue_were_full(*, on: str, times: int) -> Iterator[list[int]]:
+    """The library's ``PostMessageW`` fails ``times`` times, as a full queue makes it.
+
+    ``on`` is "host" (calls from this thread) or "other" (any other thread).
+    Yields the list of failures made so far (one int per failure).
+    """
+    real = w.PostMessageW
+    me = threading.get_ident()
+    failed: list[int] = []
+
+    def post(hwnd: Any, msg: int, wparam: int, lparam: int) -> int:
+        on_host = threading.get_ident() == me
+        if (on == "host") == on_host and len(failed) < times:
+            failed.append(1)
+            ctypes.set_last_error(ERROR_NOT_ENOUGH_QUOTA)
+            return 0
+        return int(real(hwnd, msg, wparam, lparam))
+
+    w.PostMessageW = post
+    try:
+        yield failed
+    finally:
+        w.PostMessageW = real
+
+
+async def _needs_backend_and_workers() -> str:
+    for _ in range(3):
+        await asyncio.sleep(0.02)  # the backend's wait, then its post
+        await asyncio.to_thread(time.sleep, 0.005)  # a worker's call_soon_threadsafe
+    return "done"
+
+
+def _run_with_deadline(host: win32.Win32Host, loop_factory: Any) -> list[outcome.Outcome[Any]]:
+    out: list[outcome.Outcome[Any]] = []
+    win32.start_guest_run(
+        _needs_backend_and_workers, host=host, done_callback=out.append, loop_factory=loop_factory
+    )
+    deadline = time.monotonic() + LONG
+    # A stalled guest posts nothing: a harmless message then lets pump_until look.
+    nudge = threading.Timer(LONG, _real_post_message, args=(host.hwnd, WM_NULL, 0, 0))
+    nudge.start()
+    try:
+        host.pump_until(lambda: bool(out) or time.monotonic() > deadline)
+    finally:
+        nudge.cancel()
+        nudge.join()
+    return out
+
+
+def test_posts_from_other_threads_are_retried_while_the_queue_is_full(
+    host: win32.Win32Host, loop_factory: Any
+) -> None:
+    """ERROR_NOT_ENOUGH_QUOTA: the backend and the workers retry (with back-off) until
+    the host thread has made room, instead of giving up and stalling the guest."""
+    with posts_fail_as_if_the_queue_were_full(on="other", times=12) as failed:
+        out = _run_with_deadline(host, loop_factory)
+    assert out == [outcome.Value("done")]
+    assert len(failed) == 12
+
+
+def test_posts_on_the_host_thread_fall_back_to_a_timer_while_the_queue_is_full(
+    host: win32.Win32Host, loop_factory: Any
+) -> None:
+    """The host thread cannot wait for room in its own queue: a WM_TIMER needs none."""
+    with posts_fail_as_if_the_queue_were_full(on="host", times=1000) as failed:
+        out = _run_with_deadline(host, loop_factory)
+    assert out == [outcome.Value("done")]
+    assert failed  # the first tick's post already failed
+
+
+def test_a_really_full_message_queue_does_not_stall_the_guest(
+    host: win32.Win32Host, loop_factory: Any
+) -> None:
+    """The program fills its own queue (the quota is per queue, shared with ours)."""
+    handled = [0]
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if msg == WM_USER:
+            handled[0] += 1
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, "filler") as filler:
+        posted = 0
+        while w.PostMessageW(filler, WM_USER, 0, 0):
+            posted += 1
+            if posted == 50_000:
+                break
+        error = ctypes.get_last_error()
+        if posted == 50_000:
+            _peek_count(filler, WM_USER)
+            pytest.skip(f"{posted} posted messages fit in this queue: no quota (Wine has none)")
+        assert error == ERROR_NOT_ENOUGH_QUOTA
+        out = _run_with_deadline(host, loop_factory)
+        assert out == [outcome.Value("done")]
+        host.pump_until(lambda: handled[0] == posted)
+
+
 # ---------------------------------------------------- threads and lifetime
 
 
