@@ -25,7 +25,8 @@ LRESULT = wintypes.LPARAM  # LONG_PTR
 WNDPROC = ctypes.WINFUNCTYPE(
     LRESULT, wintypes.HWND, wintypes.UINT, wintypes.WPARAM, wintypes.LPARAM
 )
-# https://learn.microsoft.com/windows/win32/api/winuser/nc-winuser-timerproc (unused: NULL)
+# https://learn.microsoft.com/windows/win32/winmsg/getmsgproc (a WH_GETMESSAGE hook)
+HOOKPROC = ctypes.WINFUNCTYPE(LRESULT, ctypes.c_int, wintypes.WPARAM, wintypes.LPARAM)
 HCURSOR = wintypes.HANDLE
 
 # https://learn.microsoft.com/windows/win32/winmsg/window-features#message-only-windows
@@ -59,9 +60,14 @@ QS_TIMER = 0x0010
 QS_PAINT = 0x0020
 QS_HOTKEY = 0x0080
 QS_RAWINPUT = 0x0400
-QS_INPUT = QS_MOUSEMOVE | QS_MOUSEBUTTON | QS_KEY | QS_RAWINPUT
+QS_TOUCH = 0x0800  # Windows 8 and later, as QS_POINTER
+QS_POINTER = 0x1000
+QS_INPUT = QS_MOUSEMOVE | QS_MOUSEBUTTON | QS_KEY | QS_RAWINPUT | QS_TOUCH | QS_POINTER
 
 USER_TIMER_MINIMUM = 0x0000000A
+
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-setwindowshookexw
+WH_GETMESSAGE = 3
 
 # Window styles used by the example and the tests.
 WS_OVERLAPPEDWINDOW = 0x00CF0000
@@ -196,6 +202,16 @@ SetTimer = _declare(
     wintypes.LPVOID,
 )
 KillTimer = _declare(user32, "KillTimer", wintypes.BOOL, wintypes.HWND, ctypes.c_size_t)
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-setwindowshookexw
+SetWindowsHookExW = _declare(
+    user32, "SetWindowsHookExW", wintypes.HHOOK, ctypes.c_int, HOOKPROC, wintypes.HINSTANCE,
+    wintypes.DWORD,
+)  # fmt: skip
+UnhookWindowsHookEx = _declare(user32, "UnhookWindowsHookEx", wintypes.BOOL, wintypes.HHOOK)
+CallNextHookEx = _declare(
+    user32, "CallNextHookEx", LRESULT, wintypes.HHOOK, ctypes.c_int, wintypes.WPARAM,
+    wintypes.LPARAM,
+)  # fmt: skip
 MessageBoxW = _declare(
     user32,
     "MessageBoxW",

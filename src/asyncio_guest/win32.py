@@ -21,12 +21,26 @@ their own ``GetMessage`` loop that dispatches window messages but drops thread
 messages (https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postthreadmessagew,
 Remarks), so asyncio keeps running while the user drags the window.
 
-Keeping the GUI smooth: ``GetMessage`` hands out posted messages before input,
-``WM_PAINT`` and ``WM_TIMER`` (https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getmessagew,
+Keeping the GUI smooth: ``GetMessage`` hands out sent messages, then posted
+messages, then input, then ``WM_PAINT``, then ``WM_TIMER``; the last two are
+made from flags only when nothing before them is there
+(https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getmessagew,
 Remarks). A guest that always has work would, with one posted message per
-tick, starve them. So when a tick leaves work and the queue holds input, paint
-or timer messages (``GetQueueStatus``), the next tick comes from a
-``WM_TIMER`` of our window instead, which is retrieved after them.
+tick, starve input and paint. Making its next tick a ``WM_TIMER`` is no
+answer: a window that invalidates itself in ``WM_PAINT`` (a render loop)
+keeps a paint pending, so the timer never comes, and while it is awaited the
+backend's and workers' wake-ups are coalesced into it; and during a drag the
+guest would get one tick per system timer tick (15.6 ms). The rule is rather
+"one message of the GUI's, then one guest tick": when a tick leaves work and
+the queue holds input, paint, timer or hotkey messages (``GetQueueStatus``),
+nothing is posted; a thread ``WH_GETMESSAGE`` hook is armed instead
+(https://learn.microsoft.com/windows/win32/winmsg/getmsgproc). When the next
+message is taken off the queue, by whatever loop runs (ours, the program's,
+a modal loop's), the hook posts our wake-up, which is then retrieved right
+after that message is handled. We never take the GUI's messages off the
+queue ourselves: modal loops, ``TranslateAccelerator`` and
+``IsDialogMessage`` see all input as usual. A ``WM_TIMER`` of ours is the
+safety net should the waiting messages go away unretrieved.
 
 A full queue: ``PostMessageW`` fails with ERROR_NOT_ENOUGH_QUOTA when the
 thread's queue holds its limit of posted messages (10 000 by default, per
@@ -36,6 +50,12 @@ the queueing of the callback (which is done): on the host thread by a
 again with back-off while the host thread makes room.
 
 Ctrl+C: see ``run``.
+
+Thread rule: everything here runs on the thread that made the ``Win32Host``
+(the *host thread*: its window procedure, its hook and its timer run there,
+as Win32 calls them on the window's thread), except
+``Win32Host.run_sync_soon_threadsafe`` and what it calls, ``_post_wake``,
+which read only ``hwnd``, ``wake_message`` and ``_closed``.
 """
 
 from __future__ import annotations
@@ -71,20 +91,21 @@ __all__ = ["Win32Host", "run", "start_guest_run"]
 logger = logging.getLogger("asyncio_guest")
 
 _WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
-# Our WM_TIMER's id ("agst", unlikely to collide): the wake-up of a busy tick
-# that yields to the GUI, and when the host thread finds its own queue full.
-_BUSY_TIMER_ID = 0x61677374
-# Messages that must get their turn before a busy guest's next tick.
-_HOST_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
+# Our WM_TIMER's id ("agst", unlikely to collide with a framework window's own
+# timers): the wake-up when a busy tick yields to the GUI (the safety net),
+# and when the host thread finds its own queue full.
+_TIMER_ID = 0x61677374
+# Messages of the GUI's that get their turn before a busy guest's next tick.
+_GUI_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
 # Posting from another thread into a full queue: back-off, then give up.
 _RETRY_FIRST_DELAY = 0.001
 _RETRY_MAX_DELAY = 0.05
 _RETRY_LIMIT = 60.0  # seconds; the host thread has not pumped for that long
 _class_serial = itertools.count()
-# Hosts whose window exists. The window procedure is a ctypes thunk owned by
-# the host: a host collected while its window lives would leave the system
-# calling freed code, so an unclosed host stays alive (a leak, not a crash),
-# and is forgotten only once its window is gone (see close()).
+# Hosts whose window (or hook) exists. The window procedure is a ctypes thunk
+# owned by the host: a host collected while its window lives would leave the
+# system calling freed code, so an unclosed host stays alive (a leak, not a
+# crash), and is forgotten only once its window is gone (see close()).
 _live_hosts: set[Win32Host] = set()
 
 
@@ -94,6 +115,12 @@ class Win32Host:
     Make it on the GUI thread (the thread whose message loop will run). Thread
     rule: ``run_sync_soon_threadsafe`` from any thread; everything else on that
     thread. ``close()`` destroys the window and unregisters its class.
+
+    The wake-up invariant (host thread; see ``CoalescingQueue``): while the
+    queue's wake-up is pending, exactly one of these leads to a drain: our
+    posted message, our timer (``_timer_set``), or the armed hook
+    (``_yielding``, which posts the message, with the timer set as well).
+    ``handle_message`` disarms them all before it drains.
     """
 
     def __init__(self, *, _hwnd: int | None = None) -> None:
@@ -103,14 +130,21 @@ class Win32Host:
         self._pumping = 0
         self._close_when_idle = False
         self._in_window_proc = 0
+        # Host thread only: how the next tick is awaited (see the class doc).
+        self._timer_set = False
+        self._hook: int | None = None  # our WH_GETMESSAGE hook while it is installed
+        self._yielding = False  # the hook posts our wake-up at the next retrieval
+        self._hook_failure_logged = False
         wake = w.RegisterWindowMessageW(_WAKE_MESSAGE_NAME)
         if not wake:
             raise w.last_error("RegisterWindowMessageW")
         self.wake_message: int = wake
         self._hinstance = w.GetModuleHandleW(None)
         self._class_name: str | None = None
-        # The WNDPROC must outlive the window: ctypes frees the thunk with it.
+        # The WNDPROC and HOOKPROC thunks must outlive the window and the hook:
+        # ctypes frees the code with them.
         self._wndproc = w.WNDPROC(self._window_proc)
+        self._hookproc = w.HOOKPROC(self._get_message_hook)
         if _hwnd is None:
             self.hwnd: int = self._create_window()
             self._owns_window = True
@@ -222,17 +256,81 @@ class Win32Host:
         A WM_TIMER is made from a flag when nothing else is to be retrieved: it
         takes no room in the queue and comes after everything else.
         """
-        if not w.SetTimer(self.hwnd, _BUSY_TIMER_ID, w.USER_TIMER_MINIMUM, None):
+        if not w.SetTimer(self.hwnd, _TIMER_ID, w.USER_TIMER_MINIMUM, None):
             raise w.last_error("SetTimer")
+        self._timer_set = True
 
     def _post_busy_wake(self) -> None:
-        """Host thread, a drain left work: the next tick, after the GUI's own input."""
-        if (w.GetQueueStatus(_HOST_FIRST) >> 16) & _HOST_FIRST:
-            # Input, paint or timer messages are waiting: a WM_TIMER of ours is
-            # retrieved after them (USER_TIMER_MINIMUM: the system's minimum).
-            self._set_timer()
+        """Host thread, a drain left work: the next tick, after the GUI's turn (module doc)."""
+        ctypes.set_last_error(0)
+        status = w.GetQueueStatus(_GUI_FIRST)
+        if not status and ctypes.get_last_error():
+            raise w.last_error("GetQueueStatus")
+        if (status >> 16) & _GUI_FIRST:
+            self._yield_to_gui()
             return
         self._post_wake()
+
+    def _yield_to_gui(self) -> None:
+        """Host thread: post our wake-up when the next message is retrieved (module doc)."""
+        self._set_timer()  # the safety net
+        if self._hook is None:
+            hook = w.SetWindowsHookExW(
+                w.WH_GETMESSAGE, self._hookproc, None, w.GetCurrentThreadId()
+            )
+            if not hook:
+                # Not fatal: the timer wakes us, later (not at all while a
+                # render loop keeps a paint pending).
+                if not self._hook_failure_logged:
+                    self._hook_failure_logged = True
+                    logger.warning(
+                        "asyncio_guest.win32: %s; a busy guest now waits for WM_TIMER",
+                        w.last_error("SetWindowsHookExW"),
+                    )
+                return
+            self._hook = hook
+        self._yielding = True
+
+    def _get_message_hook(self, code: int, wparam: int, lparam: int) -> int:
+        """Host thread, inside any GetMessage/PeekMessage: a message was retrieved."""
+        try:
+            if code >= 0 and wparam == w.PM_REMOVE and self._yielding:
+                msg = w.MSG.from_address(lparam)
+                if msg.hWnd != self.hwnd or not (
+                    msg.message == self.wake_message
+                    or (msg.message == w.WM_TIMER and msg.wParam == _TIMER_ID)
+                ):
+                    # The GUI's message: ours comes right after it.
+                    if w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+                        self._yielding = False
+                    else:
+                        error = w.last_error("PostMessageW")
+                        if error.winerror != w.ERROR_NOT_ENOUGH_QUOTA:
+                            raise error
+                        # A full queue: the timer stands; the next retrieval tries again.
+        except BaseException as exc:
+            self._report(exc)
+        return int(w.CallNextHookEx(None, code, wparam, lparam))
+
+    def _unhook(self) -> OSError | None:
+        """Host thread: remove our hook; the error, if that failed (it then stays)."""
+        self._yielding = False
+        hook = self._hook
+        if hook is None:
+            return None
+        if not w.UnhookWindowsHookEx(hook):
+            return w.last_error("UnhookWindowsHookEx")
+        self._hook = None
+        return None
+
+    def _kill_timer(self) -> OSError | None:
+        """Host thread: cancel our timer if it is set; the error, if that failed."""
+        if not self._timer_set:
+            return None
+        self._timer_set = False
+        if not w.KillTimer(self.hwnd, _TIMER_ID):
+            return w.last_error("KillTimer")
+        return None
 
     # ------------------------------------------------------ message handling
 
@@ -240,17 +338,26 @@ class Win32Host:
         """Host thread, from the window procedure: handle our messages; True if it was one."""
         if msg == self.wake_message:
             pass
-        elif msg == w.WM_TIMER and wparam == _BUSY_TIMER_ID:
-            w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
+        elif msg == w.WM_TIMER and wparam == _TIMER_ID:
+            pass
         else:
             return False
         self._in_window_proc += 1
         try:
+            # However we were woken, nothing else of ours is waiting now.
+            self._yielding = False
+            error = self._kill_timer()
+            if error is not None:
+                self._report(error)
             self._queue.drain()
         except BaseException as exc:
             self._report(exc)
         finally:
             self._in_window_proc -= 1
+        if self._hook is not None and not self._yielding:
+            error = self._unhook()  # the drain did not yield again
+            if error is not None:
+                self._report(error)
         if self._close_when_idle and not self._in_window_proc:
             self.close()
         return True
@@ -266,7 +373,7 @@ class Win32Host:
             return 0
 
     def _report(self, exc: BaseException) -> None:
-        """A callback raised inside the window procedure.
+        """A callback raised inside the window procedure (or our hook).
 
         Inside our own pump (``run``/``pump_until``) the pump re-raises it after
         ``DispatchMessageW`` returns. Under someone else's message loop a
@@ -337,19 +444,16 @@ class Win32Host:
             return
         self._closed = True
         self._queue.clear()
-        if not self._owns_window:
-            w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
-            _live_hosts.discard(self)
-            return
-        errors = []
-        if not w.DestroyWindow(self.hwnd):
-            errors.append(w.last_error("DestroyWindow"))
-        if self._class_name is not None and not w.IsWindow(self.hwnd):
-            if not w.UnregisterClassW(self._class_name, self._hinstance):
-                errors.append(w.last_error("UnregisterClassW"))
-            self._class_name = None
-        if not w.IsWindow(self.hwnd):
-            # Our window procedure cannot be called any more.
+        errors = [e for e in (self._unhook(), self._kill_timer()) if e is not None]
+        if self._owns_window:
+            if not w.DestroyWindow(self.hwnd):
+                errors.append(w.last_error("DestroyWindow"))
+            if self._class_name is not None and not w.IsWindow(self.hwnd):
+                if not w.UnregisterClassW(self._class_name, self._hinstance):
+                    errors.append(w.last_error("UnregisterClassW"))
+                self._class_name = None
+        if self._hook is None and not (self._owns_window and w.IsWindow(self.hwnd)):
+            # Neither our window procedure nor our hook can be called any more.
             _live_hosts.discard(self)
         if errors:
             raise errors[0]

@@ -21,6 +21,8 @@ import pytest
 from asyncio_guest import _win32_api as w
 from asyncio_guest import win32
 
+from . import winapi as tw
+
 LONG = 10.0
 
 LOOPS = [
@@ -53,8 +55,12 @@ def _peek_count(hwnd: int, message: int) -> int:
 
 
 @contextlib.contextmanager
-def message_window(proc: Any, name: str) -> Iterator[int]:
-    """A message-only window of a class of the test's own, with ``proc`` as its procedure."""
+def message_window(proc: Any, name: str, *, visible: bool = False) -> Iterator[int]:
+    """A window of a class of the test's own, with ``proc`` as its procedure.
+
+    Message-only by default; ``visible=True``: a shown top-level window
+    (needs a display; the test says ``needs_display``).
+    """
     class_name = f"asyncio_guest.test.{name}.{os.getpid()}"
     wc = w.WNDCLASSEXW()
     wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
@@ -62,8 +68,12 @@ def message_window(proc: Any, name: str) -> Iterator[int]:
     wc.hInstance = w.GetModuleHandleW(None)
     wc.lpszClassName = class_name
     assert w.RegisterClassExW(ctypes.byref(wc))
+    if visible:
+        style, parent, size = tw.WS_OVERLAPPEDWINDOW | tw.WS_VISIBLE, None, 200
+    else:
+        style, parent, size = 0, w.HWND_MESSAGE, 0
     hwnd = w.CreateWindowExW(
-        0, class_name, name, 0, 0, 0, 0, 0, w.HWND_MESSAGE, None, wc.hInstance, None
+        0, class_name, name, style, 0, 0, size, size, parent, None, wc.hInstance, None
     )
     assert hwnd
     try:
@@ -609,6 +619,121 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
     assert spins[0] > 1000
     # A 20 ms timer over 1 s: ~50 if never delayed; starved it would be 0.
     assert len(fired) >= 10, (len(fired), spins[0])
+
+
+def test_gui_message_types_include_touch_and_pointer_input() -> None:
+    """QS_INPUT has had QS_TOUCH and QS_POINTER in it since Windows 8."""
+    QS_TOUCH, QS_POINTER = 0x0800, 0x1000
+    assert w.QS_INPUT & (QS_TOUCH | QS_POINTER) == QS_TOUCH | QS_POINTER
+    ctypes.set_last_error(0)
+    w.GetQueueStatus(w.QS_INPUT)  # accepted as a flag (returns 0 and fails otherwise)
+    assert ctypes.get_last_error() == 0
+
+
+def _render_loop_window() -> tuple[Any, list[int], list[bool]]:
+    """A window procedure that repaints for ever: its WM_PAINT invalidates the window again."""
+    paints = [0]
+    rendering = [True]
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if msg == tw.WM_PAINT:
+            ps = tw.PAINTSTRUCT()
+            tw.BeginPaint(hwnd, ctypes.byref(ps))
+            tw.EndPaint(hwnd, ctypes.byref(ps))
+            paints[0] += 1
+            if rendering[0]:
+                tw.InvalidateRect(hwnd, None, False)
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    return proc, paints, rendering
+
+
+@needs_display
+@pytest.mark.parametrize("where", ["pump", "message-box"])
+def test_busy_guest_finishes_beside_a_window_that_repaints_itself(
+    loop_factory: Any, where: str
+) -> None:
+    """A render loop keeps a WM_PAINT pending all the time.
+
+    WM_TIMER is generated only when no paint is pending, so a busy guest that
+    waits for a timer would never run again (and, its wake-up pending, posts
+    from the backend and workers would be coalesced away). The guest must
+    finish promptly, and the paints must get their turn between its ticks;
+    in our own pump and inside a modal loop (a message box) alike.
+    """
+    proc, paints, rendering = _render_loop_window()
+    title = f"asyncio-guest render test {os.getpid()}"
+    box: dict[str, Any] = {"open": False}
+
+    def open_box() -> None:
+        box["open"] = True
+        tw.MessageBoxW(None, "the guest closes me", title, tw.MB_OK)
+        box["open"] = False
+
+    async def main() -> tuple[int, int]:
+        if where == "message-box":
+            _current_host[0].run_sync_soon_threadsafe(open_box)
+            while not box["open"]:
+                await asyncio.sleep(0)
+        start = paints[0]
+        t0 = time.monotonic()
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+        spent = time.monotonic() - t0
+        await asyncio.to_thread(time.sleep, 0.001)  # a worker's wake-up gets through
+        if where == "message-box":
+            assert box["open"]
+            hwnd = tw.FindWindowW(None, title)
+            w.PostMessageW(hwnd, tw.WM_CLOSE, 0, 0)
+            while box["open"]:
+                await asyncio.sleep(0.01)
+        return paints[0] - start, int(spent * 1000)
+
+    out: list[outcome.Outcome[Any]] = []
+    # A stalled guest would stall this test for ever (inside the message box,
+    # nothing of ours runs): after LONG the render loop stops, the guest can
+    # then go on, and the test fails on the time it took instead.
+    watchdog = threading.Timer(LONG, rendering.__setitem__, args=(0, False))
+    with message_window(proc, "render", visible=True) as hwnd:
+        tw.InvalidateRect(hwnd, None, False)
+        host = win32.Win32Host()
+        _current_host[:] = [host]
+        try:
+            t0 = time.monotonic()
+            watchdog.start()
+            win32.start_guest_run(
+                main, host=host, done_callback=out.append, loop_factory=loop_factory
+            )
+            host.pump_until(lambda: bool(out) and not box["open"])
+            elapsed = time.monotonic() - t0
+        finally:
+            watchdog.cancel()
+            watchdog.join()
+            host.close()
+    assert rendering[0], f"the guest stalled until the render loop stopped ({elapsed:.1f} s)"
+    painted, ms = out[0].unwrap()
+    # Under Wine (2 shared cores): ~1 s, half of it going to the paints.
+    assert ms < LONG / 2 * 1000, (painted, ms)
+    assert painted >= 10, (painted, ms)  # the render loop was not starved either
+
+
+def test_busy_guest_wakeup_is_not_a_timer_when_the_queue_is_quiet(host: win32.Win32Host) -> None:
+    """With nothing of the GUI's waiting, a busy tick posts its next wake-up at once."""
+    spins = [0]
+
+    async def main() -> None:
+        for _ in range(2000):
+            spins[0] += 1
+            await asyncio.sleep(0)
+
+    out: list[outcome.Outcome[Any]] = []
+    t0 = time.monotonic()
+    win32.start_guest_run(main, host=host, done_callback=out.append)
+    host.pump_until(lambda: bool(out))
+    out[0].unwrap()
+    assert time.monotonic() - t0 < LONG / 2
 
 
 # ---------------------------------------------------- a full message queue
