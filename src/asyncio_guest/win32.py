@@ -42,6 +42,13 @@ queue ourselves: modal loops, ``TranslateAccelerator`` and
 ``IsDialogMessage`` see all input as usual. A ``WM_TIMER`` of ours is the
 safety net should the waiting messages go away unretrieved.
 
+``WM_QUIT``: ``PostQuitMessage`` sets a flag, and ``GetMessage`` returns
+``WM_QUIT`` only when no posted message is queued. So a tick that leaves work
+first looks for it (``PeekMessageW`` filtered to ``WM_QUIT``, not removing
+it: PeekMessage returns a pending quit whatever the filter, its Remarks); if
+one is pending, the next tick is a ``WM_TIMER``, which comes after it, and
+the loop that gets the ``WM_QUIT`` decides what it means.
+
 A full queue: ``PostMessageW`` fails with ERROR_NOT_ENOUGH_QUOTA when the
 thread's queue holds its limit of posted messages (10 000 by default, per
 queue, shared with the program's own posts). The post is then retried, never
@@ -92,8 +99,8 @@ logger = logging.getLogger("asyncio_guest")
 
 _WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
 # Our WM_TIMER's id ("agst", unlikely to collide with a framework window's own
-# timers): the wake-up when a busy tick yields to the GUI (the safety net),
-# and when the host thread finds its own queue full.
+# timers): the wake-up when a busy tick yields to the GUI (the safety net) or
+# to a WM_QUIT, and when the host thread finds its own queue full.
 _TIMER_ID = 0x61677374
 # Messages of the GUI's that get their turn before a busy guest's next tick.
 _GUI_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
@@ -135,6 +142,7 @@ class Win32Host:
         self._hook: int | None = None  # our WH_GETMESSAGE hook while it is installed
         self._yielding = False  # the hook posts our wake-up at the next retrieval
         self._hook_failure_logged = False
+        self._msg = w.MSG()  # scratch for PeekMessageW
         wake = w.RegisterWindowMessageW(_WAKE_MESSAGE_NAME)
         if not wake:
             raise w.last_error("RegisterWindowMessageW")
@@ -262,6 +270,9 @@ class Win32Host:
 
     def _post_busy_wake(self) -> None:
         """Host thread, a drain left work: the next tick, after the GUI's turn (module doc)."""
+        if self._quit_pending():
+            self._set_timer()  # after the WM_QUIT
+            return
         ctypes.set_last_error(0)
         status = w.GetQueueStatus(_GUI_FIRST)
         if not status and ctypes.get_last_error():
@@ -270,6 +281,11 @@ class Win32Host:
             self._yield_to_gui()
             return
         self._post_wake()
+
+    def _quit_pending(self) -> bool:
+        """Host thread: is a WM_QUIT waiting (PostQuitMessage called, not yet retrieved)?"""
+        msg = ctypes.byref(self._msg)
+        return bool(w.PeekMessageW(msg, None, w.WM_QUIT, w.WM_QUIT, w.PM_NOREMOVE))
 
     def _yield_to_gui(self) -> None:
         """Host thread: post our wake-up when the next message is retrieved (module doc)."""
@@ -552,8 +568,10 @@ def run(
     the program's windows on this thread work as usual while ``main`` runs.
 
     * ``WM_QUIT`` (``PostQuitMessage``, e.g. from the main window's
-      ``WM_DESTROY``) cancels ``main``; once the guest has shut down, ``run``
-      returns ``main``'s result if it still produced one, else raises
+      ``WM_DESTROY``) cancels ``main``, a CPU-busy one too (see the module
+      doc); ``run`` keeps pumping until the guest has shut down (a later
+      ``WM_QUIT`` only updates the exit code, as ``PostQuitMessage`` does),
+      then returns ``main``'s result if it still produced one, else raises
       ``asyncio.CancelledError``; the ``WM_QUIT`` is posted again so that an
       enclosing message loop ends too.
     * Ctrl+C in a console (``CTRL_C_EVENT``, delivered as SIGINT by the C
@@ -566,6 +584,10 @@ def run(
     host = Win32Host()
     result: list[outcome.Outcome[Any]] = []
     quit_code: int | None = None
+
+    def done() -> bool:
+        return bool(result)
+
     try:
         task = start_guest_run(
             main,
@@ -577,16 +599,23 @@ def run(
             tick_budget=tick_budget,
         )
         try:
-            quit_code = host.pump_until(lambda: bool(result))
-            if quit_code is not None and not result:
-                task.cancel()
-                host.pump_until(lambda: bool(result))
+            # Until the guest has shut down, whatever arrives meanwhile: the
+            # host must not be closed under a running guest.
+            while not result:
+                code = host.pump_until(done)
+                if code is not None:
+                    if quit_code is None and not result:
+                        task.cancel()
+                    # A later WM_QUIT only updates the code, as PostQuitMessage does.
+                    quit_code = code
         except BaseException:
             if not result:
                 # The host loop itself raised: let the guest shut down first.
                 task.cancel()
                 while not result:
-                    host.pump_until(lambda: bool(result))
+                    code = host.pump_until(done)
+                    if code is not None:
+                        quit_code = code
             raise
         finally:
             del task

@@ -83,6 +83,15 @@ def message_window(proc: Any, name: str, *, visible: bool = False) -> Iterator[i
         w.UnregisterClassW(class_name, wc.hInstance)
 
 
+@pytest.fixture(autouse=True)
+def _no_wm_quit_left_behind() -> Iterator[None]:
+    """A WM_QUIT a failed test leaves in the thread's queue would end the next test's loop."""
+    yield
+    msg = w.MSG()
+    if w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE):
+        pytest.fail(f"the test left a WM_QUIT ({msg.wParam}) in the thread's queue")
+
+
 def join_pumping(thread: threading.Thread) -> None:
     """Join ``thread`` while serving this thread's messages (it may send us some)."""
     msg = w.MSG()
@@ -411,6 +420,54 @@ def test_wm_quit_cancels_main_and_is_posted_again(loop_factory: Any) -> None:
     msg = w.MSG()
     assert w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE)
     assert msg.wParam == 3
+
+
+def test_wm_quit_cancels_a_busy_main(loop_factory: Any) -> None:
+    """GetMessage makes WM_QUIT from a flag only when no posted message is queued.
+
+    A guest whose every tick leaves work must still let it out (closing the
+    main window of a program whose ``main`` is CPU-busy).
+    """
+    spins = [0]
+
+    async def main() -> str:
+        w.PostQuitMessage(3)
+        end = time.monotonic() + LONG
+        while time.monotonic() < end:  # always ready: every tick leaves work
+            spins[0] += 1
+            await asyncio.sleep(0)
+        return "never cancelled"
+
+    t0 = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        win32.run(main, loop_factory=loop_factory)
+    assert time.monotonic() - t0 < LONG / 2
+    assert spins[0] > 0
+    msg = w.MSG()
+    assert w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE)
+    assert msg.wParam == 3
+
+
+def test_a_second_wm_quit_during_the_shutdown_waits_for_the_guest(loop_factory: Any) -> None:
+    """``run`` returns only once the guest has shut down, however many WM_QUITs come."""
+    cleaned: list[str] = []
+
+    async def main() -> None:
+        try:
+            w.PostQuitMessage(3)
+            await asyncio.sleep(LONG)
+        finally:
+            w.PostQuitMessage(4)  # another one while main is being cancelled
+            await asyncio.sleep(0.05)  # clean-up that needs the loop
+            cleaned.append("done")
+
+    with pytest.raises(asyncio.CancelledError):
+        win32.run(main, loop_factory=loop_factory)
+    assert cleaned == ["done"]
+    assert asyncio._get_running_loop() is None
+    msg = w.MSG()
+    assert w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE)
+    assert msg.wParam == 4  # the latest, as PostQuitMessage itself keeps it
 
 
 def test_ctrl_c_while_idle_in_getmessage_ends_run_with_keyboard_interrupt(
