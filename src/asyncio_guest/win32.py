@@ -56,6 +56,17 @@ the queueing of the callback (which is done): on the host thread by a
 ``WM_TIMER`` (made from a flag, it needs no room), on other threads by posting
 again with back-off while the host thread makes room.
 
+COM: a thread in a single-threaded apartment (STA) that makes a synchronous
+COM call into another apartment waits in a modal loop of COM's own
+(https://learn.microsoft.com/windows/win32/api/objidl/nn-objidl-imessagefilter,
+Remarks), which dispatches only a small set of special-cased messages
+(https://learn.microsoft.com/windows/win32/api/combaseapi/ne-combaseapi-cwmo_flags);
+our wake-up is not one of them. So the guest pauses for as long as such a
+call, made from host code, takes (made from a coroutine, it blocks its own
+loop anyway, as any blocking call does). Waits of the program's own can
+dispatch everything with ``CoWaitForMultipleObjects`` and
+``CWMO_DISPATCH_WINDOW_MESSAGES``.
+
 Ctrl+C: see ``run``.
 
 Thread rule: everything here runs on the thread that made the ``Win32Host``

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -470,19 +471,37 @@ def test_a_second_wm_quit_during_the_shutdown_waits_for_the_guest(loop_factory: 
     assert msg.wParam == 4  # the latest, as PostQuitMessage itself keeps it
 
 
-def test_ctrl_c_while_idle_in_getmessage_ends_run_with_keyboard_interrupt(
-    loop_factory: Any,
-) -> None:
-    """SIGINT as the C runtime's console handler raises it (trip_signal + wakeup fd).
+def _ctrl_c_paths() -> list[Any]:
+    """How the tests deliver a console Ctrl+C, from another thread.
 
-    Under Wine a console CTRL_C_EVENT cannot be generated
-    (GenerateConsoleCtrlEvent fails), so a worker thread trips SIGINT the way
-    the runtime's handler thread does: ``_thread.interrupt_main``.
+    In a Windows console, Ctrl+C makes the C runtime's console control handler
+    call the SIGINT handler Python installed with ``signal()`` (which trips the
+    signal and writes the wakeup fd), in a thread of the system's. No console
+    event can be generated under Wine (GenerateConsoleCtrlEvent fails), nor in
+    a CI job without a console of its own, so:
+
+    * ``crt-raise``: ``signal.raise_signal`` from a thread, the runtime's
+      ``raise()`` calling that same handler: the C runtime's path (it works
+      under Wine 8 too, checked);
+    * ``interrupt_main``: ``_thread.interrupt_main``, which trips the signal
+      without the C runtime (what the host does with a KeyboardInterrupt
+      raised under someone else's message loop).
     """
+    return [
+        pytest.param(lambda: signal.raise_signal(signal.SIGINT), id="crt-raise"),
+        pytest.param(_thread.interrupt_main, id="interrupt_main"),
+    ]
+
+
+@pytest.mark.parametrize("ctrl_c", _ctrl_c_paths())
+def test_ctrl_c_while_idle_in_getmessage_ends_run_with_keyboard_interrupt(
+    loop_factory: Any, ctrl_c: Any
+) -> None:
+    """SIGINT as the C runtime's console handler raises it (trip_signal + wakeup fd)."""
     cleaned: list[str] = []
 
     async def main() -> None:
-        threading.Timer(0.2, _thread.interrupt_main).start()
+        threading.Timer(0.2, ctrl_c).start()
         try:
             await asyncio.sleep(LONG)  # the host thread sleeps in GetMessageW
         except asyncio.CancelledError:
