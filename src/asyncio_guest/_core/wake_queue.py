@@ -33,7 +33,7 @@ retry what can be retried (the Win32 host retries a full message queue, see
 callback twice.
 
 ``post_busy`` need not post: it must only make sure a drain follows (the
-Win32 host may set a timer instead).
+Win32 host may set a timer, or post when the GUI's next message is taken).
 
 Thread rule: ``submit`` from any thread; ``submit_local`` and ``drain`` on the
 host thread only.
