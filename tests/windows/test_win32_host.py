@@ -112,7 +112,7 @@ def _have_display() -> bool:
     """Can this Windows (or Wine) make a visible top-level window?"""
     if not _display_checked:
         hwnd = w.CreateWindowExW(
-            0, "STATIC", "probe", w.WS_OVERLAPPEDWINDOW, 0, 0, 50, 50, None, None, None, None
+            0, "STATIC", "probe", tw.WS_OVERLAPPEDWINDOW, 0, 0, 50, 50, None, None, None, None
         )
         _display_checked.append(bool(hwnd))
         if hwnd:
@@ -151,7 +151,7 @@ def test_window_is_message_only_and_destroyed_cleanly() -> None:
     assert not w.IsWindow(hwnd)
     # The class is gone too: unregistering it again fails (ERROR_CLASS_DOES_NOT_EXIST).
     assert not w.UnregisterClassW(class_name, w.GetModuleHandleW(None))
-    assert ctypes.get_last_error() == 1411
+    assert ctypes.get_last_error() == tw.ERROR_CLASS_DOES_NOT_EXIST
     h.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         h.run_sync_soon_threadsafe(lambda: None)
@@ -187,21 +187,38 @@ def test_two_hosts_get_distinct_windows_and_classes() -> None:
 
 
 def test_ctypes_signatures_are_all_declared() -> None:
-    declared = [
-        name
-        for name in dir(w)
-        if name[0].isupper() and isinstance(getattr(w, name), ctypes._CFuncPtr)  # type: ignore[attr-defined]
-        and name != "WNDPROC"
-    ]
-    assert len(declared) >= 20  # the Win32 API the host and its tests use
-    for name in declared:
-        assert getattr(w, name).argtypes is not None, name
+    for module in (w, tw):
+        declared = [
+            name
+            for name in dir(module)
+            if name[0].isupper()
+            and isinstance(getattr(module, name), ctypes._CFuncPtr)  # type: ignore[attr-defined]
+            and name not in ("WNDPROC", "HOOKPROC")
+        ]
+        assert len(declared) >= 5, module
+        for name in declared:
+            assert getattr(module, name).argtypes is not None, (module, name)
     # Handles and pointers come back pointer-sized (the default c_int truncates them).
-    for name in ("CreateWindowExW", "GetModuleHandleW", "FindWindowW", "GetCurrentProcess"):
-        restype = getattr(w, name).restype
-        assert ctypes.sizeof(restype) == ctypes.sizeof(ctypes.c_void_p), name
-    for name in ("DefWindowProcW", "DispatchMessageW", "SendMessageW", "SetTimer"):
-        assert ctypes.sizeof(getattr(w, name).restype) == 8, name
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    for fn in (w.CreateWindowExW, w.GetModuleHandleW, w.SetWindowsHookExW, tw.FindWindowW):
+        assert ctypes.sizeof(fn.restype) == pointer, fn
+    for fn in (w.DefWindowProcW, w.DispatchMessageW, w.CallNextHookEx, w.SetTimer):
+        assert ctypes.sizeof(fn.restype) == 8, fn
+
+
+def test_the_library_declares_only_what_it_uses() -> None:
+    """Test-only declarations live in tests/windows/winapi.py, not in the library."""
+    import inspect
+
+    source = inspect.getsource(win32)
+    names = [
+        n for n in vars(w) if n[0].isupper() and n not in ("Any", "H", "U", "W", "L", "MSG")
+    ]
+    unused = [n for n in names if f"w.{n}" not in source]
+    # Building blocks of other declarations (types and flag parts) count as used.
+    parts = {"LRESULT", "LPMSG", "QS_KEY", "QS_MOUSEMOVE", "QS_MOUSEBUTTON", "QS_RAWINPUT",
+             "QS_TOUCH", "QS_POINTER"}  # fmt: skip
+    assert sorted(set(unused) - parts) == []
 
 
 # ------------------------------------------------------------ the primitives
@@ -575,7 +592,7 @@ def test_guest_keeps_ticking_while_a_message_box_is_open(loop_factory: Any) -> N
 
     def open_box() -> None:
         box["open"] = True
-        box["result"] = w.MessageBoxW(None, "the guest closes me", title, w.MB_OK)
+        box["result"] = tw.MessageBoxW(None, "the guest closes me", title, tw.MB_OK)
         box["open"] = False
 
     async def main() -> int:
@@ -584,7 +601,7 @@ def test_guest_keeps_ticking_while_a_message_box_is_open(loop_factory: Any) -> N
         hwnd = None
         while not hwnd:
             await asyncio.sleep(0.01)
-            hwnd = w.FindWindowW(None, title)
+            hwnd = tw.FindWindowW(None, title)
         assert box["open"]
         a, b = socket.socketpair()
         loop = asyncio.get_running_loop()
@@ -598,7 +615,7 @@ def test_guest_keeps_ticking_while_a_message_box_is_open(loop_factory: Any) -> N
                 await asyncio.sleep(0.01)
                 rounds += 1
         assert box["open"]  # all of that ran inside the modal loop
-        w.PostMessageW(hwnd, w.WM_CLOSE, 0, 0)
+        w.PostMessageW(hwnd, tw.WM_CLOSE, 0, 0)
         while box["open"]:
             await asyncio.sleep(0.01)
         return rounds
@@ -622,7 +639,7 @@ def test_guest_keeps_ticking_in_the_window_move_loop(loop_factory: Any) -> None:
     The guest ends it itself (an Esc key-down) after ticking inside it.
     """
     hwnd = w.CreateWindowExW(
-        0, "STATIC", "move me", w.WS_OVERLAPPEDWINDOW | w.WS_VISIBLE,
+        0, "STATIC", "move me", tw.WS_OVERLAPPEDWINDOW | tw.WS_VISIBLE,
         10, 10, 200, 100, None, None, None, None,
     )  # fmt: skip
     assert hwnd
@@ -630,7 +647,7 @@ def test_guest_keeps_ticking_in_the_window_move_loop(loop_factory: Any) -> None:
 
     def start_move() -> None:
         state["moving"] = True
-        w.SendMessageW(hwnd, w.WM_SYSCOMMAND, w.SC_MOVE, 0)
+        tw.SendMessageW(hwnd, tw.WM_SYSCOMMAND, tw.SC_MOVE, 0)
         state["moving"] = False
 
     async def main() -> int:
@@ -641,9 +658,7 @@ def test_guest_keeps_ticking_in_the_window_move_loop(loop_factory: Any) -> None:
             await asyncio.sleep(0.01)
             if state["moving"]:
                 state["ticks"] += 1
-        VK_ESCAPE = 0x1B
-        WM_KEYDOWN = 0x0100
-        w.PostMessageW(hwnd, WM_KEYDOWN, VK_ESCAPE, 0)
+        w.PostMessageW(hwnd, tw.WM_KEYDOWN, tw.VK_ESCAPE, 0)
         for _ in range(500):
             if not state["moving"]:
                 break
@@ -816,7 +831,6 @@ def test_busy_guest_wakeup_is_not_a_timer_when_the_queue_is_quiet(host: win32.Wi
 
 ERROR_NOT_ENOUGH_QUOTA = 1816
 WM_NULL = 0
-WM_USER = 0x0400
 _real_post_message = w.PostMessageW  # what the tests below patch
 
 
@@ -899,20 +913,20 @@ def test_a_really_full_message_queue_does_not_stall_the_guest(
 
     @w.WNDPROC
     def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
-        if msg == WM_USER:
+        if msg == tw.WM_USER:
             handled[0] += 1
             return 0
         return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
 
     with message_window(proc, "filler") as filler:
         posted = 0
-        while w.PostMessageW(filler, WM_USER, 0, 0):
+        while w.PostMessageW(filler, tw.WM_USER, 0, 0):
             posted += 1
             if posted == 50_000:
                 break
         error = ctypes.get_last_error()
         if posted == 50_000:
-            _peek_count(filler, WM_USER)
+            _peek_count(filler, tw.WM_USER)
             pytest.skip(f"{posted} posted messages fit in this queue: no quota (Wine has none)")
         assert error == ERROR_NOT_ENOUGH_QUOTA
         out = _run_with_deadline(host, loop_factory)
