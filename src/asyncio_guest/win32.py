@@ -135,10 +135,11 @@ class Win32Host:
     thread. ``close()`` destroys the window and unregisters its class.
 
     The wake-up invariant (host thread; see ``CoalescingQueue``): while the
-    queue's wake-up is pending, exactly one of these leads to a drain: our
-    posted message, our timer (``_timer_set``), or the armed hook
-    (``_yielding``, which posts the message, with the timer set as well).
-    ``handle_message`` disarms them all before it drains.
+    queue's wake-up is pending, one of these is in flight and leads to a
+    drain: our posted message, our timer (``_timer_set``), or the armed hook
+    (``_yielding``: it posts the message at the next retrieval, and the timer
+    is set as well). ``handle_message`` disarms the others before it drains
+    (a WM_TIMER generated just before may still cost one empty drain).
     """
 
     def __init__(self, *, _hwnd: int | None = None) -> None:
