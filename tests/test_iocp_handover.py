@@ -7,7 +7,8 @@ records and raises if it is read on any other thread than the one that made it
 (the host). Futures are real asyncio futures of a real (not running) loop. The
 "backend" is a real thread; the tests synchronise with events, never sleeps.
 
-On Windows, two more tests use a real port through the real ``_overlapped``.
+On Windows, the tests taking ``any_port`` run on a real port too (through the
+real ``_overlapped``), and two more use one directly.
 """
 
 from __future__ import annotations
@@ -73,6 +74,36 @@ class FakePort:
     # what the kernel does when an operation completes
     def complete(self, address: int, transferred: int = 0, err: int = 0, key: int = 0) -> None:
         self.packets.put((err, transferred, key, address))
+
+
+class RealPort:
+    """A real completion port (Windows) behind the same interface as ``FakePort``."""
+
+    def __init__(self) -> None:
+        import _overlapped  # type: ignore[import-not-found,unused-ignore]
+
+        self._ov = _overlapped
+        self.handle = _overlapped.CreateIoCompletionPort(_overlapped.INVALID_HANDLE_VALUE, 0, 0, 1)
+
+    def GetQueuedCompletionStatus(self, port: object, ms: int) -> Status | None:
+        assert port == self.handle, port
+        status: Status | None = self._ov.GetQueuedCompletionStatus(port, ms)
+        return status
+
+    def PostQueuedCompletionStatus(
+        self, port: object, transferred: int, key: int, address: int
+    ) -> None:
+        self._ov.PostQueuedCompletionStatus(port, transferred, key, address)
+
+    def complete(self, address: int, transferred: int = 0, err: int = 0, key: int = 0) -> None:
+        # A posted packet always reads as a success (error 0).
+        assert err == 0, "a real port cannot post an error status"
+        self._ov.PostQueuedCompletionStatus(self.handle, transferred, key, address)
+
+    def close(self) -> None:
+        import _winapi
+
+        _winapi.CloseHandle(self.handle)  # type: ignore[attr-defined,unused-ignore]
 
 
 class FakeProactor:
@@ -141,6 +172,21 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 @pytest.fixture
 def port() -> FakePort:
     return FakePort()
+
+
+@pytest.fixture(params=["fake", "real"])
+def any_port(request: pytest.FixtureRequest) -> Iterator[FakePort | RealPort]:
+    """The fake port everywhere; on Windows also a real one (through ``_overlapped``)."""
+    if request.param == "fake":
+        yield FakePort()
+        return
+    if sys.platform != "win32":
+        pytest.skip(f"a real completion port needs Windows (not {sys.platform})")
+    real_port = RealPort()
+    try:
+        yield real_port
+    finally:
+        real_port.close()
 
 
 @pytest.fixture
@@ -352,7 +398,10 @@ def test_decode_cancels_operations_of_objects_no_longer_served(
 
 
 def test_unregistered_operation_completing_in_the_same_batch_is_expected(
-    io: IocpIO, proactor: FakeProactor, exception_contexts: list[dict[str, Any]]
+    io: IocpIO,
+    proactor: FakeProactor,
+    port: FakePort,
+    exception_contexts: list[dict[str, Any]],
 ) -> None:
     """The cache entry of a cancelled operation is dropped only after the lookups.
 
@@ -364,7 +413,10 @@ def test_unregistered_operation_completing_in_the_same_batch_is_expected(
     gone.future.cancel()
     proactor._unregistered.append(gone.ov)
     live = Op(proactor, 0x5100, result="live")
-    raw = [(ERROR_OPERATION_ABORTED, 0, 0, 0x5000), (0, 1, 0, 0x5100)]
+    port.complete(0x5000, err=ERROR_OPERATION_ABORTED)
+    port.complete(0x5100, transferred=1)
+    raw = io.poll_raw()  # found the port empty at its end: ``gone`` may go after the lookups
+    assert raw == [(ERROR_OPERATION_ABORTED, 0, 0, 0x5000), (0, 1, 0, 0x5100)]
     assert io.decode(raw) == [live.future]
     assert exception_contexts == []
     assert gone.calls == []
@@ -372,14 +424,31 @@ def test_unregistered_operation_completing_in_the_same_batch_is_expected(
     assert proactor._unregistered == []
 
 
-def test_decode_drops_unregistered_operations_after_the_batch(
-    io: IocpIO, proactor: FakeProactor
+def test_decode_of_a_host_poll_drops_unregistered_operations_after_the_batch(
+    io: IocpIO, proactor: FakeProactor, port: FakePort
 ) -> None:
-    gone = Op(proactor, 0x5200)  # cancelled, its packet not (yet) dequeued
+    gone = Op(proactor, 0x5200)  # cancelled, its packet never comes
     gone.future.cancel()
     proactor._unregistered.append(gone.ov)
     live = Op(proactor, 0x5300)
-    assert io.decode([(0, 0, 0, 0x5300)]) == [live.future]
+    port.complete(0x5300)
+    assert io.decode(io.poll_raw()) == [live.future]
+    assert proactor._cache == {} and proactor._unregistered == []
+
+
+def test_decode_of_the_backends_batch_drops_nothing(
+    io: IocpIO, proactor: FakeProactor, port: FakePort
+) -> None:
+    """The backend's drain may be long past: a packet may have come since."""
+    gone = Op(proactor, 0x5400)
+    gone.future.cancel()
+    proactor._unregistered.append(gone.ov)
+    live = Op(proactor, 0x5500)
+    port.complete(0x5500)
+    raw = Backend(io.blocking_call(None)).get()
+    assert io.decode(raw) == [live.future]
+    assert list(proactor._cache) == [0x5400] and proactor._unregistered == [gone.ov]
+    assert io.poll_raw() == []  # the host's own poll, port empty: dropped now
     assert proactor._cache == {} and proactor._unregistered == []
 
 
@@ -484,6 +553,148 @@ def test_host_changes_operations_while_the_backend_waits(
     assert new.future.result() == "new" and old.calls == []
     assert proactor._cache == {} and proactor._unregistered == []
     assert exception_contexts == []
+
+
+# ----------------------------------------- cancelled operations: when to drop
+
+
+def test_late_packet_of_an_operation_cancelled_after_the_backends_drain(
+    loop: asyncio.AbstractEventLoop,
+    any_port: FakePort | RealPort,
+    exception_contexts: list[dict[str, Any]],
+) -> None:
+    """The backend drained the port, then (seconds later, say in a modal loop) the
+    host cancels an operation and only then decodes the batch.
+
+    The cancelled operation's packet came after that drain, so the batch does not
+    hold it. Its cache entry must survive the batch: dropped there, the
+    OVERLAPPED could be freed and its address reused by a new operation, which
+    the late packet would then finish (or fail) in its place. Stock ``_poll``
+    drops unregistered operations only after a dequeue that found the port
+    empty, all in one call; here that is the host's next zero-timeout poll.
+    """
+    proactor = FakeProactor(loop, any_port)
+    io = IocpIO(proactor, any_port)
+    old = Op(proactor, 0xA000)
+    other = Op(proactor, 0xA100, result="other")
+    backend = Backend(io.blocking_call(None))
+    any_port.complete(0xA100, transferred=1)
+    raw = backend.get()  # the backend drained the port: [0xA100]
+    assert [s[3] for s in raw] == [0xA100]
+    # Host thread, before the tick that decodes the batch runs:
+    old.future.cancel()
+    proactor._unregistered.append(old.ov)
+    any_port.complete(0xA000)  # the cancelled operation's packet, after the drain
+    assert io.decode(raw) == [other.future]
+    if 0xA000 in proactor._cache:
+        new_address = 0xA200  # the old OVERLAPPED lives on: its address is taken
+    else:
+        new_address = 0xA000  # freed: the allocator may hand the address out again
+    new = Op(proactor, new_address, result="new")
+    late = io.poll_raw()
+    assert [s[3] for s in late] == [0xA000]
+    io.decode(late)
+    assert not new.future.done() and new.calls == [], "the late packet finished the new operation"
+    assert old.calls == []
+    assert list(proactor._cache) == [new_address]
+    assert proactor._unregistered == []  # that poll found the port empty: dropped now
+    assert exception_contexts == []
+
+
+def test_operations_cancelled_during_a_host_poll_wait_for_the_next_empty_poll(
+    io: IocpIO, proactor: FakeProactor, port: FakePort
+) -> None:
+    """Only what was unregistered before a poll began is dropped after it."""
+    first = Op(proactor, 0xB000)
+    first.future.cancel()
+    proactor._unregistered.append(first.ov)
+    port.complete(0xB100)
+    Op(proactor, 0xB100)
+    raw = io.poll_raw()  # drained: ``first`` may be dropped once ``raw`` is decoded
+    second = Op(proactor, 0xB200)  # cancelled by a callback before the decode
+    second.future.cancel()
+    proactor._unregistered.append(second.ov)
+    io.decode(raw)
+    assert proactor._unregistered == [second.ov]
+    assert list(proactor._cache) == [0xB200]
+    assert io.poll_raw() == []
+    assert proactor._unregistered == [] and proactor._cache == {}
+
+
+def test_a_poll_that_hit_the_batch_limit_drops_nothing(
+    io: IocpIO, proactor: FakeProactor, port: FakePort
+) -> None:
+    gone = Op(proactor, 0xB300)
+    gone.future.cancel()
+    proactor._unregistered.append(gone.ov)
+    for _ in range(_MAX_PACKETS_PER_WAIT):
+        port.complete(WAKE_ADDRESS)
+    port.complete(0xB300)  # beyond the limit: still in the port
+    raw = io.poll_raw()
+    assert len(raw) == _MAX_PACKETS_PER_WAIT
+    io.decode(raw)
+    assert proactor._unregistered == [gone.ov]  # the port was not seen empty
+    late = io.poll_raw()
+    assert [s[3] for s in late] == [0xB300]
+    assert io.decode(late) == []
+    assert proactor._cache == {} and proactor._unregistered == []
+
+
+# --------------------------------------------------- a dequeue that fails
+
+
+def test_a_dequeue_that_fails_midway_returns_what_it_took(
+    loop: asyncio.AbstractEventLoop, any_port: FakePort | RealPort
+) -> None:
+    """Packets already taken off the port are not lost with the exception.
+
+    The port will never deliver them again; lost, their futures would never
+    finish (and the proactor's close() waits for them for ever). The error is
+    raised by the next dequeue, after the packets were decoded, which is the
+    order stock ``_poll`` gives (it finishes each packet as it takes it).
+    """
+    proactor = FakeProactor(loop, any_port)
+    io = IocpIO(proactor, any_port)
+    first = Op(proactor, 0xC000, result="first")
+    after = Op(proactor, 0xC100, result="after")
+    any_port.complete(0xC000)
+    # A NULL OVERLAPPED (a stray post): _overlapped raises for it.
+    any_port.PostQueuedCompletionStatus(any_port.handle, 0, 0, 0)
+    any_port.complete(0xC100)
+    raw = Backend(io.blocking_call(None)).get()
+    assert raw == [(0, 0, 0, 0xC000)]
+    assert io.decode(raw) == [first.future]
+    assert first.future.result() == "first"
+    with pytest.raises(OSError):
+        io.poll_raw()
+    assert io.decode(io.poll_raw()) == [after.future]  # then the port works on
+
+
+def test_a_dequeue_interrupted_on_the_host_keeps_what_it_took(
+    proactor: FakeProactor, port: FakePort
+) -> None:
+    """Ctrl+C (KeyboardInterrupt) in the middle of a host poll: raised at once,
+    and the packets taken before it come back from the next poll."""
+    calls = [0]
+
+    class Interrupted:
+        def GetQueuedCompletionStatus(self, handle: object, ms: int) -> Status | None:
+            calls[0] += 1
+            if calls[0] == 3:
+                raise KeyboardInterrupt
+            return port.GetQueuedCompletionStatus(handle, ms)
+
+        PostQueuedCompletionStatus = port.PostQueuedCompletionStatus
+
+    io = IocpIO(proactor, Interrupted())
+    ops = [Op(proactor, address) for address in (0xC200, 0xC300, 0xC400)]
+    for op in ops:
+        port.complete(op.address)
+    with pytest.raises(KeyboardInterrupt):
+        io.poll_raw()
+    raw = io.poll_raw()
+    assert [s[3] for s in raw] == [0xC200, 0xC300, 0xC400]
+    assert io.decode(raw) == [op.future for op in ops]
 
 
 # ----------------------------------------------------------- a real port

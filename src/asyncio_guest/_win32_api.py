@@ -1,5 +1,8 @@
 """The Win32 functions the Win32 host uses, declared for ctypes (Windows only).
 
+Only what ``asyncio_guest.win32`` calls is here; the tests, the demo and
+tools/windows declare what else they need themselves.
+
 Every function gets ``argtypes`` and ``restype``: without them ctypes passes
 and returns C ``int``, which truncates 64-bit handles and pointers. DLLs are
 loaded with ``use_last_error=True`` so ``ctypes.get_last_error()`` reads the
@@ -25,64 +28,38 @@ LRESULT = wintypes.LPARAM  # LONG_PTR
 WNDPROC = ctypes.WINFUNCTYPE(
     LRESULT, wintypes.HWND, wintypes.UINT, wintypes.WPARAM, wintypes.LPARAM
 )
-# https://learn.microsoft.com/windows/win32/api/winuser/nc-winuser-timerproc (unused: NULL)
-HCURSOR = wintypes.HANDLE
+# https://learn.microsoft.com/windows/win32/winmsg/getmsgproc (a WH_GETMESSAGE hook)
+HOOKPROC = ctypes.WINFUNCTYPE(LRESULT, ctypes.c_int, wintypes.WPARAM, wintypes.LPARAM)
 
 # https://learn.microsoft.com/windows/win32/winmsg/window-features#message-only-windows
 HWND_MESSAGE = wintypes.HWND(-3)
 
-WM_NULL = 0x0000
-WM_CREATE = 0x0001
-WM_DESTROY = 0x0002
-WM_SIZE = 0x0005
-WM_SETFONT = 0x0030
-WM_CLOSE = 0x0010
 WM_QUIT = 0x0012
-WM_COMMAND = 0x0111
 WM_TIMER = 0x0113
-WM_SYSCOMMAND = 0x0112
-WM_USER = 0x0400
-WM_APP = 0x8000
-SC_MOVE = 0xF010
-SC_CLOSE = 0xF060
 
-PM_REMOVE = 0x0001
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-peekmessagew
 PM_NOREMOVE = 0x0000
+PM_REMOVE = 0x0001
 
 # GetQueueStatus flags:
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getqueuestatus
 QS_KEY = 0x0001
 QS_MOUSEMOVE = 0x0002
 QS_MOUSEBUTTON = 0x0004
-QS_POSTMESSAGE = 0x0008
 QS_TIMER = 0x0010
 QS_PAINT = 0x0020
 QS_HOTKEY = 0x0080
 QS_RAWINPUT = 0x0400
-QS_INPUT = QS_MOUSEMOVE | QS_MOUSEBUTTON | QS_KEY | QS_RAWINPUT
+QS_TOUCH = 0x0800  # Windows 8 and later, as QS_POINTER
+QS_POINTER = 0x1000
+QS_INPUT = QS_MOUSEMOVE | QS_MOUSEBUTTON | QS_KEY | QS_RAWINPUT | QS_TOUCH | QS_POINTER
 
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-settimer
 USER_TIMER_MINIMUM = 0x0000000A
 
-# Window styles used by the example and the tests.
-WS_OVERLAPPEDWINDOW = 0x00CF0000
-WS_VISIBLE = 0x10000000
-WS_CHILD = 0x40000000
-WS_VSCROLL = 0x00200000
-WS_BORDER = 0x00800000
-WS_TABSTOP = 0x00010000
-ES_MULTILINE = 0x0004
-ES_AUTOVSCROLL = 0x0040
-ES_READONLY = 0x0800
-BS_PUSHBUTTON = 0x00000000
-CW_USEDEFAULT = -0x80000000
-EM_SETSEL = 0x00B1
-EM_REPLACESEL = 0x00C2
-SW_SHOW = 5
-MB_OK = 0x00000000
-COLOR_WINDOW = 5
-IDC_ARROW = 32512
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-setwindowshookexw
+WH_GETMESSAGE = 3
 
-ERROR_CLASS_ALREADY_EXISTS = 1410
 ERROR_NOT_ENOUGH_QUOTA = 1816
 
 
@@ -97,7 +74,7 @@ class WNDCLASSEXW(ctypes.Structure):
         ("cbWndExtra", ctypes.c_int),
         ("hInstance", wintypes.HINSTANCE),
         ("hIcon", wintypes.HICON),
-        ("hCursor", HCURSOR),
+        ("hCursor", wintypes.HANDLE),  # HCURSOR
         ("hbrBackground", wintypes.HBRUSH),
         ("lpszMenuName", wintypes.LPCWSTR),
         ("lpszClassName", wintypes.LPCWSTR),
@@ -116,94 +93,55 @@ def _declare(dll: Any, name: str, restype: Any, *argtypes: Any) -> Any:
     return fn
 
 
+H, U, W, L = wintypes.HWND, wintypes.UINT, wintypes.WPARAM, wintypes.LPARAM
+
 # --- windows and classes -----------------------------------------------------
 RegisterClassExW = _declare(user32, "RegisterClassExW", wintypes.ATOM, ctypes.POINTER(WNDCLASSEXW))
 UnregisterClassW = _declare(
     user32, "UnregisterClassW", wintypes.BOOL, wintypes.LPCWSTR, wintypes.HINSTANCE
 )
 CreateWindowExW = _declare(
-    user32, "CreateWindowExW", wintypes.HWND,
+    user32, "CreateWindowExW", H,
     wintypes.DWORD, wintypes.LPCWSTR, wintypes.LPCWSTR, wintypes.DWORD,
     ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-    wintypes.HWND, wintypes.HMENU, wintypes.HINSTANCE, wintypes.LPVOID,
+    H, wintypes.HMENU, wintypes.HINSTANCE, wintypes.LPVOID,
 )  # fmt: skip
-DestroyWindow = _declare(user32, "DestroyWindow", wintypes.BOOL, wintypes.HWND)
-IsWindow = _declare(user32, "IsWindow", wintypes.BOOL, wintypes.HWND)
-DefWindowProcW = _declare(
-    user32,
-    "DefWindowProcW",
-    LRESULT,
-    wintypes.HWND,
-    wintypes.UINT,
-    wintypes.WPARAM,
-    wintypes.LPARAM,
-)
+DestroyWindow = _declare(user32, "DestroyWindow", wintypes.BOOL, H)
+IsWindow = _declare(user32, "IsWindow", wintypes.BOOL, H)
+DefWindowProcW = _declare(user32, "DefWindowProcW", LRESULT, H, U, W, L)
 GetModuleHandleW = _declare(kernel32, "GetModuleHandleW", wintypes.HMODULE, wintypes.LPCWSTR)
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getwindowthreadprocessid
+# (0 when the window does not exist)
+GetWindowThreadProcessId = _declare(
+    user32, "GetWindowThreadProcessId", wintypes.DWORD, H, ctypes.POINTER(wintypes.DWORD)
+)
+GetCurrentThreadId = _declare(kernel32, "GetCurrentThreadId", wintypes.DWORD)
 
 # --- messages ------------------------------------------------------------------
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-registerwindowmessagew
 RegisterWindowMessageW = _declare(user32, "RegisterWindowMessageW", wintypes.UINT, wintypes.LPCWSTR)
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postmessagew
-PostMessageW = _declare(
-    user32,
-    "PostMessageW",
-    wintypes.BOOL,
-    wintypes.HWND,
-    wintypes.UINT,
-    wintypes.WPARAM,
-    wintypes.LPARAM,
-)
-SendMessageW = _declare(
-    user32, "SendMessageW", LRESULT, wintypes.HWND, wintypes.UINT, wintypes.WPARAM, wintypes.LPARAM
-)
+PostMessageW = _declare(user32, "PostMessageW", wintypes.BOOL, H, U, W, L)
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getmessagew
 # (returns -1 on error, 0 for WM_QUIT: BOOL, not a truth value)
-GetMessageW = _declare(
-    user32, "GetMessageW", wintypes.BOOL, LPMSG, wintypes.HWND, wintypes.UINT, wintypes.UINT
-)
-PeekMessageW = _declare(
-    user32,
-    "PeekMessageW",
-    wintypes.BOOL,
-    LPMSG,
-    wintypes.HWND,
-    wintypes.UINT,
-    wintypes.UINT,
-    wintypes.UINT,
-)
+GetMessageW = _declare(user32, "GetMessageW", wintypes.BOOL, LPMSG, H, U, U)
+PeekMessageW = _declare(user32, "PeekMessageW", wintypes.BOOL, LPMSG, H, U, U, U)
 TranslateMessage = _declare(user32, "TranslateMessage", wintypes.BOOL, LPMSG)
 DispatchMessageW = _declare(user32, "DispatchMessageW", LRESULT, LPMSG)
 PostQuitMessage = _declare(user32, "PostQuitMessage", None, ctypes.c_int)
-GetQueueStatus = _declare(user32, "GetQueueStatus", wintypes.DWORD, wintypes.UINT)
+GetQueueStatus = _declare(user32, "GetQueueStatus", wintypes.DWORD, U)
 # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-settimer
-SetTimer = _declare(
-    user32,
-    "SetTimer",
-    ctypes.c_size_t,
-    wintypes.HWND,
-    ctypes.c_size_t,
-    wintypes.UINT,
-    wintypes.LPVOID,
-)
-KillTimer = _declare(user32, "KillTimer", wintypes.BOOL, wintypes.HWND, ctypes.c_size_t)
-MessageBoxW = _declare(
-    user32,
-    "MessageBoxW",
-    ctypes.c_int,
-    wintypes.HWND,
-    wintypes.LPCWSTR,
-    wintypes.LPCWSTR,
-    wintypes.UINT,
-)
-FindWindowW = _declare(user32, "FindWindowW", wintypes.HWND, wintypes.LPCWSTR, wintypes.LPCWSTR)
-GetProcessHandleCount = _declare(
-    kernel32,
-    "GetProcessHandleCount",
-    wintypes.BOOL,
-    wintypes.HANDLE,
-    ctypes.POINTER(wintypes.DWORD),
-)
-GetCurrentProcess = _declare(kernel32, "GetCurrentProcess", wintypes.HANDLE)
+SetTimer = _declare(user32, "SetTimer", ctypes.c_size_t, H, ctypes.c_size_t, U, wintypes.LPVOID)
+KillTimer = _declare(user32, "KillTimer", wintypes.BOOL, H, ctypes.c_size_t)
+
+# --- hooks ---------------------------------------------------------------------
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-setwindowshookexw
+SetWindowsHookExW = _declare(
+    user32, "SetWindowsHookExW", wintypes.HHOOK, ctypes.c_int, HOOKPROC, wintypes.HINSTANCE,
+    wintypes.DWORD,
+)  # fmt: skip
+UnhookWindowsHookEx = _declare(user32, "UnhookWindowsHookEx", wintypes.BOOL, wintypes.HHOOK)
+CallNextHookEx = _declare(user32, "CallNextHookEx", LRESULT, wintypes.HHOOK, ctypes.c_int, W, L)
 
 
 def last_error(what: str) -> OSError:
@@ -211,11 +149,3 @@ def last_error(what: str) -> OSError:
     code = ctypes.get_last_error()
     exc = ctypes.WinError(code)
     return OSError(exc.errno, f"{what} failed: {exc.strerror}", None, code)
-
-
-def handle_count() -> int:
-    """Handles open in this process (for leak checks)."""
-    count = wintypes.DWORD()
-    if not GetProcessHandleCount(GetCurrentProcess(), ctypes.byref(count)):
-        raise last_error("GetProcessHandleCount")
-    return count.value

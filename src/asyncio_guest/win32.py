@@ -21,14 +21,59 @@ their own ``GetMessage`` loop that dispatches window messages but drops thread
 messages (https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postthreadmessagew,
 Remarks), so asyncio keeps running while the user drags the window.
 
-Keeping the GUI smooth: ``GetMessage`` hands out posted messages before input,
-``WM_PAINT`` and ``WM_TIMER`` (https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getmessagew,
+Keeping the GUI smooth: ``GetMessage`` hands out sent messages, then posted
+messages, then input, then ``WM_PAINT``, then ``WM_TIMER``; the last two are
+made from flags only when nothing before them is there
+(https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-getmessagew,
 Remarks). A guest that always has work would, with one posted message per
-tick, starve them. So when a tick leaves work and the queue holds input, paint
-or timer messages (``GetQueueStatus``), the next tick comes from a
-``WM_TIMER`` of our window instead, which is retrieved after them.
+tick, starve input and paint. Making its next tick a ``WM_TIMER`` is no
+answer: a window that invalidates itself in ``WM_PAINT`` (a render loop)
+keeps a paint pending, so the timer never comes, and while it is awaited the
+backend's and workers' wake-ups are coalesced into it; and during a drag the
+guest would get one tick per system timer tick (15.6 ms). The rule is rather
+"one message of the GUI's, then one guest tick": when a tick leaves work and
+the queue holds input, paint, timer or hotkey messages (``GetQueueStatus``),
+nothing is posted; a thread ``WH_GETMESSAGE`` hook is armed instead
+(https://learn.microsoft.com/windows/win32/winmsg/getmsgproc). When the next
+message is taken off the queue, by whatever loop runs (ours, the program's,
+a modal loop's), the hook posts our wake-up, which is then retrieved right
+after that message is handled. We never take the GUI's messages off the
+queue ourselves: modal loops, ``TranslateAccelerator`` and
+``IsDialogMessage`` see all input as usual. A ``WM_TIMER`` of ours is the
+safety net should the waiting messages go away unretrieved.
+
+``WM_QUIT``: ``PostQuitMessage`` sets a flag, and ``GetMessage`` returns
+``WM_QUIT`` only when no posted message is queued. So a tick that leaves work
+first looks for it (``PeekMessageW`` filtered to ``WM_QUIT``, not removing
+it: PeekMessage returns a pending quit whatever the filter, its Remarks); if
+one is pending, the next tick is a ``WM_TIMER``, which comes after it, and
+the loop that gets the ``WM_QUIT`` decides what it means.
+
+A full queue: ``PostMessageW`` fails with ERROR_NOT_ENOUGH_QUOTA when the
+thread's queue holds its limit of posted messages (10 000 by default, per
+queue, shared with the program's own posts). The post is then retried, never
+the queueing of the callback (which is done): on the host thread by a
+``WM_TIMER`` (made from a flag, it needs no room), on other threads by posting
+again with back-off while the host thread makes room.
+
+COM: a thread in a single-threaded apartment (STA) that makes a synchronous
+COM call into another apartment waits in a modal loop of COM's own
+(https://learn.microsoft.com/windows/win32/api/objidl/nn-objidl-imessagefilter,
+Remarks), which dispatches only a small set of special-cased messages
+(https://learn.microsoft.com/windows/win32/api/combaseapi/ne-combaseapi-cwmo_flags);
+our wake-up is not one of them. So the guest pauses for as long as such a
+call, made from host code, takes (made from a coroutine, it blocks its own
+loop anyway, as any blocking call does). Waits of the program's own can
+dispatch everything with ``CoWaitForMultipleObjects`` and
+``CWMO_DISPATCH_WINDOW_MESSAGES``.
 
 Ctrl+C: see ``run``.
+
+Thread rule: everything here runs on the thread that made the ``Win32Host``
+(the *host thread*: its window procedure, its hook and its timer run there,
+as Win32 calls them on the window's thread), except
+``Win32Host.run_sync_soon_threadsafe`` and what it calls, ``_post_wake``,
+which read only ``hwnd``, ``wake_message`` and ``_closed``.
 """
 
 from __future__ import annotations
@@ -42,11 +87,13 @@ if sys.platform != "win32":
     )
 
 import asyncio
+import atexit
 import ctypes
 import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,13 +109,21 @@ __all__ = ["Win32Host", "run", "start_guest_run"]
 logger = logging.getLogger("asyncio_guest")
 
 _WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
-_BUSY_TIMER_ID = 0x61677374  # "agst": our WM_TIMER id, unlikely to collide
-# Messages that must get their turn before a busy guest's next tick.
-_HOST_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
+# Our WM_TIMER's id ("agst", unlikely to collide with a framework window's own
+# timers): the wake-up when a busy tick yields to the GUI (the safety net) or
+# to a WM_QUIT, and when the host thread finds its own queue full.
+_TIMER_ID = 0x61677374
+# Messages of the GUI's that get their turn before a busy guest's next tick.
+_GUI_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
+# Posting from another thread into a full queue: back-off, then give up.
+_RETRY_FIRST_DELAY = 0.001
+_RETRY_MAX_DELAY = 0.05
+_RETRY_LIMIT = 60.0  # seconds; the host thread has not pumped for that long
 _class_serial = itertools.count()
-# Hosts whose window exists. The window procedure is a ctypes thunk owned by
-# the host: a host collected while its window lives would leave the system
-# calling freed code, so an unclosed host stays alive (a leak, not a crash).
+# Hosts whose window (or hook) exists. The window procedure is a ctypes thunk
+# owned by the host: a host collected while its window lives would leave the
+# system calling freed code, so an unclosed host stays alive (a leak, not a
+# crash), and is forgotten only once its window is gone (see close()).
 _live_hosts: set[Win32Host] = set()
 
 
@@ -78,6 +133,13 @@ class Win32Host:
     Make it on the GUI thread (the thread whose message loop will run). Thread
     rule: ``run_sync_soon_threadsafe`` from any thread; everything else on that
     thread. ``close()`` destroys the window and unregisters its class.
+
+    The wake-up invariant (host thread; see ``CoalescingQueue``): while the
+    queue's wake-up is pending, one of these is in flight and leads to a
+    drain: our posted message, our timer (``_timer_set``), or the armed hook
+    (``_yielding``: it posts the message at the next retrieval, and the timer
+    is set as well). ``handle_message`` disarms the others before it drains
+    (a WM_TIMER generated just before may still cost one empty drain).
     """
 
     def __init__(self, *, _hwnd: int | None = None) -> None:
@@ -87,14 +149,22 @@ class Win32Host:
         self._pumping = 0
         self._close_when_idle = False
         self._in_window_proc = 0
+        # Host thread only: how the next tick is awaited (see the class doc).
+        self._timer_set = False
+        self._hook: int | None = None  # our WH_GETMESSAGE hook while it is installed
+        self._yielding = False  # the hook posts our wake-up at the next retrieval
+        self._hook_failure_logged = False
+        self._msg = w.MSG()  # scratch for PeekMessageW
         wake = w.RegisterWindowMessageW(_WAKE_MESSAGE_NAME)
         if not wake:
             raise w.last_error("RegisterWindowMessageW")
         self.wake_message: int = wake
         self._hinstance = w.GetModuleHandleW(None)
         self._class_name: str | None = None
-        # The WNDPROC must outlive the window: ctypes frees the thunk with it.
+        # The WNDPROC and HOOKPROC thunks must outlive the window and the hook:
+        # ctypes frees the code with them.
         self._wndproc = w.WNDPROC(self._window_proc)
+        self._hookproc = w.HOOKPROC(self._get_message_hook)
         if _hwnd is None:
             self.hwnd: int = self._create_window()
             self._owns_window = True
@@ -109,8 +179,17 @@ class Win32Host:
         """Use an existing window (of this thread) instead of our own.
 
         Its window procedure must call ``handle_message(msg, wparam, lparam)``
-        first and return 0 when that returns True.
+        first and return 0 when that returns True. The window must belong to
+        the calling thread (whose message loop serves it): RuntimeError if not.
         """
+        owner = w.GetWindowThreadProcessId(hwnd, None)
+        if not owner:
+            raise w.last_error("GetWindowThreadProcessId")
+        if owner != w.GetCurrentThreadId():
+            raise RuntimeError(
+                "Win32Host.for_window(hwnd): the window belongs to another thread; make "
+                "the host on the window's thread, whose message loop serves it"
+            )
         return cls(_hwnd=hwnd)
 
     def _create_window(self) -> int:
@@ -130,7 +209,10 @@ class Win32Host:
         )
         if not hwnd:
             error = w.last_error("CreateWindowExW")
-            w.UnregisterClassW(name, self._hinstance)
+            if not w.UnregisterClassW(name, self._hinstance):
+                logger.error(
+                    "asyncio_guest.win32: %s", w.last_error("UnregisterClassW")
+                )
             self._class_name = None
             raise error
         return int(hwnd)
@@ -138,7 +220,12 @@ class Win32Host:
     # ----------------------------------------------------------- primitives
 
     def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
-        """Any thread: run ``fn()`` on the host thread soon (order kept)."""
+        """Any thread: run ``fn()`` on the host thread soon (order kept).
+
+        From another thread, while the host thread's message queue is full,
+        this waits (retrying with back-off, up to a minute) until the host
+        thread has made room.
+        """
         if self._closed:
             raise RuntimeError("this Win32Host is closed")
         self._queue.submit(fn)
@@ -150,20 +237,128 @@ class Win32Host:
         self._queue.submit_local(fn)
 
     def _post_wake(self) -> None:
-        # https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postmessagew:
-        # fails with ERROR_NOT_ENOUGH_QUOTA when the thread's queue (about
-        # 10 000 messages) is full; the coalescing keeps ours to one.
-        if not w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
-            raise w.last_error("PostMessageW")
+        """Any thread: post our wake-up message (the queue's ``post``).
+
+        https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-postmessagew:
+        fails with ERROR_NOT_ENOUGH_QUOTA when the thread's queue is full (see
+        the module doc); then the host thread sets a timer instead and other
+        threads post again, with back-off, until there is room.
+        """
+        if w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+            return
+        error = w.last_error("PostMessageW")
+        if error.winerror != w.ERROR_NOT_ENOUGH_QUOTA:
+            raise error
+        if threading.get_ident() == self.thread_id:
+            self._set_timer()
+            return
+        self._post_when_there_is_room(error)
+
+    def _post_when_there_is_room(self, error: OSError) -> None:
+        """Another thread, the host's queue full: post again until it fits (or give up)."""
+        delay = _RETRY_FIRST_DELAY
+        give_up = time.monotonic() + _RETRY_LIMIT
+        while time.monotonic() < give_up:
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+            if self._closed:
+                raise RuntimeError("this Win32Host was closed while its message queue was full")
+            if w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+                return
+            error = w.last_error("PostMessageW")
+            if error.winerror != w.ERROR_NOT_ENOUGH_QUOTA:
+                raise error
+        raise error
+
+    def _set_timer(self) -> None:
+        """Host thread: our WM_TIMER will wake the host (as soon as the system's minimum allows).
+
+        A WM_TIMER is made from a flag when nothing else is to be retrieved: it
+        takes no room in the queue and comes after everything else.
+        """
+        if not w.SetTimer(self.hwnd, _TIMER_ID, w.USER_TIMER_MINIMUM, None):
+            raise w.last_error("SetTimer")
+        self._timer_set = True
 
     def _post_busy_wake(self) -> None:
-        """Host thread, a drain left work: the next tick, after the GUI's own input."""
-        if (w.GetQueueStatus(_HOST_FIRST) >> 16) & _HOST_FIRST:
-            # Input, paint or timer messages are waiting: a WM_TIMER of ours is
-            # retrieved after them (USER_TIMER_MINIMUM: the system's minimum).
-            if w.SetTimer(self.hwnd, _BUSY_TIMER_ID, w.USER_TIMER_MINIMUM, None):
-                return
+        """Host thread, a drain left work: the next tick, after the GUI's turn (module doc)."""
+        if self._quit_pending():
+            self._set_timer()  # after the WM_QUIT
+            return
+        ctypes.set_last_error(0)
+        status = w.GetQueueStatus(_GUI_FIRST)
+        if not status and ctypes.get_last_error():
+            raise w.last_error("GetQueueStatus")
+        if (status >> 16) & _GUI_FIRST:
+            self._yield_to_gui()
+            return
         self._post_wake()
+
+    def _quit_pending(self) -> bool:
+        """Host thread: is a WM_QUIT waiting (PostQuitMessage called, not yet retrieved)?"""
+        msg = ctypes.byref(self._msg)
+        return bool(w.PeekMessageW(msg, None, w.WM_QUIT, w.WM_QUIT, w.PM_NOREMOVE))
+
+    def _yield_to_gui(self) -> None:
+        """Host thread: post our wake-up when the next message is retrieved (module doc)."""
+        self._set_timer()  # the safety net
+        if self._hook is None:
+            hook = w.SetWindowsHookExW(
+                w.WH_GETMESSAGE, self._hookproc, None, w.GetCurrentThreadId()
+            )
+            if not hook:
+                # Not fatal: the timer wakes us, later (not at all while a
+                # render loop keeps a paint pending).
+                if not self._hook_failure_logged:
+                    self._hook_failure_logged = True
+                    logger.warning(
+                        "asyncio_guest.win32: %s; a busy guest now waits for WM_TIMER",
+                        w.last_error("SetWindowsHookExW"),
+                    )
+                return
+            self._hook = hook
+        self._yielding = True
+
+    def _get_message_hook(self, code: int, wparam: int, lparam: int) -> int:
+        """Host thread, inside any GetMessage/PeekMessage: a message was retrieved."""
+        try:
+            if code >= 0 and wparam == w.PM_REMOVE and self._yielding:
+                msg = w.MSG.from_address(lparam)
+                if msg.hWnd != self.hwnd or not (
+                    msg.message == self.wake_message
+                    or (msg.message == w.WM_TIMER and msg.wParam == _TIMER_ID)
+                ):
+                    # The GUI's message: ours comes right after it.
+                    if w.PostMessageW(self.hwnd, self.wake_message, 0, 0):
+                        self._yielding = False
+                    else:
+                        error = w.last_error("PostMessageW")
+                        if error.winerror != w.ERROR_NOT_ENOUGH_QUOTA:
+                            raise error
+                        # A full queue: the timer stands; the next retrieval tries again.
+        except BaseException as exc:
+            self._report(exc)
+        return int(w.CallNextHookEx(None, code, wparam, lparam))
+
+    def _unhook(self) -> OSError | None:
+        """Host thread: remove our hook; the error, if that failed (it then stays)."""
+        self._yielding = False
+        hook = self._hook
+        if hook is None:
+            return None
+        if not w.UnhookWindowsHookEx(hook):
+            return w.last_error("UnhookWindowsHookEx")
+        self._hook = None
+        return None
+
+    def _kill_timer(self) -> OSError | None:
+        """Host thread: cancel our timer if it is set; the error, if that failed."""
+        if not self._timer_set:
+            return None
+        self._timer_set = False
+        if not w.KillTimer(self.hwnd, _TIMER_ID):
+            return w.last_error("KillTimer")
+        return None
 
     # ------------------------------------------------------ message handling
 
@@ -171,17 +366,26 @@ class Win32Host:
         """Host thread, from the window procedure: handle our messages; True if it was one."""
         if msg == self.wake_message:
             pass
-        elif msg == w.WM_TIMER and wparam == _BUSY_TIMER_ID:
-            w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
+        elif msg == w.WM_TIMER and wparam == _TIMER_ID:
+            pass
         else:
             return False
         self._in_window_proc += 1
         try:
+            # However we were woken, nothing else of ours is waiting now.
+            self._yielding = False
+            error = self._kill_timer()
+            if error is not None:
+                self._report(error)
             self._queue.drain()
         except BaseException as exc:
             self._report(exc)
         finally:
             self._in_window_proc -= 1
+        if self._hook is not None and not self._yielding:
+            error = self._unhook()  # the drain did not yield again
+            if error is not None:
+                self._report(error)
         if self._close_when_idle and not self._in_window_proc:
             self.close()
         return True
@@ -197,7 +401,7 @@ class Win32Host:
             return 0
 
     def _report(self, exc: BaseException) -> None:
-        """A callback raised inside the window procedure.
+        """A callback raised inside the window procedure (or our hook).
 
         Inside our own pump (``run``/``pump_until``) the pump re-raises it after
         ``DispatchMessageW`` returns. Under someone else's message loop a
@@ -252,26 +456,33 @@ class Win32Host:
         """Host thread: destroy our window and unregister its class (idempotent).
 
         Callbacks still queued are dropped. Called from inside one of our own
-        callbacks, the close happens when that callback's drain returns.
+        callbacks, the close happens when that callback's drain returns. From
+        another thread: RuntimeError, and the host stays as it was (Win32
+        destroys a window only on its own thread).
         """
         if self._closed:
             return
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError(
+                "Win32Host.close() must run on the thread that made the host: only that "
+                "thread can destroy its window (use run_sync_soon_threadsafe(host.close))"
+            )
         if self._in_window_proc:
             self._close_when_idle = True
             return
         self._closed = True
         self._queue.clear()
-        _live_hosts.discard(self)
-        if not self._owns_window:
-            w.KillTimer(self.hwnd, _BUSY_TIMER_ID)
-            return
-        errors = []
-        if not w.DestroyWindow(self.hwnd):
-            errors.append(w.last_error("DestroyWindow"))
-        if self._class_name is not None:
-            if not w.UnregisterClassW(self._class_name, self._hinstance):
-                errors.append(w.last_error("UnregisterClassW"))
-            self._class_name = None
+        errors = [e for e in (self._unhook(), self._kill_timer()) if e is not None]
+        if self._owns_window:
+            if not w.DestroyWindow(self.hwnd):
+                errors.append(w.last_error("DestroyWindow"))
+            if self._class_name is not None and not w.IsWindow(self.hwnd):
+                if not w.UnregisterClassW(self._class_name, self._hinstance):
+                    errors.append(w.last_error("UnregisterClassW"))
+                self._class_name = None
+        if self._hook is None and not (self._owns_window and w.IsWindow(self.hwnd)):
+            # Neither our window procedure nor our hook can be called any more.
+            _live_hosts.discard(self)
         if errors:
             raise errors[0]
 
@@ -284,6 +495,25 @@ class Win32Host:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@atexit.register
+def _close_main_thread_hosts() -> None:
+    """Interpreter exit (main thread): close this thread's unclosed hosts.
+
+    Otherwise the hosts, and with them the code of their window procedures,
+    are freed during finalization while their windows still exist, and any
+    message dispatched after that (by a later exit handler, say) would crash.
+    Other threads' hosts cannot be closed from here; a thread's windows are
+    destroyed by the system when the thread ends.
+    """
+    me = threading.get_ident()
+    for host in list(_live_hosts):
+        if host.thread_id == me:
+            try:
+                host.close()
+            except Exception:
+                logger.exception("asyncio_guest.win32: closing a Win32Host at exit failed")
 
 
 def start_guest_run(
@@ -300,8 +530,16 @@ def start_guest_run(
 
     Call on the GUI thread. ``done_callback(outcome)`` runs on it once the run
     has shut down. Without a ``host``, a Win32Host is made here and closed
-    after ``done_callback`` returns. Returns the main task.
+    after ``done_callback`` returns; a ``host`` given must be this thread's
+    (RuntimeError otherwise). Returns the main task.
     """
+    if host is not None:
+        if host.closed:
+            raise RuntimeError("this Win32Host is closed")
+        if host.thread_id != threading.get_ident():
+            raise RuntimeError(
+                "start_guest_run(host=...) must be called on the thread that made the host"
+            )
     the_host = host if host is not None else Win32Host()
 
     def done(result: outcome.Outcome[Any]) -> None:
@@ -342,8 +580,10 @@ def run(
     the program's windows on this thread work as usual while ``main`` runs.
 
     * ``WM_QUIT`` (``PostQuitMessage``, e.g. from the main window's
-      ``WM_DESTROY``) cancels ``main``; once the guest has shut down, ``run``
-      returns ``main``'s result if it still produced one, else raises
+      ``WM_DESTROY``) cancels ``main``, a CPU-busy one too (see the module
+      doc); ``run`` keeps pumping until the guest has shut down (a later
+      ``WM_QUIT`` only updates the exit code, as ``PostQuitMessage`` does),
+      then returns ``main``'s result if it still produced one, else raises
       ``asyncio.CancelledError``; the ``WM_QUIT`` is posted again so that an
       enclosing message loop ends too.
     * Ctrl+C in a console (``CTRL_C_EVENT``, delivered as SIGINT by the C
@@ -356,6 +596,10 @@ def run(
     host = Win32Host()
     result: list[outcome.Outcome[Any]] = []
     quit_code: int | None = None
+
+    def done() -> bool:
+        return bool(result)
+
     try:
         task = start_guest_run(
             main,
@@ -367,16 +611,23 @@ def run(
             tick_budget=tick_budget,
         )
         try:
-            quit_code = host.pump_until(lambda: bool(result))
-            if quit_code is not None and not result:
-                task.cancel()
-                host.pump_until(lambda: bool(result))
+            # Until the guest has shut down, whatever arrives meanwhile: the
+            # host must not be closed under a running guest.
+            while not result:
+                code = host.pump_until(done)
+                if code is not None:
+                    if quit_code is None and not result:
+                        task.cancel()
+                    # A later WM_QUIT only updates the code, as PostQuitMessage does.
+                    quit_code = code
         except BaseException:
             if not result:
                 # The host loop itself raised: let the guest shut down first.
                 task.cancel()
                 while not result:
-                    host.pump_until(lambda: bool(result))
+                    code = host.pump_until(done)
+                    if code is not None:
+                        quit_code = code
             raise
         finally:
             del task

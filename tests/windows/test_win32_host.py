@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -19,6 +21,8 @@ import pytest
 
 from asyncio_guest import _win32_api as w
 from asyncio_guest import win32
+
+from . import winapi as tw
 
 LONG = 10.0
 
@@ -52,8 +56,12 @@ def _peek_count(hwnd: int, message: int) -> int:
 
 
 @contextlib.contextmanager
-def message_window(proc: Any, name: str) -> Iterator[int]:
-    """A message-only window of a class of the test's own, with ``proc`` as its procedure."""
+def message_window(proc: Any, name: str, *, visible: bool = False) -> Iterator[int]:
+    """A window of a class of the test's own, with ``proc`` as its procedure.
+
+    Message-only by default; ``visible=True``: a shown top-level window
+    (needs a display; the test says ``needs_display``).
+    """
     class_name = f"asyncio_guest.test.{name}.{os.getpid()}"
     wc = w.WNDCLASSEXW()
     wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
@@ -61,8 +69,12 @@ def message_window(proc: Any, name: str) -> Iterator[int]:
     wc.hInstance = w.GetModuleHandleW(None)
     wc.lpszClassName = class_name
     assert w.RegisterClassExW(ctypes.byref(wc))
+    if visible:
+        style, parent, size = tw.WS_OVERLAPPEDWINDOW | tw.WS_VISIBLE, None, 200
+    else:
+        style, parent, size = 0, w.HWND_MESSAGE, 0
     hwnd = w.CreateWindowExW(
-        0, class_name, name, 0, 0, 0, 0, 0, w.HWND_MESSAGE, None, wc.hInstance, None
+        0, class_name, name, style, 0, 0, size, size, parent, None, wc.hInstance, None
     )
     assert hwnd
     try:
@@ -72,6 +84,27 @@ def message_window(proc: Any, name: str) -> Iterator[int]:
         w.UnregisterClassW(class_name, wc.hInstance)
 
 
+@pytest.fixture(autouse=True)
+def _no_wm_quit_left_behind() -> Iterator[None]:
+    """A WM_QUIT a failed test leaves in the thread's queue would end the next test's loop."""
+    yield
+    msg = w.MSG()
+    if w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE):
+        pytest.fail(f"the test left a WM_QUIT ({msg.wParam}) in the thread's queue")
+
+
+def join_pumping(thread: threading.Thread) -> None:
+    """Join ``thread`` while serving this thread's messages (it may send us some)."""
+    msg = w.MSG()
+    deadline = time.monotonic() + LONG
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(0.01)
+        while w.PeekMessageW(ctypes.byref(msg), None, 0, 0, w.PM_REMOVE):
+            w.TranslateMessage(ctypes.byref(msg))
+            w.DispatchMessageW(ctypes.byref(msg))
+    assert not thread.is_alive()
+
+
 _display_checked: list[bool] = []
 
 
@@ -79,7 +112,7 @@ def _have_display() -> bool:
     """Can this Windows (or Wine) make a visible top-level window?"""
     if not _display_checked:
         hwnd = w.CreateWindowExW(
-            0, "STATIC", "probe", w.WS_OVERLAPPEDWINDOW, 0, 0, 50, 50, None, None, None, None
+            0, "STATIC", "probe", tw.WS_OVERLAPPEDWINDOW, 0, 0, 50, 50, None, None, None, None
         )
         _display_checked.append(bool(hwnd))
         if hwnd:
@@ -118,7 +151,7 @@ def test_window_is_message_only_and_destroyed_cleanly() -> None:
     assert not w.IsWindow(hwnd)
     # The class is gone too: unregistering it again fails (ERROR_CLASS_DOES_NOT_EXIST).
     assert not w.UnregisterClassW(class_name, w.GetModuleHandleW(None))
-    assert ctypes.get_last_error() == 1411
+    assert ctypes.get_last_error() == tw.ERROR_CLASS_DOES_NOT_EXIST
     h.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         h.run_sync_soon_threadsafe(lambda: None)
@@ -154,21 +187,38 @@ def test_two_hosts_get_distinct_windows_and_classes() -> None:
 
 
 def test_ctypes_signatures_are_all_declared() -> None:
-    declared = [
-        name
-        for name in dir(w)
-        if name[0].isupper() and isinstance(getattr(w, name), ctypes._CFuncPtr)  # type: ignore[attr-defined]
-        and name != "WNDPROC"
-    ]
-    assert len(declared) >= 20  # the Win32 API the host and its tests use
-    for name in declared:
-        assert getattr(w, name).argtypes is not None, name
+    for module in (w, tw):
+        declared = [
+            name
+            for name in dir(module)
+            if name[0].isupper()
+            and isinstance(getattr(module, name), ctypes._CFuncPtr)  # type: ignore[attr-defined]
+            and name not in ("WNDPROC", "HOOKPROC")
+        ]
+        assert len(declared) >= 5, module
+        for name in declared:
+            assert getattr(module, name).argtypes is not None, (module, name)
     # Handles and pointers come back pointer-sized (the default c_int truncates them).
-    for name in ("CreateWindowExW", "GetModuleHandleW", "FindWindowW", "GetCurrentProcess"):
-        restype = getattr(w, name).restype
-        assert ctypes.sizeof(restype) == ctypes.sizeof(ctypes.c_void_p), name
-    for name in ("DefWindowProcW", "DispatchMessageW", "SendMessageW", "SetTimer"):
-        assert ctypes.sizeof(getattr(w, name).restype) == 8, name
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    for fn in (w.CreateWindowExW, w.GetModuleHandleW, w.SetWindowsHookExW, tw.FindWindowW):
+        assert ctypes.sizeof(fn.restype) == pointer, fn
+    for fn in (w.DefWindowProcW, w.DispatchMessageW, w.CallNextHookEx, w.SetTimer):
+        assert ctypes.sizeof(fn.restype) == 8, fn
+
+
+def test_the_library_declares_only_what_it_uses() -> None:
+    """Test-only declarations live in tests/windows/winapi.py, not in the library."""
+    import inspect
+
+    source = inspect.getsource(win32)
+    names = [
+        n for n in vars(w) if n[0].isupper() and n not in ("Any", "H", "U", "W", "L", "MSG")
+    ]
+    unused = [n for n in names if f"w.{n}" not in source]
+    # Building blocks of other declarations (types and flag parts) count as used.
+    parts = {"LRESULT", "LPMSG", "QS_KEY", "QS_MOUSEMOVE", "QS_MOUSEBUTTON", "QS_RAWINPUT",
+             "QS_TOUCH", "QS_POINTER"}  # fmt: skip
+    assert sorted(set(unused) - parts) == []
 
 
 # ------------------------------------------------------------ the primitives
@@ -390,19 +440,85 @@ def test_wm_quit_cancels_main_and_is_posted_again(loop_factory: Any) -> None:
     assert msg.wParam == 3
 
 
-def test_ctrl_c_while_idle_in_getmessage_ends_run_with_keyboard_interrupt(
-    loop_factory: Any,
-) -> None:
-    """SIGINT as the C runtime's console handler raises it (trip_signal + wakeup fd).
+def test_wm_quit_cancels_a_busy_main(loop_factory: Any) -> None:
+    """GetMessage makes WM_QUIT from a flag only when no posted message is queued.
 
-    Under Wine a console CTRL_C_EVENT cannot be generated
-    (GenerateConsoleCtrlEvent fails), so a worker thread trips SIGINT the way
-    the runtime's handler thread does: ``_thread.interrupt_main``.
+    A guest whose every tick leaves work must still let it out (closing the
+    main window of a program whose ``main`` is CPU-busy).
     """
+    spins = [0]
+
+    async def main() -> str:
+        w.PostQuitMessage(3)
+        end = time.monotonic() + LONG
+        while time.monotonic() < end:  # always ready: every tick leaves work
+            spins[0] += 1
+            await asyncio.sleep(0)
+        return "never cancelled"
+
+    t0 = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        win32.run(main, loop_factory=loop_factory)
+    assert time.monotonic() - t0 < LONG / 2
+    assert spins[0] > 0
+    msg = w.MSG()
+    assert w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE)
+    assert msg.wParam == 3
+
+
+def test_a_second_wm_quit_during_the_shutdown_waits_for_the_guest(loop_factory: Any) -> None:
+    """``run`` returns only once the guest has shut down, however many WM_QUITs come."""
     cleaned: list[str] = []
 
     async def main() -> None:
-        threading.Timer(0.2, _thread.interrupt_main).start()
+        try:
+            w.PostQuitMessage(3)
+            await asyncio.sleep(LONG)
+        finally:
+            w.PostQuitMessage(4)  # another one while main is being cancelled
+            await asyncio.sleep(0.05)  # clean-up that needs the loop
+            cleaned.append("done")
+
+    with pytest.raises(asyncio.CancelledError):
+        win32.run(main, loop_factory=loop_factory)
+    assert cleaned == ["done"]
+    assert asyncio._get_running_loop() is None
+    msg = w.MSG()
+    assert w.PeekMessageW(ctypes.byref(msg), None, w.WM_QUIT, w.WM_QUIT, w.PM_REMOVE)
+    assert msg.wParam == 4  # the latest, as PostQuitMessage itself keeps it
+
+
+def _ctrl_c_paths() -> list[Any]:
+    """How the tests deliver a console Ctrl+C, from another thread.
+
+    In a Windows console, Ctrl+C makes the C runtime's console control handler
+    call the SIGINT handler Python installed with ``signal()`` (which trips the
+    signal and writes the wakeup fd), in a thread of the system's. No console
+    event can be generated under Wine (GenerateConsoleCtrlEvent fails), nor in
+    a CI job without a console of its own, so:
+
+    * ``crt-raise``: ``signal.raise_signal`` from a thread, the runtime's
+      ``raise()`` calling that same handler: the C runtime's path (it works
+      under Wine 8 too, checked);
+    * ``interrupt_main``: ``_thread.interrupt_main``, which trips the signal
+      without the C runtime (what the host does with a KeyboardInterrupt
+      raised under someone else's message loop).
+    """
+    return [
+        pytest.param(lambda: signal.raise_signal(signal.SIGINT), id="crt-raise"),
+        pytest.param(_thread.interrupt_main, id="interrupt_main"),
+    ]
+
+
+@pytest.mark.parametrize("ctrl_c", _ctrl_c_paths())
+def test_ctrl_c_while_idle_in_getmessage_ends_run_with_keyboard_interrupt(
+    loop_factory: Any, ctrl_c: Any
+) -> None:
+    """SIGINT as the C runtime's console handler raises it (trip_signal + wakeup fd)."""
+    cleaned: list[str] = []
+
+    async def main() -> None:
+        threading.Timer(0.2, ctrl_c).start()
         try:
             await asyncio.sleep(LONG)  # the host thread sleeps in GetMessageW
         except asyncio.CancelledError:
@@ -476,7 +592,7 @@ def test_guest_keeps_ticking_while_a_message_box_is_open(loop_factory: Any) -> N
 
     def open_box() -> None:
         box["open"] = True
-        box["result"] = w.MessageBoxW(None, "the guest closes me", title, w.MB_OK)
+        box["result"] = tw.MessageBoxW(None, "the guest closes me", title, tw.MB_OK)
         box["open"] = False
 
     async def main() -> int:
@@ -485,7 +601,7 @@ def test_guest_keeps_ticking_while_a_message_box_is_open(loop_factory: Any) -> N
         hwnd = None
         while not hwnd:
             await asyncio.sleep(0.01)
-            hwnd = w.FindWindowW(None, title)
+            hwnd = tw.FindWindowW(None, title)
         assert box["open"]
         a, b = socket.socketpair()
         loop = asyncio.get_running_loop()
@@ -499,7 +615,7 @@ def test_guest_keeps_ticking_while_a_message_box_is_open(loop_factory: Any) -> N
                 await asyncio.sleep(0.01)
                 rounds += 1
         assert box["open"]  # all of that ran inside the modal loop
-        w.PostMessageW(hwnd, w.WM_CLOSE, 0, 0)
+        w.PostMessageW(hwnd, tw.WM_CLOSE, 0, 0)
         while box["open"]:
             await asyncio.sleep(0.01)
         return rounds
@@ -523,7 +639,7 @@ def test_guest_keeps_ticking_in_the_window_move_loop(loop_factory: Any) -> None:
     The guest ends it itself (an Esc key-down) after ticking inside it.
     """
     hwnd = w.CreateWindowExW(
-        0, "STATIC", "move me", w.WS_OVERLAPPEDWINDOW | w.WS_VISIBLE,
+        0, "STATIC", "move me", tw.WS_OVERLAPPEDWINDOW | tw.WS_VISIBLE,
         10, 10, 200, 100, None, None, None, None,
     )  # fmt: skip
     assert hwnd
@@ -531,7 +647,7 @@ def test_guest_keeps_ticking_in_the_window_move_loop(loop_factory: Any) -> None:
 
     def start_move() -> None:
         state["moving"] = True
-        w.SendMessageW(hwnd, w.WM_SYSCOMMAND, w.SC_MOVE, 0)
+        tw.SendMessageW(hwnd, tw.WM_SYSCOMMAND, tw.SC_MOVE, 0)
         state["moving"] = False
 
     async def main() -> int:
@@ -542,9 +658,7 @@ def test_guest_keeps_ticking_in_the_window_move_loop(loop_factory: Any) -> None:
             await asyncio.sleep(0.01)
             if state["moving"]:
                 state["ticks"] += 1
-        VK_ESCAPE = 0x1B
-        WM_KEYDOWN = 0x0100
-        w.PostMessageW(hwnd, WM_KEYDOWN, VK_ESCAPE, 0)
+        w.PostMessageW(hwnd, tw.WM_KEYDOWN, tw.VK_ESCAPE, 0)
         for _ in range(500):
             if not state["moving"]:
                 break
@@ -597,3 +711,323 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
     # A 20 ms timer over 1 s: ~50 if never delayed; starved it would be 0.
     assert len(fired) >= 10, (len(fired), spins[0])
 
+
+def test_gui_message_types_include_touch_and_pointer_input() -> None:
+    """QS_INPUT has had QS_TOUCH and QS_POINTER in it since Windows 8."""
+    QS_TOUCH, QS_POINTER = 0x0800, 0x1000
+    assert w.QS_INPUT & (QS_TOUCH | QS_POINTER) == QS_TOUCH | QS_POINTER
+    ctypes.set_last_error(0)
+    w.GetQueueStatus(w.QS_INPUT)  # accepted as a flag (returns 0 and fails otherwise)
+    assert ctypes.get_last_error() == 0
+
+
+def _render_loop_window() -> tuple[Any, list[int], list[bool]]:
+    """A window procedure that repaints for ever: its WM_PAINT invalidates the window again."""
+    paints = [0]
+    rendering = [True]
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if msg == tw.WM_PAINT:
+            ps = tw.PAINTSTRUCT()
+            tw.BeginPaint(hwnd, ctypes.byref(ps))
+            tw.EndPaint(hwnd, ctypes.byref(ps))
+            paints[0] += 1
+            if rendering[0]:
+                tw.InvalidateRect(hwnd, None, False)
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    return proc, paints, rendering
+
+
+@needs_display
+@pytest.mark.parametrize("where", ["pump", "message-box"])
+def test_busy_guest_finishes_beside_a_window_that_repaints_itself(
+    loop_factory: Any, where: str
+) -> None:
+    """A render loop keeps a WM_PAINT pending all the time.
+
+    WM_TIMER is generated only when no paint is pending, so a busy guest that
+    waits for a timer would never run again (and, its wake-up pending, posts
+    from the backend and workers would be coalesced away). The guest must
+    finish promptly, and the paints must get their turn between its ticks;
+    in our own pump and inside a modal loop (a message box) alike.
+    """
+    proc, paints, rendering = _render_loop_window()
+    title = f"asyncio-guest render test {os.getpid()}"
+    box: dict[str, Any] = {"open": False}
+
+    def open_box() -> None:
+        box["open"] = True
+        tw.MessageBoxW(None, "the guest closes me", title, tw.MB_OK)
+        box["open"] = False
+
+    async def main() -> tuple[int, int]:
+        if where == "message-box":
+            _current_host[0].run_sync_soon_threadsafe(open_box)
+            while not box["open"]:
+                await asyncio.sleep(0)
+        start = paints[0]
+        t0 = time.monotonic()
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+        spent = time.monotonic() - t0
+        await asyncio.to_thread(time.sleep, 0.001)  # a worker's wake-up gets through
+        if where == "message-box":
+            assert box["open"]
+            hwnd = tw.FindWindowW(None, title)
+            w.PostMessageW(hwnd, tw.WM_CLOSE, 0, 0)
+            while box["open"]:
+                await asyncio.sleep(0.01)
+        return paints[0] - start, int(spent * 1000)
+
+    out: list[outcome.Outcome[Any]] = []
+    # A stalled guest would stall this test for ever (inside the message box,
+    # nothing of ours runs): after LONG the render loop stops, the guest can
+    # then go on, and the test fails on the time it took instead.
+    watchdog = threading.Timer(LONG, rendering.__setitem__, args=(0, False))
+    with message_window(proc, "render", visible=True) as hwnd:
+        tw.InvalidateRect(hwnd, None, False)
+        host = win32.Win32Host()
+        _current_host[:] = [host]
+        try:
+            t0 = time.monotonic()
+            watchdog.start()
+            win32.start_guest_run(
+                main, host=host, done_callback=out.append, loop_factory=loop_factory
+            )
+            host.pump_until(lambda: bool(out) and not box["open"])
+            elapsed = time.monotonic() - t0
+        finally:
+            watchdog.cancel()
+            watchdog.join()
+            host.close()
+    assert rendering[0], f"the guest stalled until the render loop stopped ({elapsed:.1f} s)"
+    painted, ms = out[0].unwrap()
+    # Under Wine (2 shared cores): ~1 s, half of it going to the paints.
+    assert ms < LONG / 2 * 1000, (painted, ms)
+    assert painted >= 10, (painted, ms)  # the render loop was not starved either
+
+
+def test_busy_guest_wakeup_is_not_a_timer_when_the_queue_is_quiet(host: win32.Win32Host) -> None:
+    """With nothing of the GUI's waiting, a busy tick posts its next wake-up at once."""
+    spins = [0]
+
+    async def main() -> None:
+        for _ in range(2000):
+            spins[0] += 1
+            await asyncio.sleep(0)
+
+    out: list[outcome.Outcome[Any]] = []
+    t0 = time.monotonic()
+    win32.start_guest_run(main, host=host, done_callback=out.append)
+    host.pump_until(lambda: bool(out))
+    out[0].unwrap()
+    assert time.monotonic() - t0 < LONG / 2
+
+
+# ---------------------------------------------------- a full message queue
+
+ERROR_NOT_ENOUGH_QUOTA = 1816
+WM_NULL = 0
+_real_post_message = w.PostMessageW  # what the tests below patch
+
+
+@contextlib.contextmanager
+def posts_fail_as_if_the_queue_were_full(*, on: str, times: int) -> Iterator[list[int]]:
+    """The library's ``PostMessageW`` fails ``times`` times, as a full queue makes it.
+
+    ``on`` is "host" (calls from this thread) or "other" (any other thread).
+    Yields the list of failures made so far (one int per failure).
+    """
+    real = w.PostMessageW
+    me = threading.get_ident()
+    failed: list[int] = []
+
+    def post(hwnd: Any, msg: int, wparam: int, lparam: int) -> int:
+        on_host = threading.get_ident() == me
+        if (on == "host") == on_host and len(failed) < times:
+            failed.append(1)
+            ctypes.set_last_error(ERROR_NOT_ENOUGH_QUOTA)
+            return 0
+        return int(real(hwnd, msg, wparam, lparam))
+
+    w.PostMessageW = post
+    try:
+        yield failed
+    finally:
+        w.PostMessageW = real
+
+
+async def _needs_backend_and_workers() -> str:
+    for _ in range(3):
+        await asyncio.sleep(0.02)  # the backend's wait, then its post
+        await asyncio.to_thread(time.sleep, 0.005)  # a worker's call_soon_threadsafe
+    return "done"
+
+
+def _run_with_deadline(host: win32.Win32Host, loop_factory: Any) -> list[outcome.Outcome[Any]]:
+    out: list[outcome.Outcome[Any]] = []
+    win32.start_guest_run(
+        _needs_backend_and_workers, host=host, done_callback=out.append, loop_factory=loop_factory
+    )
+    deadline = time.monotonic() + LONG
+    # A stalled guest posts nothing: a harmless message then lets pump_until look.
+    nudge = threading.Timer(LONG, _real_post_message, args=(host.hwnd, WM_NULL, 0, 0))
+    nudge.start()
+    try:
+        host.pump_until(lambda: bool(out) or time.monotonic() > deadline)
+    finally:
+        nudge.cancel()
+        nudge.join()
+    return out
+
+
+def test_posts_from_other_threads_are_retried_while_the_queue_is_full(
+    host: win32.Win32Host, loop_factory: Any
+) -> None:
+    """ERROR_NOT_ENOUGH_QUOTA: the backend and the workers retry (with back-off) until
+    the host thread has made room, instead of giving up and stalling the guest."""
+    with posts_fail_as_if_the_queue_were_full(on="other", times=12) as failed:
+        out = _run_with_deadline(host, loop_factory)
+    assert out == [outcome.Value("done")]
+    assert len(failed) == 12
+
+
+def test_posts_on_the_host_thread_fall_back_to_a_timer_while_the_queue_is_full(
+    host: win32.Win32Host, loop_factory: Any
+) -> None:
+    """The host thread cannot wait for room in its own queue: a WM_TIMER needs none."""
+    with posts_fail_as_if_the_queue_were_full(on="host", times=1000) as failed:
+        out = _run_with_deadline(host, loop_factory)
+    assert out == [outcome.Value("done")]
+    assert failed  # the first tick's post already failed
+
+
+def test_a_really_full_message_queue_does_not_stall_the_guest(
+    host: win32.Win32Host, loop_factory: Any
+) -> None:
+    """The program fills its own queue (the quota is per queue, shared with ours)."""
+    handled = [0]
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if msg == tw.WM_USER:
+            handled[0] += 1
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, "filler") as filler:
+        posted = 0
+        while w.PostMessageW(filler, tw.WM_USER, 0, 0):
+            posted += 1
+            if posted == 50_000:
+                break
+        error = ctypes.get_last_error()
+        if posted == 50_000:
+            _peek_count(filler, tw.WM_USER)
+            pytest.skip(f"{posted} posted messages fit in this queue: no quota (Wine has none)")
+        assert error == ERROR_NOT_ENOUGH_QUOTA
+        out = _run_with_deadline(host, loop_factory)
+        assert out == [outcome.Value("done")]
+        host.pump_until(lambda: handled[0] == posted)
+
+
+# ---------------------------------------------------- threads and lifetime
+
+
+def test_close_from_another_thread_is_refused_and_the_host_lives_on() -> None:
+    """DestroyWindow works only on the window's thread; a host forgotten while its
+    window lives would let its WNDPROC thunk be freed under a queued wake-up."""
+    import gc
+    import weakref
+
+    holder = [win32.Win32Host()]
+    ref = weakref.ref(holder[0])
+    hwnd = holder[0].hwnd
+    errors: list[BaseException] = []
+
+    def close_elsewhere() -> None:
+        try:
+            holder[0].close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=close_elsewhere)
+    th.start()
+    join_pumping(th)
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+    assert not holder[0].closed and w.IsWindow(hwnd)
+    errors.clear()  # its traceback holds the host
+    holder.clear()
+    del th
+    gc.collect()
+    alive = ref()
+    assert alive is not None  # still kept alive with its window
+    ran: list[bool] = []
+    alive.run_sync_soon_threadsafe(lambda: ran.append(True))
+    alive.pump_until(lambda: bool(ran))
+    alive.close()
+    assert not w.IsWindow(hwnd)
+    del alive
+    gc.collect()
+    assert ref() is None
+
+
+def test_for_window_refuses_a_window_of_another_thread() -> None:
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, "owned") as hwnd:
+        got: list[Any] = []
+
+        def elsewhere() -> None:
+            try:
+                got.append(win32.Win32Host.for_window(hwnd))
+            except BaseException as exc:
+                got.append(exc)
+
+        th = threading.Thread(target=elsewhere)
+        th.start()
+        join_pumping(th)
+        assert len(got) == 1 and isinstance(got[0], RuntimeError), got
+
+
+def test_start_guest_run_refuses_a_host_of_another_thread(host: win32.Win32Host) -> None:
+    got: list[Any] = []
+
+    async def main() -> None:
+        pass
+
+    def elsewhere() -> None:
+        try:
+            got.append(win32.start_guest_run(main, host=host, done_callback=lambda _: None))
+        except BaseException as exc:
+            got.append(exc)
+
+    th = threading.Thread(target=elsewhere)
+    th.start()
+    join_pumping(th)
+    assert len(got) == 1 and isinstance(got[0], RuntimeError), got
+
+
+def test_an_unclosed_main_thread_host_is_closed_at_exit() -> None:
+    """At interpreter exit the host (and its thunk) would go before its window."""
+    code = (
+        "import atexit, ctypes\n"
+        "from ctypes import wintypes\n"
+        "user32 = ctypes.WinDLL('user32')\n"
+        "user32.IsWindow.argtypes = [wintypes.HWND]\n"
+        "seen = []\n"
+        # Registered before the library's handler, so it runs after it.
+        "atexit.register(lambda: print('window at exit:', bool(user32.IsWindow(seen[0]))))\n"
+        "from asyncio_guest import win32\n"
+        "seen.append(win32.Win32Host().hwnd)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=LONG * 3
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "window at exit: False" in proc.stdout, (proc.stdout, proc.stderr)

@@ -13,8 +13,21 @@ from __future__ import annotations
 import ctypes
 import sys
 import time
+from ctypes import wintypes
 
-from asyncio_guest import _win32_api as w
+user32 = ctypes.WinDLL("user32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+CreateWindowExW = user32.CreateWindowExW
+CreateWindowExW.restype = wintypes.HWND
+CreateWindowExW.argtypes = [
+    wintypes.DWORD, wintypes.LPCWSTR, wintypes.LPCWSTR, wintypes.DWORD,
+    ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+    wintypes.HWND, wintypes.HMENU, wintypes.HINSTANCE, wintypes.LPVOID,
+]  # fmt: skip
+DestroyWindow = user32.DestroyWindow
+DestroyWindow.restype = wintypes.BOOL
+DestroyWindow.argtypes = [wintypes.HWND]
+WS_OVERLAPPEDWINDOW = 0x00CF0000
+WS_VISIBLE = 0x10000000
 
 
 def main() -> int:
@@ -22,12 +35,12 @@ def main() -> int:
     attempts = 0
     while True:
         attempts += 1
-        hwnd = w.CreateWindowExW(
-            0, "STATIC", "asyncio-guest warm-up", w.WS_OVERLAPPEDWINDOW | w.WS_VISIBLE,
+        hwnd = CreateWindowExW(
+            0, "STATIC", "asyncio-guest warm-up", WS_OVERLAPPEDWINDOW | WS_VISIBLE,
             0, 0, 100, 50, None, None, None, None,
         )  # fmt: skip
         if hwnd:
-            w.DestroyWindow(hwnd)
+            DestroyWindow(hwnd)
             print(f"Wine desktop ready (top-level window made at attempt {attempts})")
             return 0
         error = ctypes.get_last_error()

@@ -14,12 +14,36 @@ other libraries). Here it is split:
   touches nothing else;
 * the *host thread* does all the rest in ``decode``, in the stock order: every
   packet looked up and finished, then the operations unregistered by cancelled
-  futures dropped from the cache.
+  futures dropped from the cache (see below for which).
 
 Why the address of a packet the backend holds cannot be reused meanwhile: the
 OVERLAPPED object stays in ``_cache`` (a strong reference) until the host
 decodes its packet or drops it as unregistered, and both happen only in
 ``decode``/``poll_raw``, on the host, while the backend is parked.
+
+When an unregistered operation may be dropped. ``IocpProactor._unregister(ov)``
+is called when the operation's packet is either in the port already or will
+never come, and stock ``_poll`` drops the unregistered operations right after
+a dequeue that found the port *empty*, in the same call: so their packets were
+all taken and looked up first. Here the backend's drain and the host's decode
+are apart in time (a tick can wait seconds, through a modal loop), and host
+code may unregister an operation in between, whose packet then arrived after
+the drain. Dropping it after that batch would free the OVERLAPPED while its
+packet is still in the port; a new operation could get the same address and
+the late packet would finish (or fail) the wrong future. So only a host poll
+(``poll_raw``, zero timeout, backend parked) that ends with the port empty
+drops anything, and only the operations unregistered before it began; the
+drop happens after its packets were decoded (``decode`` right after, as the
+guest loop always does), and a poll cut short by the batch limit drops
+nothing. The backend's batches never drop.
+
+A dequeue that fails after taking packets keeps them: the port never delivers
+a packet twice, and a lost one leaves its future pending for ever (and the
+proactor's ``close()`` waiting for it). An ``Exception`` is raised by the
+next dequeue instead, after the packets were decoded (the order stock
+``_poll`` gives, which finishes each packet as it takes it); anything else
+(``KeyboardInterrupt`` in a host poll) is raised at once and the packets come
+back first from the next dequeue.
 
 Waking the backend is ``PostQueuedCompletionStatus`` of a packet with key 0 and
 OVERLAPPED "address" 1 (``WAKE_ADDRESS``). Why 1 and not NULL: the port hands
@@ -74,22 +98,59 @@ def _ms_timeout(timeout: float | None) -> int:
     return min(math.ceil(timeout * 1e3), INFINITE - 1)
 
 
-def _dequeue(gqcs: Callable[[Any, int], Status | None], port: Any, ms: int) -> list[Status]:
-    """Backend thread (or host, with ``ms == 0``): take queued packets off the port.
+class _Port:
+    """The completion port and what one dequeue leaves for the next.
 
-    Blocks at most ``ms`` for the first one, then takes what is already queued.
-    Touches nothing but the port.
+    Thread rule: used by the backend thread during its wait and by the host
+    while the backend is parked; the hand-over (``backend.Channel``) orders
+    the two. Holds no reference to the proactor or the loop.
     """
-    status = gqcs(port, ms)
-    if status is None:
-        return []
-    out = [status]
-    while len(out) < _MAX_PACKETS_PER_WAIT:
-        status = gqcs(port, 0)
-        if status is None:
-            break
-        out.append(status)
-    return out
+
+    __slots__ = ("error", "gqcs", "handle", "kept")
+
+    def __init__(self, gqcs: Callable[[Any, int], Status | None], handle: Any) -> None:
+        self.gqcs = gqcs
+        self.handle = handle
+        self.kept: list[Status] = []  # taken by a dequeue that raised at once
+        self.error: Exception | None = None  # raised by the next dequeue
+
+    def dequeue(self, ms: int) -> tuple[list[Status], bool]:
+        """Take queued packets: block at most ``ms`` for the first, then take
+        what is already queued (at most ``_MAX_PACKETS_PER_WAIT``).
+
+        Returns the packets and whether the port was seen empty at the end.
+        Touches nothing but the port (see the module doc for failures).
+        """
+        error = self.error
+        if error is not None:
+            self.error = None
+            raise error
+        out, self.kept = self.kept, []
+        gqcs = self.gqcs
+        handle = self.handle
+        try:
+            if not out:
+                status = gqcs(handle, ms)
+                if status is None:
+                    return out, True
+                out.append(status)
+            while len(out) < _MAX_PACKETS_PER_WAIT:
+                status = gqcs(handle, 0)
+                if status is None:
+                    return out, True
+                out.append(status)
+        except Exception as exc:
+            if not out:
+                raise
+            self.error = exc
+        except BaseException:
+            self.kept = out
+            raise
+        return out, False
+
+    def blocking_call(self, ms: int) -> list[Status]:
+        """Backend thread: the wait."""
+        return self.dequeue(ms)[0]
 
 
 class IocpIO:
@@ -110,20 +171,31 @@ class IocpIO:
         assert api is not None
         self._proactor = proactor
         self._port = proactor._iocp
-        self._gqcs: Callable[[Any, int], Status | None] = api.GetQueuedCompletionStatus
+        self._port_state = _Port(api.GetQueuedCompletionStatus, self._port)
         self._pqcs = api.PostQueuedCompletionStatus
         self._invalid_handle: int = getattr(api, "INVALID_HANDLE_VALUE", (1 << 64) - 1)
+        # Host only: unregistered operations the last host poll made droppable,
+        # dropped by the decode of that poll's packets (see the module doc).
+        self._droppable: list[Any] | None = None
 
     def blocking_call(self, timeout: float | None) -> Callable[[], Any]:
         """Host thread: the dequeue the backend thread will make."""
-        return functools.partial(_dequeue, self._gqcs, self._port, _ms_timeout(timeout))
+        return functools.partial(self._port_state.blocking_call, _ms_timeout(timeout))
 
     def poll_raw(self) -> list[Status]:
-        """Host thread, backend parked: dequeue without waiting."""
-        statuses = _dequeue(self._gqcs, self._port, 0)
-        if not statuses and self._proactor._unregistered:
-            # Nothing to decode: drop cancelled operations now, as _poll would.
-            self._drop_unregistered()
+        """Host thread, backend parked: dequeue without waiting.
+
+        Decode what it returns before polling again: the operations it makes
+        droppable are dropped by that decode, after its packets are looked up.
+        """
+        unregistered = self._proactor._unregistered
+        before = list(unregistered) if unregistered else None
+        statuses, drained = self._port_state.dequeue(0)
+        if before is not None and drained:
+            if statuses:
+                self._droppable = before
+            else:
+                self._drop(before)  # nothing to decode: drop now, as _poll would
         return statuses
 
     def wake(self) -> None:
@@ -162,16 +234,24 @@ class IocpIO:
                     f.set_result(value)
                 done.append(f)
             f = None  # break the cycle through a traceback, as _poll does
-        if proactor._unregistered:
-            self._drop_unregistered()
+        droppable = self._droppable
+        if droppable is not None:
+            self._droppable = None
+            self._drop(droppable)
         return done
 
-    def _drop_unregistered(self) -> None:
+    def _drop(self, ovs: list[Any]) -> None:
+        """Host thread: forget these unregistered operations (and only these).
+
+        Their OVERLAPPED objects are still referenced by ``_unregistered``, so
+        no other operation can hold one of their addresses in the cache.
+        """
         proactor = self._proactor
         cache = proactor._cache
-        for ov in proactor._unregistered:
+        for ov in ovs:
             cache.pop(ov.address, None)
-        proactor._unregistered.clear()
+        gone = {id(ov) for ov in ovs}
+        proactor._unregistered[:] = [ov for ov in proactor._unregistered if id(ov) not in gone]
 
     def _unexpected(self, err: int, transferred: int, key: int, address: int) -> None:
         """A packet for no cached operation: what ``_poll`` does with it."""

@@ -25,6 +25,16 @@ thread hop") do not post at once: the drain decides at its end how to wake
 the host again (``post_busy``), so a host can rank its own input above a busy
 guest.
 
+A ``post`` that raises: the callback stays queued (a later wake-up runs it),
+the pending flag is cleared so that the next submit posts again, and the
+exception propagates to the submitter. So a host's ``post`` should itself
+retry what can be retried (the Win32 host retries a full message queue, see
+``asyncio_guest.win32``): a caller that retries ``submit`` instead queues its
+callback twice.
+
+``post_busy`` need not post: it must only make sure a drain follows (the
+Win32 host may set a timer, or post when the GUI's next message is taken).
+
 Thread rule: ``submit`` from any thread; ``submit_local`` and ``drain`` on the
 host thread only.
 """
@@ -64,7 +74,11 @@ class CoalescingQueue:
         return len(self._queue)
 
     def submit(self, fn: Callback) -> None:
-        """Any thread: queue ``fn``; wake the host unless a wake-up is pending."""
+        """Any thread: queue ``fn``; wake the host unless a wake-up is pending.
+
+        If the wake-up cannot be sent, ``post``'s exception propagates and
+        ``fn`` stays queued (see the module doc).
+        """
         self._queue.append(fn)
         self._wake_now()
 
