@@ -93,7 +93,7 @@ def raise_fd_limit(needed: int) -> tuple[int, int]:
     if hard != infinity and hard < needed:
         raise LoadCheckError(
             f"RLIMIT_NOFILE hard limit is {hard}, this workload needs {needed} descriptors "
-            "(raise it with `ulimit -Hn` as root, or make the workload smaller)"
+            "(raise it with `ulimit -Hn` as root, or use a smaller workload: run.py --quick)"
         )
     target = hard if hard != infinity else max(needed, soft if soft != infinity else needed)
     if soft != infinity and soft < target:

@@ -60,9 +60,6 @@ class Benchmark:
     # guest's backend thread) to one CPU and the helper (echo peer, worker
     # thread) to another.
     affinity: Affinity = "none"
-    # Load benchmarks (bm_load.py) run only when asked for (run.py --load or
-    # --only): they take minutes, and `make bench` keeps its duration.
-    load: bool = False
 
 
 INFO = Bar("info")
@@ -137,7 +134,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 # 1 000 000 call_soon_threadsafe from 8 threads, each through a guest run: nothing
 # lost, memory bounded, time within 1.2x of plain asyncio in the same run."
 # Each workload checks its own results (a failed check fails the measurement).
-# All three run pinned to one CPU, both modes alike (see README, "Load").
+# All three run pinned to one CPU, both modes alike (bench/README.md, "Load
+# benchmarks"). Not in BENCHMARKS: they take minutes, so they run only when
+# asked for (run.py --load, or --only), and `make bench` keeps its duration.
 _LOAD_TIME = Bar("ratio_max", 1.2)
 _LOAD_RSS = Bar("ratio_max", 1.2)
 
@@ -162,7 +161,6 @@ LOAD_BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         "TCP loopback connections, both ends in the loop, every one echoing messages",
         affinity="one",
-        load=True,
     ),
     Benchmark(
         "load_timers", "bm_load",
@@ -175,7 +173,6 @@ LOAD_BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         "pending timers with spread deadlines, some cancelled, all fired in order",
         affinity="one",
-        load=True,
     ),
     Benchmark(
         "load_threadsafe", "bm_load",
@@ -188,7 +185,6 @@ LOAD_BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         "call_soon_threadsafe from 8 threads at once, each run exactly once, in order",
         affinity="one",
-        load=True,
     ),
 )
 
