@@ -8,6 +8,7 @@
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
 #   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
 #   make bench         bench/run.py (3.11 venv)
+#   make bench-load    bench/run.py --load: sockets, timers, call_soon_threadsafe at scale (3.11 venv)
 #   make venv-3.12     create/refresh .venv/3.12 with `pip install -e '.[test]'`
 #   make clean         remove .venv
 
@@ -24,7 +25,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test test-linux test-windows conformance lint bench clean
+.PHONY: demo test test-linux test-windows conformance lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -84,6 +85,9 @@ lint: venv-$(LINT_PY)
 
 bench: venv-3.11
 	.venv/3.11/bin/python bench/run.py
+
+bench-load: venv-3.11
+	.venv/3.11/bin/python bench/run.py --load
 
 clean:
 	rm -rf .venv

@@ -1,6 +1,7 @@
 """asyncio-guest benchmarks: plain ``asyncio.run`` vs ``asyncio_guest.run``, same run.
 
     .venv/3.11/bin/python bench/run.py [--quick] [--rounds N] [--only a,b] [--json out.json]
+    .venv/3.11/bin/python bench/run.py --load [--quick] ...   # the load benchmarks instead
 
 Every (benchmark, mode, round) is one fresh child process (``child.py``). Rounds
 alternate the order of the two modes (plain first, then guest first, ...), and
@@ -22,7 +23,7 @@ from typing import Any
 
 from noise import stalls_per_second
 from report import LEGEND, Row, format_table, rows_for
-from spec import AFFINITIES, BENCHMARKS, BY_NAME, MODES, Benchmark
+from spec import AFFINITIES, BENCHMARKS, BY_NAME, LOAD_BENCHMARKS, MODES, Benchmark
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "child.py")
@@ -89,7 +90,7 @@ def progress_line(
         metrics = got[mode]
         value = "ERR" if metrics is None else f"{metrics[first.key] * first.scale:.4g}"
         parts.append(f"{mode}={value}")
-    return f"  round {rnd + 1}/{rounds} {bench.name:<11} {first.unit:<5} {'  '.join(parts)}"
+    return f"  round {rnd + 1}/{rounds} {bench.name:<15} {first.unit:<5} {'  '.join(parts)}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,6 +100,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smaller workloads, 3 rounds by default")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per mode (default 5; 3 quick)")
     ap.add_argument("--only", default="", help="comma-separated benchmark names")
+    ap.add_argument(
+        "--load", action="store_true",
+        help="run the load benchmarks (load_sockets, load_timers, load_threadsafe) "
+        "instead of the default set",
+    )
     ap.add_argument("--json", metavar="PATH", help="write every sample and the summary here")
     ap.add_argument(
         "--allocator", choices=("fixed", "default"), default="fixed",
@@ -108,14 +114,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--affinity", choices=AFFINITIES, default=None,
         help="CPU placement for every benchmark (default: each benchmark's own; "
-        "echo_ext uses 'split', the others 'none')",
+        "echo_ext uses 'split', the load_* ones 'one', the others 'none')",
     )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
-    args.selected = [BY_NAME[n] for n in names] if names else list(BENCHMARKS)
+    if names and args.load:
+        ap.error("--only and --load: name the load benchmarks in --only instead")
+    if names:
+        args.selected = [BY_NAME[n] for n in names]
+    else:
+        args.selected = list(LOAD_BENCHMARKS if args.load else BENCHMARKS)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 5
     if args.rounds < 1:
