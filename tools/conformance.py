@@ -326,6 +326,28 @@ def _install_guest_loops(stock_loops: StockLoops) -> None:
             probe.close()
 
 
+def _drop_invalid_policy(test_id: str) -> None:
+    """After each test, in both modes: an event-loop policy that is not a policy is dropped.
+
+    Python 3.10 checks ``set_event_loop_policy()``'s argument with an
+    ``assert``, and the embeddable Windows CPython's stdlib runs without
+    asserts: there ``test_events.PolicyTests.test_set_event_loop_policy``
+    (``assertRaises(AssertionError, set_event_loop_policy, object())``)
+    installs ``object()``, and every later test of the module then fails in
+    ``setUp`` in both modes, so the gate would compare nothing there. Resetting
+    to None is what ``set_event_loop_policy(None)`` does; a valid policy is
+    never touched.
+    """
+    from asyncio import events
+
+    policy = events._event_loop_policy  # type: ignore[attr-defined]
+    base = vars(events).get("_AbstractEventLoopPolicy") or vars(events)["AbstractEventLoopPolicy"]
+    if policy is not None and not isinstance(policy, base):
+        events._event_loop_policy = None  # type: ignore[attr-defined]
+        print(f"conformance: {test_id} left {policy!r} as the event loop policy "
+              "(asserts stripped?); reset to None", file=sys.stderr, flush=True)
+
+
 class StreamingResult(unittest.TestResult):
     """Writes one JSON line per finished test (and per fixture error) as it happens.
 
@@ -378,6 +400,7 @@ class StreamingResult(unittest.TestResult):
 
     def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)
+        _drop_invalid_policy(test.id())
         if test is not self._current:
             return  # already recorded by _add (a skip without startTest)
         faulthandler.cancel_dump_traceback_later()
