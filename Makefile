@@ -5,6 +5,8 @@
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed)
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
+#   make conformance-windows  tools/conformance.py on Windows CPython WIN_PYTHONS under Wine
+#                      (proactor and selector guest loops)
 #   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
 #   make bench         bench/run.py (3.11 venv)
 #   make venv-3.12     create/refresh .venv/3.12 with `pip install -e '.[test]'`
@@ -29,7 +31,7 @@ python_for = $(or $(shell ls -1d $(PYENV_ROOT)/versions/$(1).*/bin/python 2>/dev
                           | grep -E '/versions/$(subst .,\.,$(1))\.[0-9]+/' | sort -V | tail -n 1),\
                   $(shell command -v python$(1) 2>/dev/null))
 
-.PHONY: demo test test-linux test-windows conformance lint bench clean
+.PHONY: demo test test-linux test-windows conformance conformance-windows lint bench clean
 
 # --- virtualenvs ------------------------------------------------------------
 # The stamp depends on pyproject.toml, so re-running is a no-op until it changes.
@@ -91,6 +93,13 @@ test-windows: venv-$(LINT_PY)
 
 conformance:
 	$(call each_python,conformance,.venv/$$v/bin/python tools/conformance.py)
+
+# The same gate on Windows CPython under Wine, where the default loop is the
+# proactor (IOCP): setup.sh also copies each pyenv CPython's test_asyncio next
+# to the embeddable Windows CPython of the same minor version.
+conformance-windows: venv-$(LINT_PY)
+	HOST_PYTHON=.venv/$(LINT_PY)/bin/python bash tools/windows/setup.sh $(WIN_PYTHONS)
+	bash tools/windows/conformance.sh $(WIN_PYTHONS)
 
 lint: venv-$(LINT_PY)
 	.venv/$(LINT_PY)/bin/ruff check $(LINT_PATHS)
