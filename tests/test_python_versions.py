@@ -62,7 +62,9 @@ def test_call_soon_threadsafe_returns_the_stock_handle_type() -> None:
         loop = asyncio.get_running_loop()
         box: list[asyncio.Handle] = []
         ran: list[int] = []
-        worker = threading.Thread(target=lambda: box.append(loop.call_soon_threadsafe(ran.append, 1)))
+        worker = threading.Thread(
+            target=lambda: box.append(loop.call_soon_threadsafe(ran.append, 1))
+        )
         worker.start()
         worker.join()
         handle = box[0]
