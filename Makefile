@@ -6,6 +6,8 @@
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
+#   make conformance-windows  tools/conformance.py on Windows CPython WIN_PYTHONS under Wine
+#                      (proactor and selector guest loops)
 #   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
 #   make bench         bench/run.py (3.11 venv)
 #   make bench-load    bench/run.py --load: sockets, timers, call_soon_threadsafe at scale (3.11 venv)
@@ -25,7 +27,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test test-linux test-windows conformance lint bench bench-load clean
+.PHONY: demo test test-linux test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -74,6 +76,13 @@ test-windows: venv-$(LINT_PY)
 
 conformance:
 	$(call each_python,conformance,$(PY) run $$v tools/conformance.py)
+
+# The same gate on Windows CPython under Wine, where the default loop is the
+# proactor (IOCP): setup.sh also copies each pyenv CPython's test_asyncio next
+# to the embeddable Windows CPython of the same minor version.
+conformance-windows: venv-$(LINT_PY)
+	HOST_PYTHON=.venv/$(LINT_PY)/bin/python bash tools/windows/setup.sh $(WIN_PYTHONS)
+	bash tools/windows/conformance.sh $(WIN_PYTHONS)
 
 lint: venv-$(LINT_PY)
 	.venv/$(LINT_PY)/bin/ruff check $(LINT_PATHS)

@@ -9,10 +9,11 @@ How:
 
 * Every ``test.test_asyncio.test_*`` module of the *running* interpreter is run
   twice, in a fresh subprocess per (module, mode): ``plain`` (stock asyncio)
-  and ``guest`` (every selector loop the tests create is an asyncio-guest loop,
-  whose ``run_forever`` is driven by a reference host through the real backend
-  thread). One subprocess per module and mode means a crash or a hang costs
-  that module only; children run in parallel (``--jobs``).
+  and ``guest`` (every selector loop, and on Windows every proactor (IOCP)
+  loop, the tests create is an asyncio-guest loop, whose ``run_forever`` is
+  driven by a reference host through the real backend thread). One
+  subprocess per module and mode means a crash or a hang costs that module
+  only; children run in parallel (``--jobs``).
 * The child streams one JSON line per test to a file, so a child that dies or
   hangs still reports what it finished; the test that was running is recorded
   as ``crash``/``timeout`` (with the faulthandler dump) and the child is
@@ -23,8 +24,11 @@ How:
   tests are reported as such). A listed entry that applies to this Python and
   now passes in guest mode is *stale*. Either makes the exit status 1.
 * Guest mode is checked to be real: the children count ``run_forever`` calls of
-  guest loops, of plain selector loops and of other loops (test doubles such as
-  ``test_utils.TestLoop`` legitimately stay plain).
+  guest loops (selector and proactor apart), of plain selector and proactor
+  loops and of other loops (test doubles such as ``test_utils.TestLoop``
+  legitimately stay plain).
+* Windows: the same tool runs there (under Wine in CI: tools/windows/conformance.sh),
+  given a ``test`` package on the path (the embeddable CPython has none).
 
 The guest child is the one place where asyncio is patched (the library itself
 never patches the standard library); see ``_install_guest_loops``.
@@ -106,32 +110,75 @@ HEAVY_FIRST = (
 class RunCounts:
     """How many ``run_forever`` calls each kind of loop made in this child."""
 
-    guest: int = 0  # guest loops (including converted ones)
-    converted: int = 0  # of those, plain selector loops made guest when they first ran
+    guest: int = 0  # guest loops (including converted ones), both kinds
+    guest_proactor: int = 0  # of those, proactor (IOCP) guest loops; the rest are selector loops
+    converted: int = 0  # of all guest runs, plain loops made guest when they first ran
+    converted_proactor: int = 0  # of those, proactor loops
     plain_selector: int = 0  # plain selector loops with a real selector
+    plain_proactor: int = 0  # plain proactor loops with a real IOCP proactor (Windows)
     mock_selector: int = 0  # selector loops whose selector is a test double
-    other: int = 0  # loops that are not selector loops (test_utils.TestLoop, mocks)
+    other: int = 0  # neither (test_utils.TestLoop, proactor loops on a mock proactor)
+
+    @property
+    def guest_selector(self) -> int:
+        return self.guest - self.guest_proactor
 
 
 COUNTS = RunCounts()
 
 
-def _install_run_counters(guest_mode: bool) -> None:
+@dataclasses.dataclass(frozen=True)
+class StockLoops:
+    """asyncio's own loop classes, as they are before guest mode rebinds any name."""
+
+    selector: type  # asyncio.SelectorEventLoop
+    proactor: type | None  # asyncio.ProactorEventLoop (Windows only)
+    platform_events: Any  # asyncio.windows_events or asyncio.unix_events
+
+    @classmethod
+    def current(cls) -> StockLoops:
+        import asyncio
+
+        if sys.platform == "win32":
+            from asyncio import windows_events as platform_events
+        else:
+            from asyncio import unix_events as platform_events
+        return cls(
+            selector=asyncio.SelectorEventLoop,
+            proactor=vars(platform_events).get("ProactorEventLoop"),
+            platform_events=platform_events,
+        )
+
+
+def _is_test_double(obj: object, real: type | tuple[type, ...]) -> bool:
+    """``obj`` is not a real ``real`` (a ``Mock(spec=...)`` passes isinstance: excluded)."""
+    from unittest import mock
+
+    return not isinstance(obj, real) or isinstance(obj, mock.NonCallableMock)
+
+
+def _install_run_counters(guest_mode: bool, stock_loops: StockLoops) -> None:
     """Wrap ``run_forever`` to count which kind of loop really ran.
 
     Installed in both modes, so that whatever the wrapper itself may change
     (one extra frame) is the same on both sides of the comparison. A guest
     loop's ``run_forever`` overrides the stock one, so one call is counted once.
 
-    In guest mode this is also the catch-all for selector loops that were not
-    made through a patched name (``BaseSelectorEventLoop()`` directly, say):
-    if such a loop has a real ``selectors`` selector, it is given its guest
-    class (``as_guest_loop``) the first time it runs. Loops with a mocked
-    selector stay plain: those tests inspect the stock iteration on purpose.
+    In guest mode this is also the catch-all for loops that were not made
+    through a patched name (``BaseSelectorEventLoop()`` directly, a loop class
+    captured before patching, say): if such a loop has a real ``selectors``
+    selector or a real IOCP proactor, it is given its guest class
+    (``as_guest_loop``) the first time it runs. Loops with a mocked selector or
+    proactor stay plain: those tests inspect the stock iteration on purpose.
+
+    Proactor loops: ``ProactorEventLoop.run_forever`` (Windows) does its own
+    set-up around ``BaseEventLoop.run_forever``, so it is wrapped itself, and
+    the base wrapper leaves the calls it makes uncounted. A bare
+    ``BaseProactorEventLoop`` (test_proactor_events, on a mock proactor, on
+    every platform) counts as ``other``.
     """
     import selectors
-    from asyncio import base_events, selector_events
-    from unittest import mock
+    from asyncio import base_events, proactor_events, selector_events
 
     stock = base_events.BaseEventLoop.run_forever
     convert: Callable[[Any], Any] | None = None
@@ -139,29 +186,52 @@ def _install_run_counters(guest_mode: bool) -> None:
         from asyncio_guest import as_guest_loop
 
         # Private, but the one class every guest loop class derives from
-        # (GuestSelectorEventLoop and the classes as_guest_loop makes).
+        # (GuestSelectorEventLoop, GuestProactorEventLoop and the classes
+        # as_guest_loop makes).
         from asyncio_guest._core.guest_loop import GuestLoopMixin
 
         convert = as_guest_loop
         guest = GuestLoopMixin.run_forever
+        base_proactor = proactor_events.BaseProactorEventLoop
 
         @functools.wraps(guest)
         def counted_guest(self: Any) -> None:
             if not self.is_closed():  # a closed loop only raises: not a run
                 COUNTS.guest += 1
+                if isinstance(self, base_proactor):
+                    COUNTS.guest_proactor += 1
             return guest(self)
 
         GuestLoopMixin.run_forever = counted_guest  # type: ignore[method-assign]
+
+    proactor_cls = stock_loops.proactor
+    if proactor_cls is not None:
+        iocp = stock_loops.platform_events.IocpProactor
+        stock_proactor = proactor_cls.run_forever
+
+        @functools.wraps(stock_proactor)
+        def counted_proactor(self: Any) -> None:
+            if self.is_closed():  # only raises "Event loop is closed": not a run
+                return stock_proactor(self)  # type: ignore[no-any-return]
+            if _is_test_double(getattr(self, "_proactor", None), iocp):
+                COUNTS.other += 1
+                return stock_proactor(self)  # type: ignore[no-any-return]
+            if convert is not None:
+                COUNTS.converted += 1
+                COUNTS.converted_proactor += 1
+                convert(self)
+                return self.run_forever()  # type: ignore[no-any-return]
+            COUNTS.plain_proactor += 1
+            return stock_proactor(self)  # type: ignore[no-any-return]
+
+        proactor_cls.run_forever = counted_proactor
 
     @functools.wraps(stock)
     def counted_stock(self: Any) -> None:
         if self.is_closed():  # only raises "Event loop is closed": not a run
             return stock(self)
         if isinstance(self, selector_events.BaseSelectorEventLoop):
-            selector = getattr(self, "_selector", None)
-            if not isinstance(selector, selectors.BaseSelector) or isinstance(
-                selector, mock.NonCallableMock
-            ):
+            if _is_test_double(getattr(self, "_selector", None), selectors.BaseSelector):
                 COUNTS.mock_selector += 1
                 return stock(self)
             if convert is not None:
@@ -169,6 +239,8 @@ def _install_run_counters(guest_mode: bool) -> None:
                 convert(self)
                 return self.run_forever()  # type: ignore[no-any-return,unused-ignore]
             COUNTS.plain_selector += 1
+        elif proactor_cls is not None and isinstance(self, proactor_cls):
+            pass  # called by ProactorEventLoop.run_forever: counted there
         else:
             COUNTS.other += 1
         return stock(self)
@@ -176,41 +248,58 @@ def _install_run_counters(guest_mode: bool) -> None:
     base_events.BaseEventLoop.run_forever = counted_stock  # type: ignore[method-assign]
 
 
-def _install_guest_loops() -> None:
-    """Make every selector loop the tests create a guest loop (guest child only).
+def _install_guest_loops(stock_loops: StockLoops) -> None:
+    """Make every selector and proactor loop the tests create a guest loop (guest child only).
 
     Must run before any test module is imported (they bind some names at import
     time). test_asyncio creates loops in all of these ways, on 3.10-3.13:
 
-    * ``asyncio.SelectorEventLoop(...)`` / ``unix_events.SelectorEventLoop``
-      and, on 3.13, ``asyncio.EventLoop``: the names are rebound to the guest
-      class (so test subclasses of them become guest subclasses too);
+    * ``asyncio.SelectorEventLoop(...)``, ``asyncio.ProactorEventLoop()``
+      (Windows) and, on 3.13, ``asyncio.EventLoop``, and the same names in
+      ``asyncio.unix_events`` / ``asyncio.windows_events``: each is rebound to
+      the guest class of the same kind (so test subclasses of them become
+      guest subclasses too);
     * ``asyncio.new_event_loop()``, ``asyncio.run()``, ``asyncio.Runner()``,
       ``IsolatedAsyncioTestCase``: all go through the policy's
       ``new_event_loop``, so a ``GuestEventLoopPolicy`` is installed;
     * test modules' ``tearDownModule`` and ``utils.TestCase`` reset the policy
       with ``set_event_loop_policy(None)``, after which a *fresh*
-      ``DefaultEventLoopPolicy`` is made: so its class-level ``_loop_factory``
-      is patched as well, or later tests would silently run plain loops.
+      ``DefaultEventLoopPolicy`` is made, and Windows tests install
+      ``WindowsSelectorEventLoopPolicy()`` / ``WindowsProactorEventLoopPolicy()``
+      themselves: so the class-level ``_loop_factory`` of every policy class
+      of the platform module is patched as well, or later tests would silently
+      run plain loops.
 
-    Selector loops made any other way (``BaseSelectorEventLoop()`` directly)
-    are made guest when they first run (see ``_install_run_counters``). Loops
-    that are not selector loops (``test_utils.TestLoop``, ``BaseEventLoop``
-    with mocks) or have a mocked selector stay plain; the run counters show
-    how many there were.
+    Loops made any other way (``BaseSelectorEventLoop()`` directly) are made
+    guest when they first run (see ``_install_run_counters``). Loops that are
+    neither (``test_utils.TestLoop``, ``BaseEventLoop`` with mocks) or have a
+    mocked selector or proactor stay plain; the run counters show how many
+    there were.
     """
     import asyncio
-    from asyncio import unix_events
 
     from asyncio_guest import GuestSelectorEventLoop, testing
 
-    guest_cls = GuestSelectorEventLoop
-    for module in (asyncio, unix_events):
-        for name in ("SelectorEventLoop", "EventLoop"):  # EventLoop: 3.13+
-            if hasattr(module, name):
-                setattr(module, name, guest_cls)
-    default_policy: Any = unix_events._UnixDefaultEventLoopPolicy  # type: ignore[attr-defined,unused-ignore]
-    default_policy._loop_factory = guest_cls
+    guests: dict[type, type] = {stock_loops.selector: GuestSelectorEventLoop}
+    if stock_loops.proactor is not None:
+        import asyncio_guest
+
+        guests[stock_loops.proactor] = asyncio_guest.GuestProactorEventLoop  # type: ignore[attr-defined,unused-ignore]
+    platform_events = stock_loops.platform_events
+    for module in (asyncio, platform_events):
+        # EventLoop: 3.13+ (the selector loop on Unix, the proactor loop on Windows).
+        for name in ("SelectorEventLoop", "ProactorEventLoop", "EventLoop"):
+            cls = vars(module).get(name)
+            if cls in guests:
+                setattr(module, name, guests[cls])
+    # The policy classes, each once (DefaultEventLoopPolicy is another name of
+    # one of them); vars(): 3.14+ keeps the deprecated names out of it.
+    policies = list(dict.fromkeys(
+        cls for cls in vars(platform_events).values()
+        if isinstance(cls, type) and vars(cls).get("_loop_factory") in guests
+    ))
+    for cls in policies:
+        cls._loop_factory = guests[cls._loop_factory]
     # 3.14+ deprecates the public policy functions (the tests themselves use
     # the private ones there): no warning of ours may differ between modes.
     set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
@@ -218,17 +307,45 @@ def _install_guest_loops() -> None:
 
     # Guard: fail loudly (not silently plain) if a Python version changes how
     # loops are made.
-    policy: Any = testing._stock_default_policy()()
-    for how, make in (
-        ("asyncio.new_event_loop()", asyncio.new_event_loop),
-        ("DefaultEventLoopPolicy().new_event_loop()", policy.new_event_loop),
-    ):
+    default_guest = guests[stock_loops.proactor or stock_loops.selector]
+    probes: list[tuple[str, Callable[[], Any], type]] = [
+        ("asyncio.new_event_loop()", asyncio.new_event_loop, default_guest),
+    ]
+    default_policy = testing._stock_default_policy()
+    if default_policy not in policies:
+        raise RuntimeError(f"guest patching ineffective: {default_policy!r} was not patched")
+    for cls in policies:
+        probes.append((f"{cls.__name__}().new_event_loop()", cls().new_event_loop,
+                       cls._loop_factory))
+    for how, make, want in probes:
         probe = make()
         try:
-            if not isinstance(probe, guest_cls):
+            if not isinstance(probe, want):
                 raise RuntimeError(f"guest patching ineffective: {how} made {probe!r}")
         finally:
             probe.close()
+
+
+def _drop_invalid_policy(test_id: str) -> None:
+    """After each test, in both modes: an event-loop policy that is not a policy is dropped.
+
+    Python 3.10 checks ``set_event_loop_policy()``'s argument with an
+    ``assert``, and the embeddable Windows CPython's stdlib runs without
+    asserts: there ``test_events.PolicyTests.test_set_event_loop_policy``
+    (``assertRaises(AssertionError, set_event_loop_policy, object())``)
+    installs ``object()``, and every later test of the module then fails in
+    ``setUp`` in both modes, so the gate would compare nothing there. Resetting
+    to None is what ``set_event_loop_policy(None)`` does; a valid policy is
+    never touched.
+    """
+    from asyncio import events
+
+    policy = events._event_loop_policy  # type: ignore[attr-defined]
+    base = vars(events).get("_AbstractEventLoopPolicy") or vars(events)["AbstractEventLoopPolicy"]
+    if policy is not None and not isinstance(policy, base):
+        events._event_loop_policy = None  # type: ignore[attr-defined]
+        print(f"conformance: {test_id} left {policy!r} as the event loop policy "
+              "(asserts stripped?); reset to None", file=sys.stderr, flush=True)
 
 
 class StreamingResult(unittest.TestResult):
@@ -283,6 +400,7 @@ class StreamingResult(unittest.TestResult):
 
     def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)
+        _drop_invalid_policy(test.id())
         if test is not self._current:
             return  # already recorded by _add (a skip without startTest)
         faulthandler.cancel_dump_traceback_later()
@@ -346,9 +464,10 @@ def child_main(args: argparse.Namespace) -> int:
     """Run the tests of one module in one mode; stream results to ``args.out``."""
     faulthandler.enable()
     guest_mode = args.child == "guest"
+    stock_loops = StockLoops.current()  # before guest mode rebinds the names
     if guest_mode:
-        _install_guest_loops()
-    _install_run_counters(guest_mode)
+        _install_guest_loops(stock_loops)
+    _install_run_counters(guest_mode, stock_loops)
 
     support: Any = importlib.import_module("test.support")
     support.verbose = 0  # as regrtest without -v: some tests print less / skip noise
@@ -441,24 +560,62 @@ def _incident_detail(log_path: Path) -> str:
     return "\n".join(text.splitlines()[-40:])
 
 
-def _run_child(cmd: list[str], log_path: Path, attempt: int, budget: float) -> tuple[int, bool]:
-    """Run one child with its output appended to ``log_path``; kill its group on time-out.
+# Windows CPython under Wine dies at start-up ("init_sys_streams: can't
+# initialize sys standard streams") when a std stream is a regular file, so on
+# Windows the children's output comes through a pipe that the parent copies to
+# the log. Elsewhere the child writes the log file itself, as it always has.
+_PIPE_CHILD_OUTPUT = sys.platform == "win32"
 
-    The child gets its own session so that subprocesses started by tests die with it.
+
+def _run_child(cmd: list[str], log_path: Path, attempt: int, budget: float) -> tuple[int, bool]:
+    """Run one child with its output appended to ``log_path``; kill it on time-out.
+
+    On POSIX the child gets its own session so that subprocesses started by
+    tests die with it. On Windows only the child itself is killed; a
+    subprocess of a test that outlives it and keeps the output pipe open is
+    waited for a few seconds, then left behind.
     """
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"\n===== attempt {attempt}: {' '.join(cmd[2:])} =====\n")
+    with open(log_path, "ab") as log:
+        log.write(f"\n===== attempt {attempt}: {' '.join(cmd[2:])} =====\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        copier: threading.Thread | None = None
+        if _PIPE_CHILD_OUTPUT:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )
+            pipe = proc.stdout
+            assert pipe is not None
+
+            def copy() -> None:
+                with contextlib.suppress(OSError, ValueError):
+                    for chunk in iter(functools.partial(pipe.read1, 65536), b""):
+                        log.write(chunk)
+                        log.flush()
+
+            copier = threading.Thread(target=copy, name=f"log {log_path.name}", daemon=True)
+            copier.start()
+        else:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        timed_out = False
         try:
-            return proc.wait(timeout=max(budget, 1.0)), False
+            rc = proc.wait(timeout=max(budget, 1.0))
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            return proc.wait(), True
+            timed_out = True
+            if _PIPE_CHILD_OUTPUT:
+                proc.kill()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+            rc = proc.wait()
+        if copier is not None:
+            copier.join(10.0)
+            if copier.is_alive():
+                log.write(b"\n(output pipe still open 10 s after the child ended: "
+                          b"a subprocess of a test outlived it; output not copied further)\n")
+        return rc, timed_out
 
 
 def run_module(
@@ -632,39 +789,50 @@ def _suspicious(plain: ModuleRun | None, guest: ModuleRun | None) -> str:
         return ""
     if guest.runs.plain_selector:
         return "  <- plain selector loops ran in guest mode!"
-    if plain is not None and plain.runs.plain_selector and not guest.runs.guest:
-        return "  <- no guest runs!"
+    if guest.runs.plain_proactor:
+        return "  <- plain proactor loops ran in guest mode!"
+    if plain is not None:
+        if plain.runs.plain_selector + plain.runs.plain_proactor and not guest.runs.guest:
+            return "  <- no guest runs!"
+        if plain.runs.plain_proactor and not guest.runs.guest_proactor:
+            return "  <- no proactor guest runs!"
     return ""
+
+
+def _loops_plain(r: RunCounts) -> str:
+    return f"{r.plain_selector}+{r.plain_proactor}/{r.mock_selector}/{r.other}"
+
+
+def _loops_guest(r: RunCounts) -> str:
+    return (
+        f"{r.guest_selector}+{r.guest_proactor}/{r.plain_selector + r.plain_proactor}/"
+        f"{r.mock_selector}/{r.other}"
+    )
 
 
 def print_table(modules: list[str], runs: dict[tuple[str, str], ModuleRun]) -> None:
     """Per-module table; the ``loops`` columns show which loops really ran."""
     head = (
         f"{'module':<26} {'plain p/f/e/s':>17} {'guest p/f/e/s':>17}   "
-        f"{'loops plain':>13} {'loops guest':>17} {'secs p/g':>9}"
+        f"{'loops plain':>15} {'loops guest':>19} {'secs p/g':>9}"
     )
     print(head)
     print("-" * len(head))
     for m in modules:
         p, g = runs.get((m, "plain")), runs.get((m, "guest"))
-        plain_runs = (
-            f"{p.runs.plain_selector}/{p.runs.mock_selector}/{p.runs.other}" if p else "-"
-        )
-        guest_runs = (
-            f"{g.runs.guest}/{g.runs.plain_selector}/{g.runs.mock_selector}/{g.runs.other}"
-            if g else "-"
-        )
+        plain_runs = _loops_plain(p.runs) if p else "-"
+        guest_runs = _loops_guest(g.runs) if g else "-"
         secs = f"{p.seconds if p else 0:4.0f}/{g.seconds if g else 0:<4.0f}"
         print(
-            f"{m:<26} {_cell(p):>17} {_cell(g):>17}   {plain_runs:>13} "
-            f"{guest_runs:>17} {secs:>9}{_suspicious(p, g)}"
+            f"{m:<26} {_cell(p):>17} {_cell(g):>17}   {plain_runs:>15} "
+            f"{guest_runs:>19} {secs:>9}{_suspicious(p, g)}"
         )
     print(
         "p/f/e/s = passed/failed/errors/skipped (errors include crashes and timeouts).\n"
-        "loops = run_forever calls by kind of loop: plain = selector/mocked-selector/other, "
-        "guest = guest/plain selector/mocked-selector/other;\n"
-        "'other' loops are test doubles such as test_utils.TestLoop and stay plain, as do "
-        "loops with a mocked selector."
+        "loops = run_forever calls by kind of loop: plain = selector+proactor/mocked-selector/"
+        "other, guest = guest selector+guest proactor/plain/mocked-selector/other;\n"
+        "'other' loops are test doubles such as test_utils.TestLoop and loops on a mock "
+        "proactor, and stay plain, as do loops with a mocked selector."
     )
 
 
@@ -752,15 +920,21 @@ def report(
     print()
     print_table(modules, runs)
     guest_runs = [r for (_, mode), r in runs.items() if mode == "guest"]
+
+    def total(counter: str) -> int:
+        return sum(getattr(r.runs, counter) for r in guest_runs)
+
     n_plain_pass = _passed(v.plain)
     n_guest_pass = _passed(v.guest)
     print()
     print(
         f"Python {sys.version.split()[0]}: plain passed {n_plain_pass}, guest passed "
         f"{n_guest_pass}. In guest mode guest loops ran run_forever "
-        f"{sum(r.runs.guest for r in guest_runs)} times "
-        f"({sum(r.runs.converted for r in guest_runs)} loops made guest when they first ran), "
-        f"plain selector loops {sum(r.runs.plain_selector for r in guest_runs)} times."
+        f"{total('guest')} times ({total('guest_proactor')} proactor, "
+        f"{total('guest_selector')} selector; {total('converted')} loops made guest when "
+        f"they first ran, {total('converted_proactor')} of them proactor), plain selector "
+        f"loops {total('plain_selector')} times, plain proactor loops "
+        f"{total('plain_proactor')} times."
     )
     print(f"tests failing on the plain loop too (not our concern): {len(v.plain_bad)}")
     for tid in v.plain_bad:
@@ -889,7 +1063,9 @@ def parent_main(args: argparse.Namespace) -> int:
     runs: dict[tuple[str, str], ModuleRun] = {}
     lock = threading.Lock()
 
-    with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
+    # ignore_cleanup_errors: on Windows a file a leftover test subprocess
+    # still holds open cannot be removed.
+    with tempfile.TemporaryDirectory(prefix="conformance-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(args.keep_logs) if args.keep_logs else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
 

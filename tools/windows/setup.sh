@@ -39,12 +39,28 @@ if ! command -v wine >/dev/null 2>&1 || ! command -v xvfb-run >/dev/null 2>&1; t
 fi
 
 source "$root/tools/windows/env.sh"
+
+# write_pth VERSION: the embeddable's sys.path is exactly its ._pth file: the
+# stdlib zip, its own folder, the wheels, CPython's test package (for
+# tools/conformance.py, see below), our src/ and the checkout (for `tests`).
+# Rewritten on every run, so that a version prepared earlier gets new entries.
+write_pth() {
+  local tag=cp${1/./}
+  local dest=.win/$tag
+  local pth zipname
+  pth=$(ls "$dest"/python3*._pth)
+  zipname=$(basename "$(ls "$dest"/python3*.zip)")
+  printf '%s\r\n.\r\n..\\site-%s\r\n..\\testpkg-%s\r\nZ:%s\r\nZ:%s\r\nimport site\r\n' \
+      "$zipname" "$tag" "$tag" "${root//\//\\}\\src" "${root//\//\\}" > "$pth"
+}
+
 mkdir -p .win/dl
 for v in "${versions[@]}"; do
   tag=cp${v/./}
   dest=.win/$tag
   if [ -f "$dest/python.exe" ] && [ -f "$dest/.ready" ]; then
     echo ">>> $dest: ready"
+    write_pth "$v"
     continue
   fi
   echo ">>> Windows CPython $v -> $dest"
@@ -58,14 +74,42 @@ for v in "${versions[@]}"; do
       --python-version "$v" --implementation cp --no-deps "${wheels[@]}" -d ".win/wheels-$tag"
   mkdir -p ".win/site-$tag"
   for w in .win/wheels-$tag/*.whl; do "$host_py" -m zipfile -e "$w" ".win/site-$tag"; done
-  # The embeddable's sys.path is exactly its ._pth file: the stdlib zip, its
-  # own folder, the wheels, our src/ and the checkout (for `tests`).
-  pth=$(ls "$dest"/python3*._pth)
-  zipname=$(basename "$(ls "$dest"/python3*.zip)")
-  printf '%s\r\n.\r\n..\\site-%s\r\nZ:%s\r\nZ:%s\r\nimport site\r\n' \
-      "$zipname" "$tag" "${root//\//\\}\\src" "${root//\//\\}" > "$pth"
+  write_pth "$v"
   win_python "$v" -c "import sys, asyncio, pytest, outcome; print('   ', sys.version.split()[0], sys.platform, type(asyncio.new_event_loop()).__name__)"
   touch "$dest/.ready"
+done
+
+# CPython's own test_asyncio for tools/conformance.py (tools/windows/conformance.sh):
+# the embeddable build has no `test` package, so take test/__init__.py,
+# test/support/, test/test_asyncio/ and the certificates the tests read from
+# the pyenv CPython of the same minor version, into .win/testpkg-cpXY/test
+# (on the ._pth). A patch-level mismatch does not matter: the gate compares
+# plain and guest mode on one runtime. Missing pyenv version: a note, no error
+# (only the conformance run needs it).
+pyenv_root=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}
+for v in "${versions[@]}"; do
+  tag=cp${v/./}
+  pkg=.win/testpkg-$tag/test
+  src=$(ls -1d "$pyenv_root"/versions/"$v".*/lib/python"$v"/test 2>/dev/null |
+        grep -E "/versions/${v//./\\.}\.[0-9]+/" | sort -V | tail -n 1 || true)
+  if [ -z "$src" ]; then
+    echo ">>> note: no pyenv CPython $v.* with a test package: no $pkg (conformance-windows needs it)"
+    continue
+  fi
+  if [ -f "$pkg/.ready" ] && [ "$(cat "$pkg/.ready")" = "$src" ]; then
+    echo ">>> $pkg: ready ($src)"
+    continue
+  fi
+  echo ">>> CPython's test_asyncio: $src -> $pkg"
+  rm -rf "$pkg"
+  mkdir -p "$pkg"
+  cp "$src/__init__.py" "$pkg/"
+  cp -r "$src/support" "$src/test_asyncio" "$pkg/"
+  # The certificates test_asyncio/utils.py loads: certdata/ on 3.11+, *.pem in test/ on 3.10.
+  if [ -d "$src/certdata" ]; then cp -r "$src/certdata" "$pkg/"; fi
+  for f in "$src"/*.pem; do if [ -f "$f" ]; then cp "$f" "$pkg/"; fi; done
+  find "$pkg" -name __pycache__ -prune -exec rm -rf {} +
+  echo "$src" > "$pkg/.ready"
 done
 
 # TLS test certificates for tests/test_features.py: under Wine, trustme cannot
