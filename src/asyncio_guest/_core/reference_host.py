@@ -57,21 +57,24 @@ class _Waker:
         self._read: Callable[[], bytes]
         # A C-level callable: no Python frame before the waking system call.
         self._write: Callable[[], object]
-        # The finalizer comes right after the descriptors: nothing can fail
-        # between them and their owner.
+        # The finalizer owns the list before the descriptors are made, and they
+        # enter it in the same statement that makes them: nothing can fail
+        # between their creation and their owner.
         if sys.platform == "win32":
-            rsock, wsock = socket.socketpair()
-            self._socks = [rsock, wsock]
+            self._socks: list[socket.socket] = []
             self._finalizer = weakref.finalize(self, _close_socks, self._socks)
+            self._socks.extend(socket.socketpair())
+            rsock, wsock = self._socks
             rsock.setblocking(False)
             wsock.setblocking(False)
             self._rfd = rsock.fileno()
             self._read = lambda: rsock.recv(4096)
             self._write = functools.partial(wsock.send, b"\0")
         else:
-            rfd, wfd = os.pipe()
-            self._fds = [rfd, wfd]
+            self._fds: list[int] = []
             self._finalizer = weakref.finalize(self, _close_fds, self._fds)
+            self._fds.extend(os.pipe())
+            rfd, wfd = self._fds
             os.set_blocking(rfd, False)
             os.set_blocking(wfd, False)
             self._rfd = rfd
