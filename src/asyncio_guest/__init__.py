@@ -1,6 +1,6 @@
 """asyncio-guest: run asyncio inside another event loop, on that loop's thread.
 
-Public names only; see DESIGN.md for the contract.
+Public names only; the design is docs/design.md.
 """
 
 from __future__ import annotations
