@@ -81,7 +81,7 @@ def _echo_peer(sock: socket.socket) -> None:
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if kind == "default":
+    if kind in ("default", "win32"):
         return None
     if kind == "select":
         return lambda: asyncio_guest.GuestSelectorEventLoop(selectors.SelectSelector())
@@ -92,7 +92,10 @@ def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run_scenario(kind: str, host: asyncio_guest.ReferenceHost | None = None) -> str:
     """What every case runs: I/O with a peer thread, timers, a worker thread's
-    ``call_soon_threadsafe``, ``to_thread``, and a host timer."""
+    ``call_soon_threadsafe``, ``to_thread``, and a host timer; on the reference
+    host, or with ``kind`` ``"win32"`` (Windows only) under ``win32.run``."""
+    if kind == "win32":
+        return _win32_scenario()
     a, b = socket.socketpair()
     peer = threading.Thread(target=_echo_peer, args=(b,), name="echo peer")
     peer.start()
@@ -133,6 +136,41 @@ def run_scenario(kind: str, host: asyncio_guest.ReferenceHost | None = None) -> 
                 the_host.close()
             except BaseException:
                 the_host.close()
+        a.close()
+        peer.join(CASE_TIMEOUT)
+
+
+def _win32_scenario() -> str:
+    """The scenario's I/O, timers and threads under ``win32.run`` (the Win32 host,
+    its message window and wake queue, and the IOCP proactor loop)."""
+    from asyncio_guest import win32
+
+    a, b = socket.socketpair()
+    peer = threading.Thread(target=_echo_peer, args=(b,), name="echo peer")
+    peer.start()
+    try:
+
+        async def main() -> str:
+            loop = asyncio.get_running_loop()
+            reader, writer = await asyncio.open_connection(sock=a)
+            for _ in range(3):
+                writer.write(b"ping" * 10)
+                await writer.drain()
+                assert await reader.readexactly(40) == b"ping" * 10
+                await asyncio.sleep(0.001)
+            got = loop.create_future()
+            worker = threading.Thread(
+                target=lambda: loop.call_soon_threadsafe(got.set_result, "from a worker")
+            )
+            worker.start()
+            assert await got == "from a worker"
+            await asyncio.to_thread(worker.join)
+            writer.close()
+            await writer.wait_closed()
+            return EXPECTED
+
+        return win32.run(main)
+    finally:
         a.close()
         peer.join(CASE_TIMEOUT)
 
@@ -410,6 +448,8 @@ def _outcome(run: Callable[[], str], injected: type[BaseException]) -> str:
 
 
 def _fds() -> set[int]:
+    if not sys.platform.startswith("linux"):
+        return set()  # (under Wine, /proc/self/fd lists Wine's own Linux descriptors)
     try:
         return {int(n) for n in os.listdir("/proc/self/fd")}
     except OSError:
@@ -529,7 +569,10 @@ def run_family(family: str, kind: str, match: str | None, verbose: bool) -> tupl
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--family", choices=sorted(FAMILIES), action="append")
-    ap.add_argument("--loop", choices=("default", "select", "proactor"), default="default")
+    ap.add_argument(
+        "--loop", choices=("default", "select", "proactor", "win32"), default="default",
+        help="the scenario's loop; win32: the Win32 host (win32.run) on the proactor",
+    )
     ap.add_argument("--match", help="only cases whose name contains this")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--child", choices=sorted(FAMILIES), help=argparse.SUPPRESS)

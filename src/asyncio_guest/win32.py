@@ -94,13 +94,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import outcome
 
 from . import _win32_api as w
+from ._core.errors import cleanup_twice
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import start as _start
 from ._core.lifecycle import start_guest_run as _start_guest_run
 from ._core.wake_queue import CoalescingQueue
 
@@ -112,6 +114,7 @@ _WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
 # Our WM_TIMER's id ("agst", unlikely to collide with a framework window's own
 # timers): the wake-up when a busy tick yields to the GUI (the safety net) or
 # to a WM_QUIT, and when the host thread finds its own queue full.
+_T = TypeVar("_T")
 _TIMER_ID = 0x61677374
 # Messages of the GUI's that get their turn before a busy guest's next tick.
 _GUI_FIRST = w.QS_INPUT | w.QS_PAINT | w.QS_TIMER | w.QS_HOTKEY
@@ -517,15 +520,15 @@ def _close_main_thread_hosts() -> None:
 
 
 def start_guest_run(
-    main: Any,
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
     *args: Any,
-    done_callback: Callable[[outcome.Outcome[Any]], object],
+    done_callback: Callable[[outcome.Outcome[_T]], object],
     host: Win32Host | None = None,
     host_uses_signal_set_wakeup_fd: bool = False,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
-) -> asyncio.Task[Any]:
+) -> asyncio.Task[_T]:
     """Start ``main`` as the guest of this thread's message loop (which the caller runs).
 
     Call on the GUI thread. ``done_callback(outcome)`` runs on it once the run
@@ -568,12 +571,12 @@ def start_guest_run(
 
 
 def run(
-    main: Any,
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
     *args: Any,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
-) -> Any:
+) -> _T:
     """Run ``main`` inside a Win32 message loop on this thread; return its result.
 
     The loop is ``GetMessageW``/``TranslateMessage``/``DispatchMessageW``, so
@@ -590,49 +593,57 @@ def run(
       runtime): the first one cancels ``main`` and ``run`` raises
       ``KeyboardInterrupt`` after the shutdown, as ``asyncio.run`` does; the
       signal wakeup fd wakes the guest even while the thread sleeps in
-      ``GetMessageW``. A second one raises ``KeyboardInterrupt`` at once.
+      ``GetMessageW``. A second one ends the run with ``KeyboardInterrupt``
+      at once (raised where it lands in user code; deferred to the engine's
+      next safe point when it lands in asyncio-guest's own code).
     * An exception from ``main`` propagates from ``run`` after the shutdown.
     """
     host = Win32Host()
-    result: list[outcome.Outcome[Any]] = []
+    result: list[outcome.Outcome[_T]] = []
     quit_code: int | None = None
+    lifecycle = None
 
     def done() -> bool:
         return bool(result)
 
     try:
-        task = start_guest_run(
+        lifecycle = _start(
             main,
             *args,
-            host=host,
+            run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
             done_callback=result.append,
             loop_factory=loop_factory,
             debug=debug,
             tick_budget=tick_budget,
         )
-        try:
-            # Until the guest has shut down, whatever arrives meanwhile: the
-            # host must not be closed under a running guest.
-            while not result:
-                code = host.pump_until(done)
-                if code is not None:
-                    if quit_code is None and not result:
-                        task.cancel()
-                    # A later WM_QUIT only updates the code, as PostQuitMessage does.
-                    quit_code = code
-        except BaseException:
-            if not result:
-                # The host loop itself raised: let the guest shut down first.
-                task.cancel()
-                while not result:
-                    code = host.pump_until(done)
-                    if code is not None:
-                        quit_code = code
-            raise
-        finally:
-            del task
+        lifecycle.keep_sigint = True  # until our own clean-up is done, below
+        task = lifecycle.main_task
+        assert task is not None
+        # Until the guest has shut down, whatever arrives meanwhile: the host
+        # must not be closed under a running guest.
+        while not result:
+            code = host.pump_until(done)
+            if code is not None:
+                if quit_code is None and not result:
+                    task.cancel()
+                # A later WM_QUIT only updates the code, as PostQuitMessage does.
+                quit_code = code
+        del task
+    except BaseException as exc:
+        if lifecycle is not None and not result:
+            # The message loop itself raised (a window procedure, a second
+            # Ctrl+C in host code): the guest is shut down here, at once.
+            lifecycle.end_now(exc)
+        raise
     finally:
-        host.close()
+        # Clean-up that may not be cut short: each step is retried once.
+        errors: list[BaseException] = []
+        cleanup_twice(host.close, errors)
+        if lifecycle is not None:
+            cleanup_twice(lifecycle.release_sigint, errors)
         if quit_code is not None:
             w.PostQuitMessage(quit_code)
+        if errors:
+            raise errors[0]
     return result[0].unwrap()

@@ -120,20 +120,19 @@ class _Waker:
             pass
 
 
-# Closing pops each one only once it is closed, so a close that fails part-way
-# (and leaves the finalizer spent) can be repeated by _Waker.close.
+# Each one is taken from the list and closed in one statement, so a close that
+# fails part-way (and leaves the finalizer spent) can be finished by
+# _Waker.close, and never closes a descriptor twice.
 
 
 def _close_fds(fds: list[int]) -> None:
     while fds:
-        os.close(fds[-1])
-        fds.pop()
+        os.close(fds.pop())
 
 
 def _close_socks(socks: list[socket.socket]) -> None:
     while socks:
-        socks[-1].close()
-        socks.pop()
+        socks.pop().close()
 
 
 class ReferenceHost:
