@@ -139,3 +139,29 @@ def wine_version() -> str | None:
     get_version.restype = ctypes.c_char_p
     raw: bytes | None = get_version()
     return (raw or b"?").decode("ascii", "replace")
+
+
+async def backend_wait(delay: float = 0.005, result: object = None) -> object:
+    """Wait in the backend thread for certain, then return ``result``.
+
+    ``asyncio.sleep(0.001)`` is no such wait: asyncio runs a timer that is due
+    within the clock's resolution at once, and that resolution is 15.6 ms on
+    Windows (and under Wine); under load a short sleep may also be due before
+    the first hand-over. Here the loop has nothing to do until a timer
+    *thread* wakes it, so it must hand the wait over.
+    """
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def wake() -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+    timer = threading.Timer(delay, wake)
+    timer.daemon = True
+    timer.start()
+    try:
+        return await done
+    finally:
+        timer.cancel()
+        timer.join()

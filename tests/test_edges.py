@@ -145,7 +145,7 @@ def test_run_unreachable_from_the_backend_is_reported_at_once(
             host.run_sync_soon_threadsafe(fn)
 
         async def main() -> None:
-            await asyncio.sleep(0.001)  # a wait: the backend must post the next tick
+            await loops.backend_wait()  # a wait: the backend must post the next tick
 
         task = asyncio_guest.start_guest_run(
             main,
@@ -281,7 +281,7 @@ def test_a_failing_backend_join_does_not_keep_the_run_from_ending(
     host: QueueHost, failing_backend_join: list[str]
 ) -> None:
     async def main() -> str:
-        await asyncio.sleep(0.001)  # the backend thread exists from here
+        await loops.backend_wait()  # the backend thread exists from here
         return "done"
 
     out = host.guest_run(main)  # the loop was closed all the same (guest_run checks)
@@ -296,15 +296,15 @@ def test_backend_threads_are_never_joined_inside_a_running_loop(
     """A join is a blocking call: never made while the loop is the running loop."""
     loop = asyncio_guest.testing.new_event_loop()
     try:
-        loop.run_until_complete(asyncio.sleep(0.001))
+        loop.run_until_complete(loops.backend_wait())
 
         async def interrupted() -> None:
-            await asyncio.sleep(0.001)
+            await loops.backend_wait()
             raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(interrupted())
-        assert loop.run_until_complete(asyncio.sleep(0.001, "again")) == "again"
+        assert loop.run_until_complete(loops.backend_wait(result="again")) == "again"
     finally:
         loop.close()  # joins what the failed join left (tried again)
     assert failing_backend_join == []

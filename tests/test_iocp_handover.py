@@ -674,7 +674,7 @@ def test_a_dequeue_interrupted_on_the_host_keeps_what_it_took(
     proactor: FakeProactor, port: FakePort
 ) -> None:
     """Ctrl+C (KeyboardInterrupt) in the middle of a host poll: raised at once,
-    and the packets taken before it come back from the next poll."""
+    and the packets taken before it are decoded by the next decode."""
     calls = [0]
 
     class Interrupted:
@@ -693,8 +693,39 @@ def test_a_dequeue_interrupted_on_the_host_keeps_what_it_took(
     with pytest.raises(KeyboardInterrupt):
         io.poll_raw()
     raw = io.poll_raw()
-    assert [s[3] for s in raw] == [0xC200, 0xC300, 0xC400]
-    assert io.decode(raw) == [op.future for op in ops]
+    assert [s[3] for s in raw] == [0xC400]  # what this poll took
+    assert io.decode(raw) == [op.future for op in ops]  # all of it, in order
+
+
+def test_packets_a_failed_tick_dropped_are_decoded_next_time(
+    io: IocpIO, proactor: FakeProactor, port: FakePort
+) -> None:
+    """The wait's result lost on its way to decode (our code failing in the
+    tick): the packets are still queued, and the next decode finishes them."""
+    ops = [Op(proactor, address) for address in (0xC500, 0xC600)]
+    for op in ops:
+        port.complete(op.address)
+    raw = Backend(io.blocking_call(None)).get()
+    assert len(raw) == 2
+    del raw  # as a tick that failed before its decode
+    assert io.decode(()) == [op.future for op in ops]
+
+
+def test_a_decode_cut_short_fails_that_operation_and_keeps_the_rest(
+    io: IocpIO, proactor: FakeProactor, port: FakePort
+) -> None:
+    """A finishing callback raising what is not an OSError (our own failure):
+    its future fails with it rather than stay pending, the error propagates,
+    and the packets after it wait for the next decode."""
+    broken = Op(proactor, 0xC700, error=ZeroDivisionError())
+    later = Op(proactor, 0xC800)
+    port.complete(broken.address)
+    port.complete(later.address)
+    with pytest.raises(ZeroDivisionError):
+        io.decode(io.poll_raw())
+    assert isinstance(broken.future.exception(), ZeroDivisionError)
+    assert not later.future.done()
+    assert io.decode(()) == [later.future]
 
 
 # ----------------------------------------------------------- a real port

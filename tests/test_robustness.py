@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -559,3 +560,59 @@ def test_normal_run_warns_and_logs_nothing(
         host.guest_run(main).unwrap()
         gc.collect()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("main_raises", [False, True], ids=["main-running", "shutdown-begun"])
+def test_shutdown_after_a_failure_is_woken_by_worker_threads(
+    host: QueueHost, main_raises: bool
+) -> None:
+    """After our machinery failed, the shutdown runs the plain loop on this
+    thread; a worker's ``call_soon_threadsafe`` must still wake its wait.
+
+    On the proactor that needs a read pending on the self-socket (the stock
+    ``ProactorEventLoop.run_forever`` keeps one; ``BaseEventLoop``'s does not):
+    without it this run hangs once the loop blocks on the port before the
+    executor's thread finishes. When the failure comes after the run's own
+    shutdown began, that shutdown is finished, not a second one started.
+    """
+    calls = 0
+    record: list[str] = []
+    raised_at: list[int] = []
+
+    def failing_not_threadsafe(fn: Callable[[], object]) -> None:
+        nonlocal calls
+        calls += 1
+        if record[-1:] == ["main raised"] and not raised_at:
+            raised_at.append(calls)
+        if main_raises:  # the call after the one that posted the raise's tick:
+            fail = bool(raised_at) and calls == raised_at[0] + 1  # shutdown begun
+        else:
+            fail = calls == 6
+        if fail:
+            raise RuntimeError("host primitive failed (test)")
+        host.run_sync_soon_not_threadsafe(fn)
+
+    async def main() -> None:
+        slow = asyncio.ensure_future(asyncio.to_thread(time.sleep, 0.3))
+        record.append("main started")
+        if main_raises:
+            await asyncio.sleep(0)  # the thread starts
+            record.append("main raised")
+            raise ZeroDivisionError
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0)
+        finally:
+            record.append("main finally")
+            # The shutdown's default-executor join waits for the sleeping thread.
+            del slow
+
+    out = host.guest_run(  # checks that no task was left pending
+        main, run_sync_soon_not_threadsafe=failing_not_threadsafe, tick_budget=1e-9
+    )
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, asyncio_guest.InternalError), out.error
+    if main_raises:
+        assert record == ["main started", "main raised"], (record, calls)
+    else:
+        assert record == ["main started", "main finally"], (record, calls)

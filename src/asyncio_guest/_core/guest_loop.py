@@ -33,12 +33,10 @@ import weakref
 from asyncio import base_events, events, proactor_events
 from collections.abc import Callable
 from contextvars import Context
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-
-import outcome
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from .backend import Backend
-from .iocp_wait import IocpIO
+from .iocp_wait import IocpIO, Taken
 from .selector_wait import SelectorIO, io_for
 from .self_hosted import run_forever_self_hosted
 
@@ -89,6 +87,7 @@ class GuestLoopMixin:
     _guest_self_host: SelfHostedRuns | None = None  # run_forever's host and engine, kept
     _guest_io: WaitStrategy | None = None
     _guest_selector_io: SelectorIO | None = None  # made at the first run, kept
+    _guest_iocp_io: IocpIO | None = None  # made at the first run, kept (holds packets)
     _guest_waker: Callable[[], object] = staticmethod(lambda: None)  # see _guest_attach
     _guest_outside_tick = False  # an engine is attached and no tick is running
     _guest_watch_regs = False  # registrations need a backend wake (poll/select)
@@ -149,16 +148,13 @@ class GuestLoopMixin:
         try:
             backend = self._guest_backend
             if backend is not None:
-                leftover = backend.close(self._guest_wake)
-                if (
-                    isinstance(leftover, outcome.Value)
-                    and leftover.value
-                    and isinstance(self, _BaseProactorEventLoop)
-                    and not self.is_closed()
-                ):
-                    # Dequeued by a thread a failed run stopped, never decoded:
-                    # the port will not deliver these completions again.
-                    IocpIO(self._proactor).decode(leftover.value)  # type: ignore[attr-defined]
+                backend.close(self._guest_wake)
+                iocp = self._guest_iocp_io
+                if iocp is not None and not self.is_closed():  # type: ignore[attr-defined]
+                    # Dequeued by a thread a failed run stopped, never decoded
+                    # (iocp_wait keeps them queued): the port will not deliver
+                    # these completions again, and close() would wait for them.
+                    iocp.decode(())
         finally:
             # Whatever the backend did (a failed join is tried again by the
             # next close()), the loop's own resources are released.
@@ -172,7 +168,9 @@ class GuestLoopMixin:
         """Host thread: start being driven by ``engine``."""
         io: WaitStrategy
         if isinstance(self, _BaseProactorEventLoop):
-            iocp = IocpIO(self._proactor)  # type: ignore[attr-defined]
+            iocp = self._guest_iocp_io
+            if iocp is None:  # one per loop: it holds dequeued, undecoded packets
+                iocp = self._guest_iocp_io = IocpIO(self._proactor)  # type: ignore[attr-defined]
             io = iocp
             self._guest_waker = iocp.wake
             # What ProactorEventLoop.run_forever does first: keep a read
@@ -211,8 +209,7 @@ class GuestLoopMixin:
                 # take our wake packets out of the port and finish what
                 # completed meanwhile, as a last poll would. In that order:
                 # poll_raw may drop unregistered operations the held packets name.
-                if held:
-                    io.decode(held)
+                io.decode(held or ())  # with what a decode cut short left
                 io.decode(io.poll_raw())
             self._guest_stop_self_reading()
 
@@ -223,7 +220,8 @@ class GuestLoopMixin:
         """
         if isinstance(self._guest_io, IocpIO):
             held = self._guest_pending_raw
-            self._guest_pending_raw = raw if held is None else list(held) + list(raw)
+            # Taken: the packets are queued in the IocpIO already (iocp_wait).
+            self._guest_pending_raw = raw if held is None else Taken([*held, *raw])
 
     def _guest_stop_self_reading(self) -> None:
         """What ProactorEventLoop.run_forever does last (3.13's safer form).
@@ -657,6 +655,16 @@ class GuestLoopMixin:
         return bool(sched) and sched[0]._when < deadline  # type: ignore[attr-defined]
 
     # ----------------------------------------------------------- running
+
+    def _guest_run_forever_stock(self) -> None:
+        """Host thread, detached (no engine): the wrapped class's own ``run_forever``.
+
+        Finishes a shutdown after our machinery failed. Not
+        ``BaseEventLoop.run_forever``: a proactor's keeps a read pending on its
+        self-socket, and without it a worker's ``call_soon_threadsafe`` (the
+        default executor's shutdown, for one) could never end a wait on the port.
+        """
+        cast(Any, super()).run_forever()
 
     def run_forever(self) -> None:
         """Run until ``stop()``, driven through guest mode by a reference host.

@@ -37,13 +37,16 @@ drop happens after its packets were decoded (``decode`` right after, as the
 guest loop always does), and a poll cut short by the batch limit drops
 nothing. The backend's batches never drop.
 
-A dequeue that fails after taking packets keeps them: the port never delivers
-a packet twice, and a lost one leaves its future pending for ever (and the
-proactor's ``close()`` waiting for it). An ``Exception`` is raised by the
-next dequeue instead, after the packets were decoded (the order stock
-``_poll`` gives, which finishes each packet as it takes it); anything else
-(``KeyboardInterrupt`` in a host poll) is raised at once and the packets come
-back first from the next dequeue.
+No dequeued packet is ever lost: the port never delivers a packet twice, and
+a lost one leaves its future pending for ever (and the proactor's ``close()``
+waiting for it). So each packet goes into one queue (``undecoded``) on the
+line that takes it from the port, and leaves it on the line that takes its
+operation from the cache; whatever fails in between (the backend's next
+dequeue, the hand-over, the tick, a decode cut short), the packet is still
+there for the next decode, which the loop's detach makes at the latest. A
+dequeue that raises an ``Exception`` after taking packets returns them and
+raises at its next call (the order stock ``_poll`` gives, which finishes each
+packet as it takes it); anything else is raised at once.
 
 Waking the backend is ``PostQueuedCompletionStatus`` of a packet with key 0 and
 OVERLAPPED "address" 1 (``WAKE_ADDRESS``). Why 1 and not NULL: the port hands
@@ -65,10 +68,12 @@ Linux unit tests with a queue standing in for the port.
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 INFINITE = 0xFFFFFFFF
@@ -98,6 +103,17 @@ def _ms_timeout(timeout: float | None) -> int:
     return min(math.ceil(timeout * 1e3), INFINITE - 1)
 
 
+class Taken(list[Status]):
+    """Packets a dequeue took, returned as the wait's raw result.
+
+    They are in the port's ``undecoded`` queue already (put there on the line
+    that took each one), so ``decode`` does not queue them again: a list of
+    this type only says "there is something to decode".
+    """
+
+    __slots__ = ()
+
+
 class _Port:
     """The completion port and what one dequeue leaves for the next.
 
@@ -106,49 +122,58 @@ class _Port:
     the two. Holds no reference to the proactor or the loop.
     """
 
-    __slots__ = ("error", "gqcs", "handle", "kept")
+    __slots__ = ("error", "gqcs", "handle", "undecoded")
 
-    def __init__(self, gqcs: Callable[[Any, int], Status | None], handle: Any) -> None:
+    def __init__(
+        self,
+        gqcs: Callable[[Any, int], Status | None],
+        handle: Any,
+        undecoded: collections.deque[Status],
+    ) -> None:
         self.gqcs = gqcs
         self.handle = handle
-        self.kept: list[Status] = []  # taken by a dequeue that raised at once
+        # Every packet taken goes here at once (deque appends are atomic; the
+        # host pops only while this thread is parked). From here on it cannot
+        # be lost, whatever fails before its decode: the port never delivers
+        # a packet twice, and a lost one leaves its future pending for ever
+        # (and the proactor's close() waiting for it).
+        self.undecoded = undecoded
         self.error: Exception | None = None  # raised by the next dequeue
 
-    def dequeue(self, ms: int) -> tuple[list[Status], bool]:
+    def dequeue(self, ms: int) -> tuple[Taken, bool]:
         """Take queued packets: block at most ``ms`` for the first, then take
         what is already queued (at most ``_MAX_PACKETS_PER_WAIT``).
 
-        Returns the packets and whether the port was seen empty at the end.
-        Touches nothing but the port (see the module doc for failures).
+        Returns the packets (queued in ``undecoded`` too) and whether the port
+        was seen empty at the end. Touches nothing but the port and that queue
+        (see the module doc for failures).
         """
         error = self.error
         if error is not None:
             self.error = None
             raise error
-        out, self.kept = self.kept, []
         gqcs = self.gqcs
         handle = self.handle
+        queue = self.undecoded
+        start = len(queue)
+        drained = False
         try:
-            if not out:
-                status = gqcs(handle, ms)
-                if status is None:
-                    return out, True
-                out.append(status)
-            while len(out) < _MAX_PACKETS_PER_WAIT:
-                status = gqcs(handle, 0)
-                if status is None:
-                    return out, True
-                out.append(status)
+            wait = ms
+            while len(queue) - start < _MAX_PACKETS_PER_WAIT:
+                before = len(queue)
+                # One line: the packet is queued by the call that takes it.
+                queue.extend(filter(None, (gqcs(handle, wait),)))
+                if len(queue) == before:
+                    drained = True
+                    break
+                wait = 0
         except Exception as exc:
-            if not out:
+            if len(queue) == start:
                 raise
-            self.error = exc
-        except BaseException:
-            self.kept = out
-            raise
-        return out, False
+            self.error = exc  # the packets taken are decoded first
+        return Taken(itertools.islice(queue, start, None)), drained
 
-    def blocking_call(self, ms: int) -> list[Status]:
+    def blocking_call(self, ms: int) -> Taken:
         """Backend thread: the wait."""
         return self.dequeue(ms)[0]
 
@@ -171,7 +196,12 @@ class IocpIO:
         assert api is not None
         self._proactor = proactor
         self._port = proactor._iocp
-        self._port_state = _Port(api.GetQueuedCompletionStatus, self._port)
+        # Packets dequeued and not yet looked up, oldest first. The backend
+        # appends (during its wait), the host pops (in decode). A decode cut
+        # short (our own code failing mid-tick) leaves the rest here, and the
+        # next decode (the loop's detach, at the latest) starts with them.
+        self._undecoded: collections.deque[Status] = collections.deque()
+        self._port_state = _Port(api.GetQueuedCompletionStatus, self._port, self._undecoded)
         self._pqcs = api.PostQueuedCompletionStatus
         self._invalid_handle: int = getattr(api, "INVALID_HANDLE_VALUE", (1 << 64) - 1)
         # Host only: unregistered operations the last host poll made droppable,
@@ -182,7 +212,7 @@ class IocpIO:
         """Host thread: the dequeue the backend thread will make."""
         return functools.partial(self._port_state.blocking_call, _ms_timeout(timeout))
 
-    def poll_raw(self) -> list[Status]:
+    def poll_raw(self) -> Taken:
         """Host thread, backend parked: dequeue without waiting.
 
         Decode what it returns before polling again: the operations it makes
@@ -202,7 +232,7 @@ class IocpIO:
         """Host thread, signal-safe (one C call, no lock): end the backend's wait."""
         self._pqcs(self._port, 0, 0, WAKE_ADDRESS)
 
-    def decode(self, raw: list[Status]) -> list[Any]:
+    def decode(self, raw: Iterable[Status]) -> list[Any]:
         """Host thread, backend parked: finish the dequeued operations.
 
         The same steps, in the same order, as ``IocpProactor._poll`` after its
@@ -212,27 +242,39 @@ class IocpIO:
         """
         proactor = self._proactor
         cache = proactor._cache
+        undecoded = self._undecoded
+        if not isinstance(raw, Taken):  # a dequeue's packets are queued already
+            undecoded.extend(raw)
         done = []
-        for err, transferred, key, address in raw:
-            if address == WAKE_ADDRESS and key == 0:
-                continue  # our wake-up packet
-            try:
-                f, ov, obj, callback = cache.pop(address)
-            except KeyError:
-                self._unexpected(err, transferred, key, address)
+        while undecoded:
+            # One line, so no fault can fall between taking the packet and
+            # taking its operation (one without the other is a lost completion).
+            entry, (err, transferred, key, address) = (
+                cache.pop(undecoded[0][3], None), undecoded.popleft())
+            if entry is None:
+                if not (address == WAKE_ADDRESS and key == 0):  # not our wake-up
+                    self._unexpected(err, transferred, key, address)
                 continue
-            if obj in proactor._stopped_serving:
-                f.cancel()
-            elif not f.done():
-                # Not done: _register() did not finish it already and it was
-                # not cancelled.
-                try:
-                    value = callback(transferred, key, ov)
-                except OSError as exc:
+            f, ov, obj, callback = entry
+            try:
+                if obj in proactor._stopped_serving:
+                    f.cancel()
+                elif not f.done():
+                    # Not done: _register() did not finish it already and it
+                    # was not cancelled.
+                    try:
+                        value = callback(transferred, key, ov)
+                    except OSError as exc:
+                        f.set_exception(exc)
+                    else:
+                        f.set_result(value)
+                    done.append(f)
+            except BaseException as exc:
+                # Our own code failed with the operation taken: fail its future
+                # rather than leave it (and the proactor's close) waiting.
+                if not f.done():
                     f.set_exception(exc)
-                else:
-                    f.set_result(value)
-                done.append(f)
+                raise
             f = None  # break the cycle through a traceback, as _poll does
         droppable = self._droppable
         if droppable is not None:

@@ -372,13 +372,18 @@ class RunLifecycle:
         if loop.is_closed():
             return
         # Our engine is stopped and detached, so the stock iteration can run
-        # here, blocking this thread until the shutdown completes.
-        finished = loop.create_task(self._shutdown())
-        # Cancelling the main task below calls _on_main_done: with this set,
-        # it records nothing new and starts no second shutdown.
-        self.shutdown_task = finished
+        # here, blocking this thread until the shutdown completes. A shutdown
+        # the run had begun is finished, not started again beside itself.
+        finished = self.shutdown_task
+        if finished is None:
+            finished = loop.create_task(self._shutdown())
+            # Cancelling the main task calls _on_main_done: with this set, it
+            # records nothing new and starts no second shutdown.
+            self.shutdown_task = finished
+        if finished.done():
+            return
         finished.add_done_callback(lambda _: loop.stop())
-        asyncio.BaseEventLoop.run_forever(loop)
+        self.loop._guest_run_forever_stock()
         if not finished.done():
             finished.cancel()
 
