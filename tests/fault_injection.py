@@ -55,6 +55,8 @@ from typing import Any
 
 import asyncio_guest
 
+from . import sampling
+
 PACKAGE_DIR = os.path.dirname(os.path.abspath(asyncio_guest.__file__)) + os.sep
 CASE_TIMEOUT = 10.0  # a case takes ~50 ms; this long means it hung
 THREAD_TIMEOUT = 3.0  # a thread still alive this long after its run ended is a leak
@@ -499,11 +501,15 @@ def check_case(name: str, case: Callable[[], tuple[str, bool]]) -> str | None:
     return "; ".join(problems) or None
 
 
-def child(family: str, kind: str, start: int, match: str | None, every: int) -> int:
+def child(
+    family: str, kind: str, start: int, match: str | None, every: int, offset: int
+) -> int:
     """Run the family's cases from index ``start``; one line per case on stdout."""
     assert run_scenario(kind) == EXPECTED  # warm up: imports, first-use allocations
     for index, (name, case, _exc) in enumerate(FAMILIES[family](kind)):
-        if index < start or (match and match not in name) or index % every:
+        if index < start or (match and match not in name):
+            continue
+        if not sampling.chosen(index, every, offset):
             continue
         print(f"START {index} {name}", flush=True)
         why = check_case(name, case)
@@ -513,7 +519,7 @@ def child(family: str, kind: str, start: int, match: str | None, every: int) -> 
 
 
 def run_family(
-    family: str, kind: str, match: str | None, verbose: bool, every: int = 1
+    family: str, kind: str, match: str | None, verbose: bool, every: int = 1, offset: int = 0
 ) -> tuple[int, int, int]:
     """Parent: run the family in child processes, restarting past a case that hung.
 
@@ -526,8 +532,7 @@ def run_family(
                "--loop", kind, "--start", str(start)]
         if match:
             cmd += ["--match", match]
-        if every > 1:
-            cmd += ["--every", str(every)]
+        cmd += ["--every", str(every), "--offset", str(offset)]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -579,22 +584,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--match", help="only cases whose name contains this")
     ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--every", type=int, default=1,
-                    help="run every N-th case of each family only (default: all)")
+    every, offset = sampling.from_env()
+    ap.add_argument("--every", type=int, default=every,
+                    help=f"run every N-th case of each family only (default: {sampling.ENV} or 1)")
+    ap.add_argument("--offset", type=int, default=offset,
+                    help="with --every: start at this case (default: 0)")
     ap.add_argument("--child", choices=sorted(FAMILIES), help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return child(args.child, args.loop, args.start, args.match, args.every)
+        return child(args.child, args.loop, args.start, args.match, args.every, args.offset)
     failed_total = 0
     for family in args.family or sorted(FAMILIES):
         points, cases, failed = run_family(
-            family, args.loop, args.match, args.verbose, args.every
+            family, args.loop, args.match, args.verbose, args.every, args.offset
         )
         failed_total += failed
         print(
             f"fault injection: {family} ({args.loop} loop): {points} points, "
-            f"{cases} cases, {failed} failed",
+            f"{cases} cases, {failed} failed; {sampling.describe(args.every, args.offset)}",
             flush=True,
         )
     return 1 if failed_total else 0

@@ -36,6 +36,8 @@ from typing import Any
 
 import asyncio_guest
 
+from . import sampling
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(asyncio_guest.__file__)) + os.sep
 CASE_TIMEOUT = 20.0
 VERBOSE = False
@@ -172,13 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first k (default 0)")
     ap.add_argument("-v", "--verbose", action="store_true", help="name each case as it starts")
     ap.add_argument("--granularity", choices=("call", "line"), default="call")
+    every, offset = sampling.from_env()
     args = ap.parse_args(argv)
     global VERBOSE
     VERBOSE = args.verbose
     one_case(10**9, args.granularity)  # warm up: imports, the default executor's code
     failures = 0
     points = 0
+    cases = 0
     for k in range(args.start, args.n):
+        if not sampling.chosen(k, every, offset):
+            continue
+        cases += 1
         threads = set(threading.enumerate())
         fds = _fds()
         if args.verbose:
@@ -194,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"case {k} ({args.granularity}): {what}; threads left {left}; fds left {leaked}")
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    cases = args.n - args.start
-    print(f"interrupt sweep: {cases} cases, {points} points hit, {failures} failed")
+    print(
+        f"interrupt sweep: {cases} cases, {points} points hit, {failures} failed; "
+        f"{sampling.describe(every, offset)}"
+    )
     return 1 if failures else 0
 
 
