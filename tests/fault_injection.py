@@ -193,12 +193,17 @@ def _in_scope(code: types.CodeType) -> bool:
     the Win32 host. Not the asyncio API a guest loop overrides (``call_soon``,
     ``call_at``, ``stop``, reader/writer registration...): those raise into
     their caller, as any loop's would. Not the one-call entries'
-    (``asyncio_guest.run``) own few lines of glue either."""
+    (``asyncio_guest.run``, ``win32.run``) own lines either: their last
+    clean-up (closing the host, giving SIGINT back) is the outermost code
+    there is, and a fault at its first line skips it whatever its shape. The
+    steps they call (``RunLifecycle``, the host's ``close``) are in scope."""
     filename = code.co_filename
     if filename == _LOOP_API_FILE:
         name = code.co_name
         return name.startswith("_guest_") or name in ("close", "run_forever")
-    return filename.startswith(_ENGINE_DIR) or filename == _WINDOWS_HOST
+    if filename == _WINDOWS_HOST:
+        return code.co_name != "run"
+    return filename.startswith(_ENGINE_DIR)
 
 
 @functools.cache
