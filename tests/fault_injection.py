@@ -185,6 +185,7 @@ _LOOP_API_FILE = os.path.join(PACKAGE_DIR, "_core", "guest_loop.py")
 
 _ENGINE_DIR = os.path.join(PACKAGE_DIR, "_core") + os.sep
 _WINDOWS_HOST = os.path.join(PACKAGE_DIR, "win32.py")
+_ENTRY_FILE = os.path.join(PACKAGE_DIR, "_core", "entry.py")
 
 
 def _in_scope(code: types.CodeType) -> bool:
@@ -193,7 +194,7 @@ def _in_scope(code: types.CodeType) -> bool:
     the Win32 host. Not the asyncio API a guest loop overrides (``call_soon``,
     ``call_at``, ``stop``, reader/writer registration...): those raise into
     their caller, as any loop's would. Not the one-call entries'
-    (``asyncio_guest.run``, ``win32.run``) own lines either: their last
+    (``entry.run_beside``, ``win32.run``) own lines either: their last
     clean-up (closing the host, giving SIGINT back) is the outermost code
     there is, and a fault at its first line skips it whatever its shape. The
     steps they call (``RunLifecycle``, the host's ``close``) are in scope."""
@@ -203,6 +204,8 @@ def _in_scope(code: types.CodeType) -> bool:
         return name.startswith("_guest_") or name in ("close", "run_forever")
     if filename == _WINDOWS_HOST:
         return code.co_name != "run"
+    if filename == _ENTRY_FILE:
+        return code.co_name != "run_beside"
     return filename.startswith(_ENGINE_DIR)
 
 

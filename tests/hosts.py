@@ -59,6 +59,8 @@ class QueueHost:
         self.queue.put(self._tick(fn))
 
     def _tick(self, fn: HostFn) -> HostFn:
+        if getattr(fn, "__name__", None) != "tick":
+            return fn  # not a tick (run_modal's call, debug mode's probe): not counted
         with self._lock:
             self._in_flight += 1
             if self._in_flight > 1:

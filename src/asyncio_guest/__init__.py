@@ -11,17 +11,22 @@ from ._core.errors import InternalError
 from ._core.guest_loop import GuestSelectorEventLoop, as_guest_loop
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import asyncio_guest_run, start_guest_run
+from .callbacks import AsyncCallback, async_callback
+from .modal import run_modal
 from .reference import HostTimer, ReferenceHost, run
 
 __all__ = [
     "DEFAULT_TICK_BUDGET",
+    "AsyncCallback",
     "GuestSelectorEventLoop",
     "HostTimer",
     "InternalError",
     "ReferenceHost",
     "as_guest_loop",
+    "async_callback",
     "asyncio_guest_run",
     "run",
+    "run_modal",
     "start_guest_run",
 ]
 

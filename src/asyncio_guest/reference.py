@@ -14,11 +14,8 @@ from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import outcome
-
-from ._core.errors import cleanup_twice
+from ._core.entry import run_beside
 from ._core.handover import DEFAULT_TICK_BUDGET
-from ._core.lifecycle import start
 from ._core.reference_host import HostTimer, ReferenceHost
 
 __all__ = ["HostTimer", "ReferenceHost", "run"]
@@ -44,39 +41,16 @@ def run(
     if events._get_running_loop() is not None:
         raise RuntimeError("asyncio_guest.run() cannot be called from a running event loop")
     the_host = host if host is not None else ReferenceHost()
-    result: list[outcome.Outcome[_T]] = []
-
-    def done(out: outcome.Outcome[_T]) -> None:
-        result.append(out)
-        the_host.stop()
-
-    lifecycle = None
-    try:
-        lifecycle = start(
-            main,
-            *args,
-            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
-            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
-            done_callback=done,
-            loop_factory=loop_factory,
-            debug=debug,
-            tick_budget=tick_budget,
-        )
-        lifecycle.keep_sigint = True  # until our own clean-up is done, below
-        the_host.run()
-    except BaseException as exc:
-        if lifecycle is not None and not result:
-            lifecycle.end_now(exc)
-        raise
-    finally:
-        # Clean-up that may not be cut short: each step is retried once.
-        errors: list[BaseException] = []
-        if host is None:
-            cleanup_twice(the_host.close, errors)
-        if lifecycle is not None:
-            cleanup_twice(lifecycle.release_sigint, errors)
-        if errors:
-            raise errors[0]
-    if not result:
-        raise RuntimeError("the host loop was stopped before the guest run finished")
-    return result[0].unwrap()
+    return run_beside(
+        main,
+        args,
+        run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
+        run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
+        run_host=lambda _main_task: the_host.run(),
+        stop_host=the_host.stop,
+        close_host=the_host.close if host is None else None,
+        entry_name="asyncio_guest.run",
+        loop_factory=loop_factory,
+        debug=debug,
+        tick_budget=tick_budget,
+    )

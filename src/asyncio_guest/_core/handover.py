@@ -47,6 +47,13 @@ from .errors import InternalError
 
 logger = logging.getLogger("asyncio_guest")
 
+_NESTED_HOST_LOOP = (
+    "asyncio-guest: a host event loop ran inside an asyncio callback (a modal "
+    "dialog's exec(), wait_window(), ShowModal(), a message box?): asyncio is "
+    "paused until it returns. Run such a call with "
+    "`await asyncio_guest.run_modal(fn, *args)` to keep asyncio running meanwhile."
+)
+
 DEFAULT_TICK_BUDGET = 0.001
 """Seconds of asyncio callbacks one host callback may run before yielding.
 
@@ -180,6 +187,7 @@ class Engine:
         # Host-only state, reset by each start().
         self._in_tick = False
         self._deferred = False  # a nested host loop ran a tick; re-post it afterwards
+        self._nested_warned = False  # debug mode: said so for this tick
         self._wake_sent = False  # one self-pipe byte per backend wait
         self._deadline = -math.inf  # loop.time() when the backend's current wait times out
         self._finish_requested = False
@@ -226,6 +234,23 @@ class Engine:
             self._finished = True
             ch.posted = False
             raise
+
+    def _probe_nesting(self) -> None:
+        if self._in_tick:
+            self._warn_nested()
+
+    def _warn_nested(self) -> None:
+        if not self._nested_warned and getattr(self._loop, "_debug", False):
+            self._nested_warned = True
+            logger.warning(_NESTED_HOST_LOOP)
+
+    def post_outside_tick(self, fn: Callable[[], object]) -> None:
+        """Host thread: run ``fn`` from the host loop itself, outside any tick.
+
+        For a blocking host call that runs a nested host loop (a modal
+        dialog): run there, it lets ticks run inside it (``run_modal``).
+        """
+        self._post_local(fn)
 
     def request_finish(self) -> None:
         """Host thread: end the run at the next point where the backend is parked."""
@@ -338,6 +363,7 @@ class Engine:
             # A nested host loop (a modal dialog opened from a callback) ran us.
             # Leave ``posted`` set (the tick is owed) and re-post when the
             # outer tick returns.
+            self._warn_nested()
             self._deferred = True
             return
         try:
@@ -363,6 +389,11 @@ class Engine:
             self._deadline = -math.inf
         loop = self._loop
         self._in_tick = True
+        self._nested_warned = False
+        if getattr(loop, "_debug", False):
+            # Debug mode: if this runs while the tick still runs, a callback
+            # ran a nested host loop (a modal dialog): say so, and how to avoid it.
+            self._post_local(self._probe_nesting)
         loop._guest_enter_tick()
         try:
             if self.interrupt_pending:

@@ -1,0 +1,100 @@
+"""``run_beside``: the one-call entry every host module builds on.
+
+A host module's ``run(main, ...)`` is ``asyncio.run(main)`` with the host's main
+loop in charge: start the guest beside the host, run the host loop until the
+guest has delivered its outcome, then return ``main``'s result or raise its
+exception. What differs between hosts is only how their loop is run, stopped
+and released; that is passed in. Host thread only.
+
+Order of the ending (each step needed by the next):
+
+1. the guest shuts down (``asyncio.run``'s shutdown) while the host loop still
+   runs: a window closed by the user only cancels ``main`` (the host module's
+   ``run_host`` arranges that), it never takes the loop away from a guest that
+   is still shutting down;
+2. ``done_callback`` stores the outcome and asks the host loop to return;
+3. the host is released (``close_host``), then the host's SIGINT handler is
+   put back, last, so that a Ctrl+C during our own clean-up is not lost.
+
+If the host loop raises (a callback of the host's, a Ctrl+C in host code), the
+guest is shut down at once, synchronously (``RunLifecycle.end_now``), and that
+exception propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import events
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import outcome
+
+from .errors import cleanup_twice
+from .lifecycle import start
+
+_T = TypeVar("_T")
+
+HostFn = Callable[[Callable[[], object]], object]
+
+
+def run_beside(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    args: tuple[Any, ...],
+    *,
+    run_sync_soon_threadsafe: HostFn,
+    run_sync_soon_not_threadsafe: HostFn | None,
+    run_host: Callable[[asyncio.Task[_T]], object],
+    stop_host: Callable[[], object],
+    close_host: Callable[[], object] | None = None,
+    entry_name: str = "run",
+    **start_options: Any,
+) -> _T:
+    """Run ``main`` as the guest of a host loop; return its result or raise.
+
+    ``run_host(main_task)`` runs the host's main loop until ``stop_host()``
+    is called (from the guest's ``done_callback``, host thread); if the user
+    quits the application first, it cancels ``main_task`` and keeps the loop
+    running until then. ``close_host()`` releases what the entry made.
+    ``start_options`` go to ``start_guest_run`` (``loop_factory``, ``debug``,
+    ``tick_budget``...).
+    """
+    if events._get_running_loop() is not None:
+        raise RuntimeError(f"{entry_name}() cannot be called from a running event loop")
+    result: list[outcome.Outcome[_T]] = []
+
+    def done(out: outcome.Outcome[_T]) -> None:
+        result.append(out)
+        stop_host()
+
+    lifecycle = None
+    try:
+        lifecycle = start(
+            main,
+            *args,
+            run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
+            done_callback=done,
+            **start_options,
+        )
+        lifecycle.keep_sigint = True  # until our own clean-up is done, below
+        task = lifecycle.main_task
+        assert task is not None
+        run_host(task)
+        del task
+    except BaseException as exc:
+        if lifecycle is not None and not result:
+            lifecycle.end_now(exc)
+        raise
+    finally:
+        # Clean-up that may not be cut short: each step is retried once.
+        errors: list[BaseException] = []
+        if close_host is not None:
+            cleanup_twice(close_host, errors)
+        if lifecycle is not None:
+            cleanup_twice(lifecycle.release_sigint, errors)
+        if errors:
+            raise errors[0]
+    if not result:
+        raise RuntimeError("the host loop was stopped before the guest run finished")
+    return result[0].unwrap()

@@ -1,0 +1,170 @@
+"""``async_callback``: an async function as the plain callback a widget wants.
+
+A Tk ``command=``, a Qt signal connection, a wx event binding, a GTK signal
+handler: each calls a plain function on the host thread and ignores what it
+returns. Called while a guest run is going on, ``async_callback(fn)`` starts
+``fn(*args)`` as a task of the guest loop and returns at once, so the host's
+event handling is never blocked. What plain ``create_task`` in a callback gets
+wrong, this does not:
+
+* the task is kept (a strong reference) until it ends, so it cannot be
+  garbage-collected mid-way;
+* its exception is reported through the loop's exception handler at once, with
+  the callback named, not at collection time as "never retrieved";
+* a second call while the first task still runs follows a policy (``on_busy``):
+  ``"run"`` starts another one beside it, ``"ignore"`` drops the call,
+  ``"cancel"`` cancels the running ones and starts the new one;
+* positional arguments the callback does not accept are dropped, as Qt does for
+  its own slots (``clicked`` passes ``checked``; Tk's ``bind`` passes the event).
+
+The same helper serves every host: it needs only the guest loop, which is the
+host thread's running loop for the whole run (``docs/design.md``, section 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, Literal, TypeVar, overload
+
+__all__ = ["AsyncCallback", "OnBusy", "async_callback"]
+
+_T = TypeVar("_T")
+OnBusy = Literal["run", "ignore", "cancel"]
+_POLICIES = ("run", "ignore", "cancel")
+
+
+class AsyncCallback(Generic[_T]):
+    """A plain callable that starts ``fn(*args)`` as a guest task (see module doc).
+
+    Host thread only. ``running`` holds the tasks started and not yet ended.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, _T]],
+        *,
+        on_busy: OnBusy = "run",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if on_busy not in _POLICIES:
+            raise ValueError(f"on_busy must be one of {', '.join(map(repr, _POLICIES))}")
+        if not callable(fn):
+            raise TypeError(f"async_callback needs an async function, got {fn!r}")
+        self.fn = fn
+        self.on_busy = on_busy
+        self.loop = loop
+        self.running: set[asyncio.Task[_T]] = set()
+        self._max_args = _positional_capacity(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Task[_T] | None:
+        """Start the task (or not, by ``on_busy``); return it, or None if ignored."""
+        loop = self.loop
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(
+                    f"async callback {self._name()} was called with no asyncio guest run "
+                    "on this thread: call it from the host thread while the guest runs, "
+                    "or give async_callback(..., loop=guest_loop)"
+                ) from None
+        if self.running:
+            if self.on_busy == "ignore":
+                return None
+            if self.on_busy == "cancel":
+                for task in list(self.running):
+                    task.cancel()
+        if self._max_args is not None:
+            args = args[: self._max_args]
+        task = loop.create_task(self.fn(*args, **kwargs), name=f"async callback {self._name()}")
+        self.running.add(task)
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[_T]) -> None:
+        self.running.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # also marks it retrieved: reported once, here
+        if exc is not None:
+            task.get_loop().call_exception_handler(
+                {
+                    "message": f"exception in async callback {self._name()}",
+                    "exception": exc,
+                    "task": task,
+                }
+            )
+
+    def _name(self) -> str:
+        return getattr(self.fn, "__qualname__", None) or repr(self.fn)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """As a method decorator: one ``AsyncCallback`` per instance (its own
+        ``running`` set, so ``on_busy`` is per object), made on first access."""
+        if instance is None:
+            return self
+        name = "__async_callback_" + getattr(self.fn, "__name__", "fn")
+        bound = instance.__dict__.get(name) if hasattr(instance, "__dict__") else None
+        if bound is None:
+            bound = AsyncCallback(
+                self.fn.__get__(instance, owner),
+                on_busy=self.on_busy,
+                loop=self.loop,
+            )
+            if hasattr(instance, "__dict__"):
+                instance.__dict__[name] = bound
+        return bound
+
+
+def _positional_capacity(fn: Callable[..., Any]) -> int | None:
+    """How many positional arguments ``fn`` takes; None if any number (or unknown)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+@overload
+def async_callback(
+    fn: Callable[..., Coroutine[Any, Any, _T]],
+    *,
+    on_busy: OnBusy = "run",
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> AsyncCallback[_T]: ...
+
+
+@overload
+def async_callback(
+    fn: None = None,
+    *,
+    on_busy: OnBusy = "run",
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Callable[[Callable[..., Coroutine[Any, Any, _T]]], AsyncCallback[_T]]: ...
+
+
+def async_callback(
+    fn: Callable[..., Coroutine[Any, Any, _T]] | None = None,
+    *,
+    on_busy: OnBusy = "run",
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> AsyncCallback[_T] | Callable[[Callable[..., Coroutine[Any, Any, _T]]], AsyncCallback[_T]]:
+    """Wrap an async function as a widget callback; also a decorator, with or
+    without arguments: ``@async_callback`` or ``@async_callback(on_busy="ignore")``.
+
+    ``button = tk.Button(root, command=async_callback(fetch))``;
+    ``button.clicked.connect(async_callback(fetch, on_busy="cancel"))``.
+    """
+    if fn is None:
+        return functools.partial(AsyncCallback, on_busy=on_busy, loop=loop)
+    return AsyncCallback(fn, on_busy=on_busy, loop=loop)

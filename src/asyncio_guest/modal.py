@@ -1,0 +1,65 @@
+"""``run_modal``: await a blocking host call (a modal dialog) with asyncio running.
+
+A modal dialog (``QDialog.exec()``, ``QMessageBox.question``, Tk's
+``wait_window`` or ``messagebox``, wx's ``ShowModal``, Win32's ``MessageBox``)
+blocks its caller while it runs a nested host loop. Called from inside an
+asyncio callback, that nested loop runs inside a tick, and a tick never runs
+inside another: asyncio pauses until the dialog closes (it fails safe: nothing
+crashes and the guest resumes afterwards; in debug mode the engine says so and
+names this helper).
+
+``await run_modal(fn, *args)`` instead hands ``fn`` to the host loop itself,
+outside any tick: the nested loop the dialog runs then runs the guest's ticks
+too, so sockets, timers and other tasks go on while the dialog is open, and
+the awaiting coroutine resumes with ``fn``'s return value (or its exception).
+
+Cancelling the awaiting task cannot close a dialog in general: its result is
+then dropped when it returns. Host modules offer dialog-specific helpers that
+also close the dialog on cancellation (``asyncio_guest.qt.exec_dialog``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["run_modal"]
+
+_T = TypeVar("_T")
+
+
+async def run_modal(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run ``fn(*args)`` from the host loop, outside the tick; await its result.
+
+    Must be awaited in a guest run (``start_guest_run`` or a host module's
+    ``run``). ``KeyboardInterrupt`` and ``SystemExit`` from ``fn`` propagate
+    into the host loop, as from any host callback (the awaiting task is
+    cancelled); any other exception is raised here.
+    """
+    loop = asyncio.get_running_loop()
+    engine = getattr(loop, "_guest_engine", None)
+    if engine is None:
+        raise RuntimeError(
+            "run_modal() needs an asyncio-guest run: a plain asyncio loop cannot "
+            "run a blocking call without blocking itself"
+        )
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def call_outside_tick() -> None:
+        if done.done():
+            return  # cancelled before the host got to it
+        try:
+            value = fn(*args)
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+        except BaseException:
+            done.cancel()
+            raise
+        else:
+            if not done.done():
+                done.set_result(value)
+
+    engine.post_outside_tick(call_outside_tick)
+    return await done

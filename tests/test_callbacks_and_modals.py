@@ -1,0 +1,256 @@
+"""``async_callback`` and ``run_modal`` on a plain queue host (tests/hosts.py).
+
+The same helpers on the real toolkits are in the host scenario tests; here the
+host is a queue drained by the test, so every step is deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from typing import Any
+
+import outcome
+import pytest
+
+import asyncio_guest
+
+from .hosts import QueueHost
+
+
+def _run_with_clicks(host: QueueHost, main: Any) -> Any:
+    out = host.guest_run(main)
+    return out.unwrap()
+
+
+# ------------------------------------------------------------ async_callback
+
+
+def test_a_click_starts_a_task_that_is_kept_until_it_ends(host: QueueHost) -> None:
+    got: list[str] = []
+
+    async def fetch(what: str) -> str:
+        await asyncio.sleep(0.01)
+        gc.collect()  # the task is referenced by the callback only
+        await asyncio.sleep(0.01)
+        got.append(what)
+        return what
+
+    callback = asyncio_guest.async_callback(fetch)
+
+    async def main() -> str:
+        done = asyncio.get_running_loop().create_future()
+        # A host event, outside any tick: the widget calls the plain callback.
+        host.in_host(lambda: done.set_result(callback("clicked")))
+        task = await done
+        assert callback.running == {task}
+        return str(await task)
+
+    assert _run_with_clicks(host, main) == "clicked"
+    assert got == ["clicked"] and not callback.running
+
+
+def test_a_failing_callback_task_is_reported_through_the_exception_handler(
+    host: QueueHost,
+) -> None:
+    reported: list[dict[str, Any]] = []
+
+    async def broken() -> None:
+        await asyncio.sleep(0)
+        raise ZeroDivisionError("in a click handler")
+
+    callback = asyncio_guest.async_callback(broken)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        host.in_host(callback)
+        while not reported:
+            await asyncio.sleep(0.001)
+
+    _run_with_clicks(host, main)
+    (context,) = reported
+    assert isinstance(context["exception"], ZeroDivisionError)
+    assert "broken" in context["message"]
+
+
+@pytest.mark.parametrize("on_busy", ["run", "ignore", "cancel"])
+def test_a_second_click_while_the_first_task_runs(host: QueueHost, on_busy: Any) -> None:
+    started: list[int] = []
+    finished: list[int] = []
+    cancelled: list[int] = []
+
+    async def work(n: int) -> None:
+        started.append(n)
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            cancelled.append(n)
+            raise
+        finished.append(n)
+
+    callback = asyncio_guest.async_callback(work, on_busy=on_busy)
+
+    async def main() -> None:
+        host.in_host(lambda: callback(1))
+        while not started:
+            await asyncio.sleep(0)
+        host.in_host(lambda: callback(2))
+        await asyncio.sleep(0.01)
+        while callback.running:
+            await asyncio.sleep(0.01)
+
+    _run_with_clicks(host, main)
+    if on_busy == "run":
+        assert (started, sorted(finished), cancelled) == ([1, 2], [1, 2], [])
+    elif on_busy == "ignore":
+        assert (started, finished, cancelled) == ([1], [1], [])
+    else:
+        assert (started, finished, cancelled) == ([1, 2], [2], [1])
+
+
+def test_arguments_the_callback_does_not_take_are_dropped(host: QueueHost) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    async def no_args() -> None:
+        seen.append(())
+
+    async def one_arg(event: Any) -> None:
+        seen.append((event,))
+
+    async def any_args(*args: Any) -> None:
+        seen.append(args)
+
+    callbacks = [asyncio_guest.async_callback(f) for f in (no_args, one_arg, any_args)]
+
+    async def main() -> None:
+        for cb in callbacks:  # as Qt's clicked(checked) or Tk's bind(event) call them
+            host.in_host(lambda cb=cb: cb("event", "extra"))
+        while len(seen) < 3:
+            await asyncio.sleep(0.001)
+
+    _run_with_clicks(host, main)
+    assert seen == [(), ("event",), ("event", "extra")]
+
+
+def test_as_a_method_decorator_each_object_has_its_own_policy(host: QueueHost) -> None:
+    class Panel:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.runs = 0
+
+        @asyncio_guest.async_callback(on_busy="ignore")
+        async def refresh(self) -> str:
+            self.runs += 1
+            await asyncio.sleep(0.02)
+            return self.name
+
+    a, b = Panel("a"), Panel("b")
+
+    async def main() -> list[Any]:
+        tasks: list[Any] = []
+        host.in_host(lambda: tasks.extend([a.refresh(), a.refresh(), b.refresh()]))
+        while len(tasks) < 3:
+            await asyncio.sleep(0.001)
+        assert tasks[1] is None  # a is busy: ignored; b has its own policy
+        return [await tasks[0], await tasks[2]]
+
+    assert _run_with_clicks(host, main) == ["a", "b"]
+    assert (a.runs, b.runs) == (1, 1)
+
+
+def test_called_with_no_guest_run_it_says_so() -> None:
+    async def fetch() -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="no asyncio guest run"):
+        asyncio_guest.async_callback(fetch)()
+    with pytest.raises(ValueError, match="on_busy"):
+        asyncio_guest.async_callback(fetch, on_busy="twice")  # type: ignore[call-overload]
+
+
+# ----------------------------------------------------------------- run_modal
+
+
+def test_run_modal_keeps_asyncio_running_while_the_dialog_is_open(host: QueueHost) -> None:
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    def dialog() -> str:
+        # A modal dialog: a nested host loop, here until the guest ticked 5 more times.
+        seen = len(ticks)
+        host.run_until(lambda: len(ticks) >= seen + 5)
+        return "OK pressed"
+
+    async def main() -> str:
+        t = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        answer = await asyncio_guest.run_modal(dialog)
+        t.cancel()
+        return answer
+
+    assert _run_with_clicks(host, main) == "OK pressed"
+
+
+def test_run_modal_raises_what_the_dialog_raised(host: QueueHost) -> None:
+    def dialog() -> None:
+        raise LookupError("no such file")
+
+    async def main() -> None:
+        await asyncio_guest.run_modal(dialog)
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error) and isinstance(out.error, LookupError)
+
+
+def test_a_dialog_run_straight_from_a_task_pauses_asyncio_and_says_so(
+    host: QueueHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fail safe: the nested loop runs inside the tick, the guest waits for it
+    (no crash, no re-entered task), resumes after it, and in debug mode the
+    log names run_modal."""
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.002)
+
+    def dialog() -> str:
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:  # a nested host loop
+            host.drain()
+            time.sleep(0.001)
+        return "closed"
+
+    async def main() -> tuple[str, int, int]:
+        t = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        before = len(ticks)
+        answer = dialog()  # wrong, but must not break anything
+        during = len(ticks) - before
+        await asyncio.sleep(0.02)
+        after = len(ticks)
+        t.cancel()
+        return answer, during, after - before
+
+    caplog.set_level(logging.WARNING, logger="asyncio_guest")
+    answer, during, resumed = host.guest_run(main, debug=True).unwrap()
+    assert answer == "closed"
+    assert during == 0  # paused while the nested loop ran
+    assert resumed > 0  # and running again afterwards
+    assert any("run_modal" in r.getMessage() for r in caplog.records)
+
+
+def test_run_modal_outside_a_guest_run_is_an_error() -> None:
+    async def main() -> None:
+        await asyncio_guest.run_modal(lambda: None)
+
+    with pytest.raises(RuntimeError, match="asyncio-guest run"):
+        asyncio.run(main())
