@@ -1,0 +1,72 @@
+"""What the shared host scenarios (``tests/scenarios/test_scenarios.py``) need of a host.
+
+One scenario set, written once, runs on every host module (Tk, Qt, Trio, and
+later GLib, wx, pygame) and on both wait strategies (the backend thread and,
+where the host can watch a file descriptor, the zero-thread path). Each host
+gives a ``Harness``: its one-call entry, a real widget to click, the host's
+own repeating timer, a modal dialog, and "the user closes the window". A host
+without widgets (Trio) says so in ``capabilities`` and the scenarios that need
+them are not generated for it (no skip is counted as a pass).
+
+Harnesses live in ``tests/scenarios/harness_<host>.py``; each module defines
+``HARNESSES: list[Harness]`` (empty when the toolkit does not import here; the
+scenario module then reports that the toolkit is missing, which CI turns into a
+failure with ``ASYNCIO_GUEST_REQUIRE_HOSTS=tk,qt,...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+_T = TypeVar("_T")
+
+WIDGETS = "widgets"  # make_button/click/modal/close_window work
+SIGINT = "sigint"  # Ctrl+C while the host idles can be tested in a subprocess
+
+
+class Harness(Protocol):
+    """One host (and one wait strategy): everything a scenario does through it.
+
+    All methods are called on the host thread (the test's main thread), from
+    inside ``run``'s ``main`` or from host callbacks, except ``run`` itself.
+    """
+
+    name: str  # e.g. "tk", "qt-pyside6", "trio"; with the strategy: "tk[fd]"
+    capabilities: frozenset[str]
+
+    def run(self, main: Callable[[], Awaitable[_T]]) -> _T:
+        """The host module's one-call entry: run ``main`` with the host's main
+        loop in charge (a window exists); return its result or raise."""
+        ...
+
+    def make_button(self, command: Callable[[], object]) -> Any:
+        """A real button in the window whose activation calls ``command()``."""
+        ...
+
+    def click(self, button: Any) -> None:
+        """Activate the button through the toolkit (``invoke()``, ``click()``,
+        ``event_generate``), from a host callback, as a user click would."""
+        ...
+
+    def call_every(self, interval: float, fn: Callable[[], object]) -> Callable[[], None]:
+        """The host's own repeating timer (``after``, ``QTimer``...); returns a stop function."""
+        ...
+
+    def call_soon_in_host(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` as a host event (outside any asyncio tick), soon."""
+        ...
+
+    def open_modal(self, on_open: Callable[[Callable[[Any], None]], object]) -> Any:
+        """Block in a modal dialog (its nested loop) until it is closed; return
+        what it was closed with. ``on_open(close)`` is called once the dialog
+        runs; ``close(value)`` closes it with ``value``."""
+        ...
+
+    def close_window(self) -> None:
+        """What the user closing the main window (or quitting the app) does."""
+        ...
+
+
+def describe(harnesses: list[Harness]) -> list[str]:
+    return [h.name for h in harnesses]
