@@ -17,7 +17,7 @@ class ReferenceHarness:
     capabilities: frozenset[str] = frozenset()
 
     def run(self, main: Callable[[], Awaitable[_T]]) -> _T:
-        return asyncio_guest.run(main)  # type: ignore[no-any-return]
+        return asyncio_guest.run(main)
 
     def make_button(self, command: Callable[[], object]) -> Any:
         raise NotImplementedError
