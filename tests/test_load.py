@@ -161,6 +161,19 @@ def test_threadsafe_flood(host: QueueHost) -> None:
     assert result.calls == THREADS * PER_THREAD
 
 
+def test_a_flood_cannot_outrun_the_loop_without_bound(host: QueueHost) -> None:
+    """Posting threads that outpace the host are held back once the loop is far
+    behind (guest_loop._POSTER_BACKLOG): the queue, and so memory, stays bounded.
+    Before, 8 threads posting 400 000 callbacks had up to 317 000 of them queued."""
+
+    async def main() -> object:
+        return await bm_load.threadsafe_flood(THREADS, 50_000, timeout=LONG)
+
+    result = host.guest_run(main).unwrap()
+    assert result.calls == THREADS * 50_000
+    assert result.max_backlog <= 100_000, result  # 2 x guest_loop._POSTER_BACKLOG
+
+
 def test_threadsafe_flood_on_strict_host(strict_host: StrictHost) -> None:
     """The same flood with the host loop on its own thread, which records any breach
     of the host contract (two ticks in flight, a tick posted the wrong way)."""

@@ -363,6 +363,13 @@ class GuestLoopMixin:
         else:
             # One hop: the host runs the callback while the backend keeps waiting.
             engine.request_tick()
+            if len(self._ready) > _POSTER_BACKLOG:
+                # Far behind: let the host thread run. Our post makes no system
+                # call (plain asyncio's writes its self-pipe, which lets the GIL
+                # go), so without this, posting threads would keep the GIL for
+                # whole switch intervals and a flood would outrun the loop
+                # without bound (tests/test_load.py, bench load_threadsafe).
+                time.sleep(0)
         return handle
 
     def stop(self) -> None:
@@ -681,6 +688,10 @@ _CALLBACK_CODES = frozenset(
     for cls in (events.Handle, getattr(events, "_ThreadSafeHandle", None))
     if cls is not None and "_run" in vars(cls)
 ) | {GuestLoopMixin._guest_run_debug.__code__}
+
+_POSTER_BACKLOG = 50_000
+"""Ready callbacks beyond which a worker's ``call_soon_threadsafe`` yields the
+CPU once: about 14 MB of queued handles, far more than any tick runs."""
 
 _L = TypeVar("_L", bound=asyncio.AbstractEventLoop)
 _guest_classes: dict[type, type] = {}
