@@ -43,6 +43,10 @@ def settle_threads(before: set[threading.Thread], timeout: float = 10.0) -> list
     """Join threads started since ``before`` (up to ``timeout`` each); return survivors."""
     left = []
     for thread in set(threading.enumerate()) - before:
+        if thread.ident is None:
+            # Listed but never started (a Ctrl+C hit its start()): no OS
+            # thread exists, and join() would raise.
+            continue
         thread.join(timeout)
         if thread.is_alive():
             left.append(thread)
