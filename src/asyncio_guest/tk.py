@@ -85,6 +85,11 @@ class TkHost:
         self.thread_id = threading.get_ident()
         self._closed = False
         self._error: BaseException | None = None  # raised by the next file handler call
+        # Drains running (nested in a modal loop: more than one). close() from
+        # inside one (a done_callback) only asks; the last drain to leave, or
+        # the file handler that raises a pending error, finishes the close.
+        self._depth = 0
+        self._close_requested = False
         self._later: dict[str, str] = {}  # call_later's Tcl command -> its after id
         prefix = f"asyncio_guest_tk{os.getpid()}_{next(_serial)}"
         self._cmd = prefix + "_drain"
@@ -128,13 +133,21 @@ class TkHost:
         self._queue.submit(fn)
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
-        """Tk thread only: the same; from inside one of our callbacks it costs no wake-up."""
+        """Tk thread only: the same; from inside one of our callbacks it costs no pipe byte.
+
+        Inside a drain the wake-up for the next one (``after idle after 0``) is
+        sent at once rather than when the drain ends: should the callback that
+        runs now open a nested Tk loop (``wait_window`` from a task), that loop
+        then runs ``fn`` (the engine's debug probe says so, naming ``run_modal``).
+        """
         if self._closed:
             raise RuntimeError("this TkHost is closed")
         if self._win32 is not None:
             self._win32.run_sync_soon_not_threadsafe(fn)
             return
         self._queue.submit_local(fn)
+        if self._depth:
+            self._queue.wake_busy_now()
 
     def _post(self) -> None:
         """Any thread: wake the Tk thread for a drain (the queue's ``post``).
@@ -170,18 +183,33 @@ class TkHost:
         error = self._error
         if error is not None:
             self._error = None
+            if self._close_requested and not self._depth:
+                self._finish_close()
             raise error
-        if not self._closed:
+        if self._closed:
+            return
+        self._depth += 1
+        try:
             self._queue.drain()
+        finally:
+            self._left_drain()
 
     def _drain_from_tcl(self) -> None:
         """Tk thread, our ``after`` command: drain; an error goes out through the pipe."""
         if self._closed:
             return
+        self._depth += 1
         try:
             self._queue.drain()
         except BaseException as exc:
             self._raise_from_file_handler(exc)
+        finally:
+            self._left_drain()
+
+    def _left_drain(self) -> None:
+        self._depth -= 1
+        if self._close_requested and not self._depth and self._error is None:
+            self._finish_close()
 
     def _raise_from_file_handler(self, exc: BaseException) -> None:
         if self._error is None:
@@ -244,7 +272,13 @@ class TkHost:
     # ------------------------------------------------------------- ending
 
     def close(self) -> None:
-        """Tk thread: unregister from Tcl, close the pipe (idempotent)."""
+        """Tk thread: unregister from Tcl, close the pipe (idempotent).
+
+        Called from inside one of our callbacks (``start_guest_run``'s
+        ``done_callback``), the host is closed at once to new callbacks, and
+        released when that callback's drain has returned (or, if the drain
+        raised, once its error has come out of ``mainloop()``).
+        """
         if self._closed:
             return
         self._closed = True
@@ -252,6 +286,14 @@ class TkHost:
             self._win32.close()
             return
         self._queue.clear()
+        if self._depth:
+            self._close_requested = True
+            return
+        self._finish_close()
+
+    def _finish_close(self) -> None:
+        self._close_requested = False
+        self._error = None
         errors: list[BaseException] = []
         for name, after_id in list(self._later.items()):
             _try(errors, self._tk.call, "after", "cancel", after_id)
