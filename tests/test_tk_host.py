@@ -324,3 +324,17 @@ def test_async_callback_as_a_button_command(root: Any) -> None:
         return await asyncio.wait_for(done, 10)
 
     assert agtk.run(main, root=root) == "fetched"
+
+
+def test_the_example_app_smoke_run() -> None:
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(here, "src"), here]))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(here, "examples", "tk_app.py"), "--smoke"],
+        env=env, capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"dialog answered, feed cancelled" in proc.stdout
+    assert proc.stderr == b"", proc.stderr.decode()
