@@ -18,7 +18,7 @@ from spec import AFFINITIES, BY_NAME, MODES, Sizes
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("name", choices=sorted(BY_NAME))
-    ap.add_argument("mode", choices=MODES)
+    ap.add_argument("mode", choices=(*MODES, "tk"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--affinity", choices=AFFINITIES, default=None,
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = BY_NAME[args.name]
     workload: Workload = getattr(importlib.import_module(bench.module), bench.name)
-    if args.mode == "guest":
+    if args.mode in ("guest", "tk"):
         import asyncio_guest  # noqa: F401  (import cost outside the timed part)
     warm_allocator()
     ctx = Ctx(

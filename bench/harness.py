@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import os
 import time
+import types
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,39 @@ def run_in_mode(ctx: Ctx, workload: Workload | SyncWorkload) -> Metrics:
         ctx.host = asyncio_guest.ReferenceHost()
         result: Metrics = asyncio_guest.run(workload, ctx, host=ctx.host)
         return result
+    if ctx.mode == "tk":
+        return _run_in_tk(ctx, workload)
     raise ValueError(f"unknown mode {ctx.mode!r}")
+
+
+class _TkTimers:
+    """``host_call_later`` in tk mode: a Tk ``after`` timer (whole ms, rounded up)."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> Any:
+        when = time.monotonic() + delay
+        self.root.after(max(0, int(delay * 1000 + 0.999)), fn)
+        return types.SimpleNamespace(when=when)
+
+
+def _run_in_tk(ctx: Ctx, workload: Workload) -> Metrics:
+    """``tk`` mode (``child.py NAME tk``, not in run.py's table yet): the guest of
+    ``root.mainloop()`` through ``asyncio_guest.tk.run``; needs a display."""
+    import tkinter
+
+    import asyncio_guest.tk
+
+    root = tkinter.Tk()
+    root.geometry("100x50")
+    root.update()
+    ctx.host = _TkTimers(root)
+    try:
+        result: Metrics = asyncio_guest.tk.run(workload, ctx, root=root)
+        return result
+    finally:
+        root.destroy()
 
 
 def percentile(values: list[float], q: float) -> float:

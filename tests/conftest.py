@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -63,8 +64,25 @@ def _wakeup_fd() -> int:
 def _process_warmed_up() -> Iterator[None]:
     """Shared OS resources made before the first test (tests/os_resources.py)."""
     clean_up = os_resources.warm_up_process()
+    _warm_up_tk()
     yield
     clean_up()
+
+
+def _warm_up_tk() -> None:
+    """Tcl's notifier makes a pipe and a thread of its own (C, not Python) for the
+    process at its first use and keeps them until exit: made here, they are no
+    test's leak. Only where a Tk window can be made (a display on X11)."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        return
+    try:
+        import tkinter
+
+        root = tkinter.Tk()
+    except Exception:
+        return  # no tkinter or no display: the Tk tests are not generated either
+    root.update()
+    root.destroy()
 
 
 @pytest.fixture(autouse=True)

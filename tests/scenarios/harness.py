@@ -24,6 +24,23 @@ _T = TypeVar("_T")
 WIDGETS = "widgets"  # make_button/click/modal/close_window work
 SIGINT = "sigint"  # Ctrl+C while the host idles can be tested in a subprocess
 
+# The contract every host module's one-call entry keeps (the scenarios check it):
+#
+# * ``main`` returns: the host loop returns and ``run`` returns ``main``'s value.
+# * ``main`` (or a task it awaits) raises: ``run`` raises that exception, after
+#   the shutdown, with its traceback.
+# * The user closes the main window (or quits the application) mid-run:
+#   ``main`` is cancelled; the host loop keeps running until the guest has shut
+#   down (``main``'s ``finally`` blocks and cancelled tasks still run, with the
+#   window alive); then ``run`` raises ``asyncio.CancelledError``, or returns
+#   ``main``'s value if ``main`` handled the cancellation and returned one. No
+#   thread, descriptor or warning is left behind.
+# * Ctrl+C while the host idles (blocked in its own C code): the first cancels
+#   ``main`` and ``run`` raises ``KeyboardInterrupt`` after the shutdown,
+#   promptly (well under a second here), as ``asyncio.run`` does.
+# * For a ``SIGINT`` harness, a child process can rebuild it by ``name`` from
+#   ``tests.scenarios.test_scenarios.HARNESSES`` (the subprocess test does).
+
 
 class Harness(Protocol):
     """One host (and one wait strategy): everything a scenario does through it.
@@ -50,11 +67,12 @@ class Harness(Protocol):
         ...
 
     def call_every(self, interval: float, fn: Callable[[], object]) -> Callable[[], None]:
-        """The host's own repeating timer (``after``, ``QTimer``...); returns a stop function."""
+        """The host's own repeating timer (``after``, ``QTimer``...); returns a stop
+        function. Every harness has one (called from inside ``run``'s ``main``)."""
         ...
 
     def call_soon_in_host(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` as a host event (outside any asyncio tick), soon."""
+        """Run ``fn`` as a host event (outside any asyncio tick), soon. Every harness."""
         ...
 
     def open_modal(self, on_open: Callable[[Callable[[Any], None]], object]) -> Any:

@@ -1,4 +1,4 @@
-"""The reference host (``asyncio_guest.run``): no widgets, no window."""
+"""The reference host (``asyncio_guest.run``): no widgets, no window; its own timers."""
 
 from __future__ import annotations
 
@@ -7,17 +7,25 @@ from typing import Any, TypeVar
 
 import asyncio_guest
 
-from .harness import Harness
+from .harness import SIGINT, Harness
 
 _T = TypeVar("_T")
 
 
 class ReferenceHarness:
     name = "reference"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({SIGINT})
+
+    def __init__(self) -> None:
+        self.host: asyncio_guest.ReferenceHost | None = None
 
     def run(self, main: Callable[[], Awaitable[_T]]) -> _T:
-        return asyncio_guest.run(main)
+        self.host = host = asyncio_guest.ReferenceHost()
+        try:
+            return asyncio_guest.run(main, host=host)
+        finally:
+            self.host = None
+            host.close()
 
     def make_button(self, command: Callable[[], object]) -> Any:
         raise NotImplementedError
@@ -26,10 +34,21 @@ class ReferenceHarness:
         raise NotImplementedError
 
     def call_every(self, interval: float, fn: Callable[[], object]) -> Callable[[], None]:
-        raise NotImplementedError
+        host = self.host
+        assert host is not None
+        current: list[asyncio_guest.HostTimer] = []
+
+        def fire() -> None:
+            current[:] = [host.call_later(interval, fire)]
+            fn()
+
+        current.append(host.call_later(interval, fire))
+        return lambda: [t.cancel() for t in current] and None
 
     def call_soon_in_host(self, fn: Callable[[], object]) -> None:
-        raise NotImplementedError
+        host = self.host
+        assert host is not None
+        host.call_later(0, fn)
 
     def open_modal(self, on_open: Callable[[Callable[[Any], None]], object]) -> Any:
         raise NotImplementedError

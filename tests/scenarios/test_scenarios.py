@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import os
 import pkgutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
 from typing import Any
 
 import pytest
 
+from asyncio_guest import async_callback, run_modal
+
 from . import harness as harness_api
-from .harness import WIDGETS, Harness
+from .harness import SIGINT, WIDGETS, Harness
 
 
 def _collect() -> tuple[list[Harness], list[str]]:
@@ -100,3 +109,264 @@ def test_a_real_click_starts_a_task_that_answers(host: Harness) -> None:
         return await asyncio.wait_for(answer, 10)
 
     assert host.run(main) == "done"
+
+
+# ------------------------------------------------------------ the rest of the set
+
+
+@pytest.mark.parametrize("host", _with())
+def test_timers_fire_in_order_and_not_early(host: Harness) -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+        t0 = loop.time()
+        loop.call_later(0.03, order.append, "c")
+        loop.call_later(0.01, order.append, "a")
+        loop.call_later(0.02, order.append, "b")
+        await asyncio.sleep(0.05)
+        assert loop.time() - t0 >= 0.05
+        for _ in range(5):
+            t = loop.time()
+            await asyncio.sleep(0.005)
+            assert loop.time() - t >= 0.005
+        return order
+
+    assert host.run(main) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("host", _with())
+def test_a_subprocess(host: Harness) -> None:
+    async def main() -> tuple[bytes, int]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; print(sys.stdin.read().upper())",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate(b"hello")
+        return out.strip(), await proc.wait()
+
+    assert host.run(main) == (b"HELLO", 0)
+
+
+@pytest.mark.parametrize("host", _with())
+def test_to_thread(host: Harness) -> None:
+    main_thread = threading.get_ident()
+
+    async def main() -> tuple[int, bool]:
+        def work(n: int) -> tuple[int, int]:
+            time.sleep(0.01)
+            return n * 2, threading.get_ident()
+
+        results = await asyncio.gather(*(asyncio.to_thread(work, i) for i in range(4)))
+        assert threading.get_ident() == main_thread  # the guest runs on the host thread
+        return sum(r for r, _ in results), all(t != main_thread for _, t in results)
+
+    assert host.run(main) == (12, True)
+
+
+@pytest.mark.parametrize("host", _with())
+def test_an_exception_in_a_task_surfaces_from_run(host: Harness) -> None:
+    async def main() -> None:
+        async def deep() -> None:
+            await asyncio.sleep(0.001)
+            raise ValueError("raised in a task")
+
+        await asyncio.create_task(deep())
+
+    with pytest.raises(ValueError, match="raised in a task") as info:
+        host.run(main)
+    # The traceback reaches the raising frame.
+    assert any(entry.name == "deep" for entry in info.traceback)
+
+
+@pytest.mark.parametrize("host", _with())
+def test_the_host_timer_stays_on_time_while_200_tasks_spin(host: Harness) -> None:
+    interval = 0.01
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        fired: list[float] = []
+        stop = host.call_every(interval, lambda: fired.append(time.perf_counter()))
+        end = loop.time() + 1.0
+        spins = [0]
+
+        async def spin() -> None:
+            while loop.time() < end:
+                spins[0] += 1
+                await asyncio.sleep(0)
+
+        try:
+            await asyncio.gather(*(spin() for _ in range(200)))
+        finally:
+            stop()
+        assert spins[0] > 2000, spins  # asyncio did run meanwhile
+        return fired
+
+    fired = host.run(main)
+    gaps = sorted(b - a for a, b in itertools.pairwise(fired))
+    assert len(gaps) >= 20, f"the host timer fired {len(fired)} times in 1 s"
+    lateness = gaps[len(gaps) // 2] - interval
+    assert lateness < 0.05, f"median host timer lateness {lateness * 1e3:.1f} ms"
+
+
+@pytest.mark.parametrize("host", _with())
+def test_sniffio_and_anyio_see_asyncio(host: Harness) -> None:
+    sniffio = pytest.importorskip("sniffio")
+    anyio = pytest.importorskip("anyio")
+
+    async def main() -> str:
+        await anyio.sleep(0)
+        await anyio.sleep(0.001)
+        with anyio.fail_after(5):
+            await asyncio.sleep(0)
+        return str(sniffio.current_async_library())
+
+    assert host.run(main) == "asyncio"
+
+
+@pytest.mark.parametrize("host", _with(WIDGETS))
+@pytest.mark.parametrize("on_busy", ["run", "ignore", "cancel"])
+def test_async_callback_on_a_real_button(host: Harness, on_busy: str) -> None:
+    async def main() -> tuple[int, int, int]:
+        release = asyncio.Event()
+        started = [0]
+        finished = [0]
+        cancelled = [0]
+
+        async def handler() -> None:
+            started[0] += 1
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                cancelled[0] += 1
+                raise
+            finished[0] += 1
+
+        callback = async_callback(handler, on_busy=on_busy)  # type: ignore[arg-type]
+        button = host.make_button(callback)
+        for _ in range(3):
+            clicked = asyncio.Event()
+
+            def click() -> None:
+                host.click(button)
+                clicked.set()  # noqa: B023 (called before the next iteration)
+
+            host.call_soon_in_host(click)
+            await asyncio.wait_for(clicked.wait(), 10)
+            await asyncio.sleep(0.01)  # the handler started meanwhile (if it was)
+        release.set()
+        while callback.running:
+            await asyncio.sleep(0.001)
+        return started[0], finished[0], cancelled[0]
+
+    expected = {"run": (3, 3, 0), "ignore": (1, 1, 0), "cancel": (3, 1, 2)}[on_busy]
+    assert host.run(main) == expected
+
+
+@pytest.mark.parametrize("host", _with(WIDGETS))
+def test_a_modal_dialog_through_run_modal(host: Harness) -> None:
+    async def main() -> tuple[str, int]:
+        opened = asyncio.Event()
+        closer: list[Any] = []
+        ticks = [0]
+
+        def on_open(close: Any) -> None:
+            closer.append(close)
+            opened.set()
+
+        async def meanwhile() -> None:
+            await opened.wait()
+            for _ in range(10):  # asyncio keeps running while the dialog is open
+                await asyncio.sleep(0.005)
+                ticks[0] += 1
+            closer[0]("accepted")
+
+        helper = asyncio.create_task(meanwhile())
+        result = await asyncio.wait_for(run_modal(host.open_modal, on_open), 10)
+        await helper
+        return result, ticks[0]
+
+    assert host.run(main) == ("accepted", 10)
+
+
+@pytest.mark.parametrize("host", _with(WIDGETS))
+def test_closing_the_window_mid_run_cancels_main(host: Harness) -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        host.call_soon_in_host(host.close_window)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await asyncio.sleep(0.01)  # the guest still runs while it shuts down
+            seen.append("cleaned up")
+            raise
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(asyncio.CancelledError):
+            host.run(main)
+    assert seen == ["cancelled", "cleaned up"]
+
+
+@pytest.mark.parametrize("host", _with(WIDGETS))
+def test_closing_the_window_when_main_handles_it_returns_its_value(host: Harness) -> None:
+    async def main() -> str:
+        host.call_soon_in_host(host.close_window)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return "closed politely"
+        return "not closed"
+
+    assert host.run(main) == "closed politely"
+
+
+_SIGINT_CHILD = """
+import asyncio, sys
+from tests.scenarios.test_scenarios import HARNESSES
+host = next(h for h in HARNESSES if h.name == sys.argv[1])
+
+async def main():
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+
+try:
+    host.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("host", _with(SIGINT))
+def test_ctrl_c_while_the_host_idles(host: Harness) -> None:
+    root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(root_dir, "src"), root_dir])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGINT_CHILD, host.name],
+        cwd=root_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
+        time.sleep(0.3)  # the host is idle now, blocked in its own wait
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (proc.returncode, out, err)
+    assert out == b"KeyboardInterrupt\n"
+    assert elapsed < 5.0, elapsed

@@ -139,6 +139,26 @@ class CoalescingQueue:
                             self._pending = False
                         raise
 
+    def wake_busy_now(self) -> None:
+        """Host thread, inside a drain: send the drain-end wake-up (``post_busy``) now.
+
+        For a host whose nested loops must see callbacks queued by the running
+        one (the Tk host: a tick that opens a modal loop queues the engine's
+        debug probe first). The drain's end then finds it pending and sends none.
+        """
+        if not self._draining or not self._queue:
+            return
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            self._post_busy()
+        except BaseException:
+            with self._lock:
+                self._pending = False
+            raise
+
     def clear(self) -> None:
         """Host thread: drop every queued callback (the host is shutting down)."""
         self._queue.clear()

@@ -1,0 +1,548 @@
+"""asyncio as the guest of Tk's main loop (tkinter), on Tk's own thread.
+
+Three ways in, from the simplest:
+
+* ``run(main, root=root)`` runs ``root.mainloop()`` with ``main`` as the guest
+  and returns ``main``'s result or raises its exception (contract below).
+* ``start_guest_run(main, root, done_callback=...)`` for a program that runs
+  ``root.mainloop()`` (or a ``root.update()`` loop) itself: it returns the main
+  task at once.
+* ``TkHost(root)``: the two host primitives, for ``asyncio_guest.start_guest_run``
+  and for anything else that needs "run this on Tk's thread soon".
+
+How Tk is woken (``TkHost``). A worker's Tk call is a synchronous round trip
+through Tcl's notifier: it blocks until the Tk thread takes it, forever if that
+thread is busy waiting for the worker, and it raises "main thread is not in main
+loop" after 1 s when ``mainloop()`` is not running (a ``root.update()`` loop does
+not count). The backend thread and ``call_soon_threadsafe`` callers must never
+block like that, so no thread but Tk's ever calls Tk here. Callbacks go to a
+deque (``CoalescingQueue``: at most one wake-up in flight) and a worker's wake-up
+is one byte written to a non-blocking pipe whose read end Tk watches
+(``createfilehandler``): a system call that never waits for Tk. On the Tk thread
+the wake-up is an ``after 0`` timer instead (no pipe, no notifier hop).
+
+Keeping the GUI smooth: Tcl runs idle handlers (geometry, redraws) only when no
+other event is queued, so a busy guest that always had a file event or a due
+``after 0`` timer waiting would never let the window repaint. A tick that leaves
+work therefore schedules the next one as ``after idle after 0``: first Tk's idle
+work, then a zero timer, which runs beside the program's own due ``after``
+timers. (A bare ``after idle`` chain can starve every ``after`` timer on Tk 8.6.)
+
+Errors: what a callback raises (``done_callback``'s exception, a Ctrl+C) must
+come out of ``mainloop()``. Tkinter re-raises what a *file handler* raises from
+``mainloop()``, while a Tcl command's exception would also make Tcl report a
+background error (a dialog). So our ``after`` commands catch it, keep it, and
+write a byte: the file handler raises it.
+
+Windows: tkinter has no ``createfilehandler`` there. Tk's Windows notifier is a
+Win32 message loop that dispatches every window message of the thread, so
+``TkHost`` hands its callbacks to an ``asyncio_guest.win32.Win32Host`` (a
+message-only window on the Tk thread, one coalesced ``PostMessageW``: never
+blocks either). Not exercised by the Linux test suite.
+
+Thread rule: every method runs on the thread that made the ``TkHost`` (the Tcl
+interpreter's thread), except ``run_sync_soon_threadsafe`` and ``_post``, which
+touch only the queue (its own lock), ``_wfd`` and ``_closed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import sys
+import threading
+import tkinter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import outcome
+
+from ._core.entry import run_beside
+from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import start_guest_run as _start_guest_run
+from ._core.wake_queue import CoalescingQueue
+from .modal import run_modal
+
+__all__ = ["TkHost", "run", "run_dialog", "start_guest_run", "wait_window"]
+
+_T = TypeVar("_T")
+_serial = itertools.count()
+
+
+class TkHost:
+    """Runs callbacks on Tk's thread, through its event loop (see module doc).
+
+    Make it on the Tk thread (the one that made ``root`` and runs its
+    ``mainloop``). ``close()`` (Tk thread) removes what it registered with Tcl
+    and closes its pipe; callbacks still queued are dropped.
+    """
+
+    def __init__(self, root: tkinter.Misc) -> None:
+        self.root = root
+        self._tk: Any = root.tk
+        self.thread_id = threading.get_ident()
+        self._closed = False
+        self._error: BaseException | None = None  # raised by the next file handler call
+        # Drains running (nested in a modal loop: more than one). close() from
+        # inside one (a done_callback) only asks; the last drain to leave, or
+        # the file handler that raises a pending error, finishes the close.
+        self._depth = 0
+        self._close_requested = False
+        self._later: dict[str, str] = {}  # call_later's Tcl command -> its after id
+        prefix = f"asyncio_guest_tk{os.getpid()}_{next(_serial)}"
+        self._cmd = prefix + "_drain"
+        self._fds: list[int] = []
+        self._win32: Any = None
+        self._queue: CoalescingQueue
+        self._write: Callable[[], object]
+        if sys.platform == "win32":
+            from .win32 import Win32Host
+
+            self._win32 = Win32Host()
+            self._rfd = self._wfd = -1
+            return
+        self._tk.createcommand(self._cmd, self._drain_from_tcl)
+        try:
+            self._fds.extend(os.pipe())
+            self._rfd, self._wfd = self._fds
+            os.set_blocking(self._rfd, False)
+            os.set_blocking(self._wfd, False)
+            self._tk.createfilehandler(self._rfd, tkinter.READABLE, self._on_readable)
+        except BaseException:
+            self._tk.deletecommand(self._cmd)
+            _close_fds(self._fds)
+            raise
+        self._write = functools.partial(os.write, self._wfd, b"\0")
+        self._queue = CoalescingQueue(self._post, self._post_busy)
+
+    # ----------------------------------------------------------- primitives
+
+    def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Any thread: run ``fn()`` on the Tk thread soon (order kept).
+
+        Never calls Tk from another thread and never waits for the Tk thread:
+        at most a deque append, a lock and a one-byte non-blocking write.
+        """
+        if self._closed:
+            raise RuntimeError("this TkHost is closed")
+        if self._win32 is not None:
+            self._win32.run_sync_soon_threadsafe(fn)
+            return
+        self._queue.submit(fn)
+
+    def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Tk thread only: the same; from inside one of our callbacks it costs no pipe byte.
+
+        Inside a drain the wake-up for the next one (``after idle after 0``) is
+        sent at once rather than when the drain ends: should the callback that
+        runs now open a nested Tk loop (``wait_window`` from a task), that loop
+        then runs ``fn`` (the engine's debug probe says so, naming ``run_modal``).
+        """
+        if self._closed:
+            raise RuntimeError("this TkHost is closed")
+        if self._win32 is not None:
+            self._win32.run_sync_soon_not_threadsafe(fn)
+            return
+        self._queue.submit_local(fn)
+        if self._depth:
+            self._queue.wake_busy_now()
+
+    def _post(self) -> None:
+        """Any thread: wake the Tk thread for a drain (the queue's ``post``).
+
+        On the Tk thread an ``after 0`` timer; elsewhere one pipe byte (the
+        only thing another thread does here: never a Tk call).
+        """
+        if threading.get_ident() == self.thread_id:
+            self._tk.call("after", 0, self._cmd)
+            return
+        try:
+            self._write()
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is pending anyway
+
+    def _post_busy(self) -> None:
+        """Tk thread: a drain left work; the next one after Tk's idle work (module doc)."""
+        self._tk.call("after", "idle", "after", 0, self._cmd)
+
+    # ------------------------------------------------------------- drains
+
+    def _on_readable(self, _fd: int, _mask: int) -> None:
+        """Tk thread, a file handler: consume the pipe's bytes, then drain.
+
+        What this raises comes out of ``mainloop()`` (tkinter re-raises a file
+        handler's exception there, and Tcl reports nothing).
+        """
+        try:
+            while len(os.read(self._rfd, 4096)) == 4096:
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        error = self._error
+        if error is not None:
+            self._error = None
+            if self._close_requested and not self._depth:
+                self._finish_close()
+            raise error
+        if self._closed:
+            return
+        self._depth += 1
+        try:
+            self._queue.drain()
+        finally:
+            self._left_drain()
+
+    def _drain_from_tcl(self) -> None:
+        """Tk thread, our ``after`` command: drain; an error goes out through the pipe."""
+        if self._closed:
+            return
+        self._depth += 1
+        try:
+            self._queue.drain()
+        except BaseException as exc:
+            self._raise_from_file_handler(exc)
+        finally:
+            self._left_drain()
+
+    def _left_drain(self) -> None:
+        self._depth -= 1
+        if self._close_requested and not self._depth and self._error is None:
+            self._finish_close()
+
+    def _raise_from_file_handler(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        try:
+            self._write()
+        except BlockingIOError:
+            pass
+
+    # ------------------------------------------------ the fd-watcher methods
+
+    def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], None]:
+        """Tk thread: call ``callback()`` whenever ``fd`` is readable; returns ``unwatch``.
+
+        Tcl keeps one handler per descriptor: watching the same ``fd`` again
+        replaces the callback. Unix only (tkinter has no file handlers on
+        Windows). What ``callback`` raises comes out of ``mainloop()``.
+        """
+        if self._win32 is not None or not hasattr(self._tk, "createfilehandler"):
+            raise NotImplementedError("Tk file handlers are not available on this platform")
+        self._tk.createfilehandler(fd, tkinter.READABLE, lambda _fd, _mask: callback())
+
+        def unwatch() -> None:
+            self._tk.deletefilehandler(fd)
+
+        return unwatch
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Callable[[], None]:
+        """Tk thread: call ``callback()`` once after ``delay`` seconds (a Tk ``after``
+        timer, rounded up to whole milliseconds); returns ``cancel``."""
+        name = f"{self._cmd}_later{next(_serial)}"
+
+        def fire() -> None:
+            self._forget(name)
+            try:
+                callback()
+            except BaseException as exc:
+                self._raise_from_file_handler(exc)
+
+        self._tk.createcommand(name, fire)
+        try:
+            ms = max(0, int(delay * 1000.0 + 0.999))
+            self._later[name] = str(self._tk.call("after", ms, name))
+        except BaseException:
+            self._tk.deletecommand(name)
+            raise
+
+        def cancel() -> None:
+            after_id = self._later.get(name)
+            if after_id is not None:
+                self._tk.call("after", "cancel", after_id)
+                self._forget(name)
+
+        return cancel
+
+    def _forget(self, name: str) -> None:
+        if self._later.pop(name, None) is not None:
+            self._tk.deletecommand(name)
+
+    # ------------------------------------------------------------- ending
+
+    def close(self) -> None:
+        """Tk thread: unregister from Tcl, close the pipe (idempotent).
+
+        Called from inside one of our callbacks (``start_guest_run``'s
+        ``done_callback``), the host is closed at once to new callbacks, and
+        released when that callback's drain has returned (or, if the drain
+        raised, once its error has come out of ``mainloop()``).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._win32 is not None:
+            self._win32.close()
+            return
+        self._queue.clear()
+        if self._depth:
+            self._close_requested = True
+            return
+        self._finish_close()
+
+    def _finish_close(self) -> None:
+        self._close_requested = False
+        self._error = None
+        errors: list[BaseException] = []
+        for name, after_id in list(self._later.items()):
+            _try(errors, self._tk.call, "after", "cancel", after_id)
+            self._later.pop(name, None)
+            _try(errors, self._tk.deletecommand, name)
+        # Our own pending ``after 0``/``after idle`` scripts name the command:
+        # cancel them, so no "invalid command name" error is reported later.
+        _try(errors, self._cancel_our_afters)
+        _try(errors, self._tk.deletecommand, self._cmd)
+        if self._fds:
+            _try(errors, self._tk.deletefilehandler, self._rfd)
+        _try(errors, _close_fds, self._fds)
+        if errors:
+            raise errors[0]
+
+    def _cancel_our_afters(self) -> None:
+        for after_id in self._tk.splitlist(self._tk.call("after", "info")):
+            try:
+                script = str(self._tk.call("after", "info", after_id)[0])
+            except tkinter.TclError:
+                continue
+            if self._cmd in script:
+                self._tk.call("after", "cancel", after_id)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> TkHost:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _try(errors: list[BaseException], fn: Callable[..., object], *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def _close_fds(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
+
+
+# ------------------------------------------------------------- entries
+
+
+def start_guest_run(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    root: tkinter.Misc,
+    done_callback: Callable[[outcome.Outcome[_T]], object],
+    host: TkHost | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> asyncio.Task[_T]:
+    """Start ``main`` as the guest of ``root``'s event loop, which the caller runs.
+
+    Call on the Tk thread, then run ``root.mainloop()`` (or ``root.update()``
+    in a loop). ``done_callback(outcome)`` runs on the Tk thread once the run
+    has shut down; without a ``host`` one is made and closed after
+    ``done_callback`` returns. Keep the Tcl interpreter alive until then
+    (destroying the root window is fine if something still calls
+    ``root.tk.dooneevent()``). Returns the main task.
+    """
+    the_host = host if host is not None else TkHost(root)
+
+    def done(result: outcome.Outcome[Any]) -> None:
+        try:
+            done_callback(result)
+        finally:
+            if host is None:
+                the_host.close()
+
+    try:
+        return _start_guest_run(
+            main,
+            *args,
+            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
+            done_callback=done,
+            loop_factory=loop_factory,
+            debug=debug,
+            tick_budget=tick_budget,
+        )
+    except BaseException:
+        if host is None:
+            the_host.close()
+        raise
+
+
+def _window_exists(root: tkinter.Misc) -> bool:
+    try:
+        return bool(root.winfo_exists())
+    except tkinter.TclError:
+        return False
+
+
+def run(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    root: tkinter.Tk | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> _T:
+    """Run ``main`` with ``root.mainloop()`` in charge; return its result or raise.
+
+    ``root=None``: a ``tkinter.Tk()`` is made first (it becomes tkinter's
+    default root, so widgets made without a master go into it) and destroyed
+    at the end. A root given is left as it is when ``main`` ends (build your
+    window before, reuse it after), unless the user closed it.
+
+    * ``main`` returns: ``mainloop()`` returns and so does ``run``.
+    * The user closes the window (``WM_DELETE_WINDOW``, when the program set no
+      handler of its own), or the program calls ``root.quit()`` or destroys the
+      root: ``main`` is cancelled; Tk keeps running until the guest has shut
+      down (a destroyed root's interpreter is driven by ``dooneevent``); then
+      the window is destroyed and ``run`` returns ``main``'s value if it handled
+      the cancellation, else raises ``asyncio.CancelledError``.
+    * An exception from ``main`` propagates after the shutdown.
+    * Ctrl+C: the first cancels ``main`` and ``run`` raises ``KeyboardInterrupt``
+      after the shutdown, as ``asyncio.run`` does (the signal wakes the backend
+      thread, whose wake-up wakes Tk, whose next callback runs Python's
+      handler); a second raises ``KeyboardInterrupt`` at once.
+
+    The backend thread is joined before ``mainloop()`` returns.
+    """
+    own_root = root is None
+    the_root: tkinter.Tk = tkinter.Tk() if root is None else root
+    host: TkHost | None = None
+    state = {"done": False, "closed": False, "cancelled": False}
+    protocol_set = False
+    try:
+        host = TkHost(the_root)
+        task_ref: list[asyncio.Task[Any]] = []
+
+        def cancel_main() -> None:
+            if not state["cancelled"] and task_ref:
+                state["cancelled"] = True
+                task_ref[0].cancel()
+
+        def on_close() -> None:
+            state["closed"] = True
+            cancel_main()
+
+        # tkinter's own handler (``Tk.__init__`` sets ``self.destroy``) is
+        # replaced for the run; a handler of the program's is left alone (if
+        # it destroys the root, that ends the run as described above).
+        previous = str(the_root.protocol("WM_DELETE_WINDOW"))
+        if not previous or previous.endswith("destroy"):
+            the_root.protocol("WM_DELETE_WINDOW", on_close)
+            protocol_set = True
+
+        def run_host(task: asyncio.Task[Any]) -> None:
+            task_ref.append(task)
+            try:
+                while not state["done"]:
+                    if _window_exists(the_root):
+                        the_root.mainloop()
+                    else:
+                        the_root.tk.dooneevent(0)
+                    if not state["done"]:
+                        # root.quit(), or the root destroyed: the app is ending.
+                        cancel_main()
+            finally:
+                task_ref.clear()
+
+        def stop_host() -> None:
+            state["done"] = True
+            the_root.quit()
+
+        def close_host() -> None:
+            errors: list[BaseException] = []
+            if host is not None:
+                _try(errors, host.close)
+            if protocol_set and _window_exists(the_root):
+                _try(errors, the_root.protocol, "WM_DELETE_WINDOW", the_root.destroy)
+            if (own_root or state["closed"]) and _window_exists(the_root):
+                _try(errors, the_root.destroy)
+            if errors:
+                raise errors[0]
+
+        the_host = host
+        result: _T = run_beside(
+            main,
+            args,
+            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
+            run_host=run_host,
+            stop_host=stop_host,
+            close_host=close_host,
+            entry_name="asyncio_guest.tk.run",
+            loop_factory=loop_factory,
+            debug=debug,
+            tick_budget=tick_budget,
+        )
+        return result
+    except BaseException:
+        # Set-up failed before run_beside took over the clean-up (or it raised
+        # after doing it: all of this is idempotent).
+        if host is not None:
+            try:
+                host.close()
+            except Exception:
+                pass
+        if own_root and _window_exists(the_root):
+            the_root.destroy()
+        raise
+
+
+# ------------------------------------------------------------- helpers
+
+
+async def wait_window(window: tkinter.Misc) -> None:
+    """Await the destruction of ``window`` (a Toplevel, a dialog) without a nested loop.
+
+    Unlike ``window.wait_window()`` (a nested event loop: called from a task it
+    pauses asyncio until the window is gone), this binds ``<Destroy>`` and
+    awaits a future, so asyncio keeps running. Returns at once if the window
+    no longer exists.
+    """
+    if not _window_exists(window):
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+    path = str(window)
+
+    def on_destroy(event: tkinter.Event[Any]) -> None:
+        # <Destroy> also reaches the toplevel's bindings for each child destroyed.
+        if str(event.widget) == path and not gone.done():
+            gone.set_result(None)
+
+    window.bind("<Destroy>", on_destroy, add="+")
+    await gone
+
+
+async def run_dialog(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``await run_dialog(messagebox.askyesno, "Quit?", "Really?", parent=root)``.
+
+    ``run_modal`` with keyword arguments: the dialog's nested Tk loop runs
+    outside any asyncio tick, so asyncio keeps running while it is open, and
+    its return value comes back here. Cancelling the awaiting task does not
+    close the dialog (its result is then dropped).
+    """
+    call: Callable[[], _T] = functools.partial(fn, *args, **kwargs)
+    result: _T = await run_modal(call)
+    return result

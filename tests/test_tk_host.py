@@ -1,0 +1,340 @@
+"""Tk-specific tests of ``asyncio_guest.tk`` (real Tk; needs a display on X11)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    pytest.skip("Tk needs a display (run under xvfb-run)", allow_module_level=True)
+tkinter = pytest.importorskip("tkinter")
+
+import outcome  # noqa: E402
+
+import asyncio_guest  # noqa: E402
+import asyncio_guest.tk as agtk  # noqa: E402
+
+
+@pytest.fixture
+def root() -> Any:
+    the_root = tkinter.Tk()
+    the_root.geometry("200x100")
+    yield the_root
+    try:
+        the_root.destroy()
+    except tkinter.TclError:
+        pass
+
+
+def test_a_worker_flood_never_blocks_on_a_busy_tk_thread(root: Any) -> None:
+    """A Tk call from a worker is a synchronous round trip: had the wake-up been
+    one (``root.after`` from the worker), the worker would block until the host
+    thread is back in the event loop, and the join below would deadlock."""
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        ran = [0]
+
+        def cb() -> None:
+            ran[0] += 1
+
+        def flood() -> None:
+            for _ in range(20000):
+                loop.call_soon_threadsafe(cb)
+
+        worker = threading.Thread(target=flood)
+        t0 = time.perf_counter()
+        worker.start()
+        worker.join(10)  # the host thread is blocked here, not in Tk's loop
+        elapsed = time.perf_counter() - t0
+        assert not worker.is_alive()
+        while ran[0] < 20000:
+            await asyncio.sleep(0.001)
+        return elapsed, ran[0]
+
+    elapsed, ran = agtk.run(main, root=root)
+    assert ran == 20000
+    assert elapsed < 5.0, elapsed
+
+
+def test_threadsafe_wake_never_calls_tk_from_the_worker(root: Any) -> None:
+    """The host thread drives Tk with ``update()`` (not ``mainloop``): a worker's
+    Tk call would raise "main thread is not in main loop" after 1 s; ours
+    never touches Tk from the worker and lands in a few milliseconds."""
+    results: list[outcome.Outcome[float]] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        ran = asyncio.Event()
+
+        def worker() -> None:
+            loop.call_soon_threadsafe(ran.set)
+
+        t0 = time.perf_counter()
+        threading.Thread(target=worker).start()
+        await ran.wait()
+        return time.perf_counter() - t0
+
+    agtk.start_guest_run(main, root=root, done_callback=results.append)
+    deadline = time.monotonic() + 10
+    while not results and time.monotonic() < deadline:
+        root.update()
+        time.sleep(0.001)
+    assert results
+    assert results[0].unwrap() < 0.5
+
+
+def test_the_backend_thread_is_gone_before_mainloop_returns() -> None:
+    seen: list[list[str]] = []
+
+    class Root(tkinter.Tk):  # type: ignore[misc,name-defined]
+        def mainloop(self, n: int = 0) -> None:
+            super().mainloop(n)
+            seen.append([t.name for t in threading.enumerate() if t is not threading.main_thread()])
+
+    root = Root()
+    try:
+
+        async def main() -> str:
+            await asyncio.sleep(0.01)  # the backend thread has waited by now
+            assert len(threading.enumerate()) > 1
+            return "ok"
+
+        assert agtk.run(main, root=root) == "ok"
+    finally:
+        root.destroy()
+    assert seen == [[]]
+
+
+def test_run_without_a_root_makes_and_destroys_one() -> None:
+    async def main() -> str:
+        root = tkinter._get_default_root()  # type: ignore[attr-defined]
+        assert root.winfo_exists()
+        return str(root)
+
+    assert agtk.run(main) == "."
+    assert tkinter._default_root is None  # type: ignore[attr-defined]
+
+
+def test_a_given_root_outlives_a_normal_end(root: Any) -> None:
+    async def main() -> int:
+        return 7
+
+    assert agtk.run(main, root=root) == 7
+    assert root.winfo_exists()
+    assert agtk.run(main, root=root) == 7  # and can host the next run
+
+
+def test_the_program_destroying_the_root_mid_run_cancels_main(root: Any) -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        root.after(0, root.destroy)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # the interpreter is still driven
+            seen.append("cancelled")
+            raise
+
+    with pytest.raises(asyncio.CancelledError):
+        agtk.run(main, root=root)
+    assert seen == ["cancelled"]
+
+
+def test_root_quit_mid_run_cancels_main_and_keeps_the_window(root: Any) -> None:
+    async def main() -> str:
+        root.after(0, root.quit)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return "quit"
+        return "not quit"
+
+    assert agtk.run(main, root=root) == "quit"
+    assert root.winfo_exists()
+
+
+def test_done_callback_errors_come_out_of_mainloop(root: Any) -> None:
+    async def main() -> None:
+        await asyncio.sleep(0)
+
+    def done(_: outcome.Outcome[None]) -> None:
+        raise LookupError("from done_callback")
+
+    agtk.start_guest_run(main, root=root, done_callback=done)
+    with pytest.raises(LookupError, match="from done_callback"):
+        root.mainloop()
+
+
+def test_wait_window_keeps_asyncio_running(root: Any) -> None:
+    async def main() -> int:
+        top = tkinter.Toplevel(root)
+        tkinter.Label(top, text="child").pack()  # its <Destroy> must not count
+        ticks = [0]
+
+        async def meanwhile() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0.005)
+                ticks[0] += 1
+            top.destroy()
+
+        task = asyncio.create_task(meanwhile())
+        await asyncio.wait_for(agtk.wait_window(top), 10)
+        await task
+        await agtk.wait_window(top)  # already gone: returns at once
+        return ticks[0]
+
+    assert agtk.run(main, root=root) == 5
+
+
+def test_a_messagebox_through_run_dialog(root: Any) -> None:
+    from tkinter import messagebox
+
+    async def main() -> tuple[bool, int]:
+        ticks = [0]
+
+        async def answer() -> None:
+            # The dialog is open: asyncio runs, and a task answers it.
+            while True:
+                await asyncio.sleep(0.01)
+                ticks[0] += 1
+                if root.tk.call("winfo", "exists", ".__tk__messagebox"):
+                    break
+            root.tk.call(".__tk__messagebox.yes", "invoke")
+
+        task = asyncio.create_task(answer())
+        result = await asyncio.wait_for(
+            agtk.run_dialog(messagebox.askyesno, "Question", "Really?", parent=root), 10
+        )
+        await task
+        return bool(result), ticks[0]
+
+    answer, ticks = agtk.run(main, root=root)
+    assert answer is True
+    assert ticks >= 1
+
+
+def test_wait_window_straight_from_a_task_fails_safe(
+    root: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A nested Tk loop inside a tick: asyncio pauses (no crash, no nested tick),
+    resumes afterwards, and debug mode names run_modal."""
+
+    async def main() -> list[str]:
+        events: list[str] = []
+        top = tkinter.Toplevel(root)
+
+        async def other() -> None:
+            await asyncio.sleep(0)
+            events.append("other ran")
+
+        task = asyncio.create_task(other())
+        root.after(100, top.destroy)
+        top.wait_window()  # blocks inside the tick
+        events.append("wait_window returned")
+        await task
+        return events
+
+    with caplog.at_level(logging.WARNING, logger="asyncio_guest"):
+        events = agtk.run(main, root=root, debug=True)
+    assert events == ["wait_window returned", "other ran"]
+    assert any("run_modal" in r.getMessage() for r in caplog.records)
+
+
+def test_host_watch_readable_and_call_later(root: Any) -> None:
+    host = agtk.TkHost(root)
+    r, w = os.pipe()
+    try:
+        got: list[str] = []
+
+        def readable() -> None:
+            got.append(os.read(r, 10).decode())
+            if len(got) == 2:
+                root.quit()
+
+        unwatch = host.watch_readable(r, readable)
+        cancel_never = host.call_later(0.05, lambda: got.append("cancelled timer ran"))
+        cancel_never()
+        t0 = time.monotonic()
+        fired: list[float] = []
+        host.call_later(0.02, lambda: (fired.append(time.monotonic() - t0), os.write(w, b"a")))
+        host.call_later(0.04, lambda: os.write(w, b"b"))
+        root.after(5000, root.quit)  # a safety net
+        root.mainloop()
+        unwatch()
+        assert got == ["a", "b"]
+        assert fired and fired[0] >= 0.02
+        # unwatched: a byte written now is not reported
+        os.write(w, b"c")
+        root.after(30, root.quit)
+        root.mainloop()
+        assert got == ["a", "b"]
+    finally:
+        host.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_host_primitives_from_a_worker_and_close(root: Any) -> None:
+    with agtk.TkHost(root) as host:
+        ran: list[int] = []
+
+        def worker() -> None:
+            for i in range(100):
+                host.run_sync_soon_threadsafe(lambda i=i: ran.append(i))
+            host.run_sync_soon_threadsafe(root.quit)
+
+        threading.Thread(target=worker).start()
+        root.after(5000, root.quit)
+        root.mainloop()
+        assert ran == list(range(100))
+        host.run_sync_soon_not_threadsafe(lambda: ran.append(-1))
+    assert host.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        host.run_sync_soon_threadsafe(lambda: None)
+    # The closed host's pending after script was cancelled: nothing reports
+    # "invalid command name" when Tk runs again.
+    errors: list[Any] = []
+    root.report_callback_exception = lambda *a: errors.append(a)
+    root.after(30, root.quit)
+    root.mainloop()
+    assert errors == []
+
+
+def test_async_callback_as_a_button_command(root: Any) -> None:
+    async def main() -> str:
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        @asyncio_guest.async_callback
+        async def fetch() -> None:
+            await asyncio.sleep(0.01)
+            done.set_result("fetched")
+
+        button = tkinter.Button(root, text="Fetch", command=fetch)
+        button.pack()
+        root.after(0, button.invoke)
+        return await asyncio.wait_for(done, 10)
+
+    assert agtk.run(main, root=root) == "fetched"
+
+
+def test_the_example_app_smoke_run() -> None:
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(here, "src"), here]))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(here, "examples", "tk_app.py"), "--smoke"],
+        env=env, capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"dialog answered, feed cancelled" in proc.stdout
+    assert proc.stderr == b"", proc.stderr.decode()
