@@ -91,8 +91,14 @@ lane-windows:
 # on 3.14 every other case.
 sweep_sample = case $$v in 3.10) echo 3/0;; 3.11) echo 3/1;; 3.12) echo 3/2;; 3.14) echo 2/0;; esac
 
+# The toolkits the suite must find (a missing one fails instead of skipping),
+# and one X server (Xvfb, no access control, so the 3.14/3.15 chroot can use
+# it too) for every Python's run.
+REQUIRE_HOSTS ?= tk
+XVFB := xvfb-run -a -s "-screen 0 1280x1024x24 -ac"
+
 test-linux:
-	$(call each_python,test,ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
+	$(call each_python,test,ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # Windows CPython (embeddable, from PyPI) under Debian's Wine: see
 # tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb

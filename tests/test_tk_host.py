@@ -12,14 +12,19 @@ from typing import Any
 
 import pytest
 
+from .scenarios.harness import unavailable
+
 if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("Tk needs a display (run under xvfb-run)", allow_module_level=True)
-tkinter = pytest.importorskip("tkinter")
+    unavailable("tk", "Tk needs a display (run under xvfb-run)")
+try:
+    import tkinter
+except ImportError:
+    unavailable("tk", "tkinter does not import")
 
-import outcome  # noqa: E402
+import outcome
 
-import asyncio_guest  # noqa: E402
-import asyncio_guest.tk as agtk  # noqa: E402
+import asyncio_guest
+import asyncio_guest.tk as agtk
 
 
 @pytest.fixture

@@ -88,3 +88,20 @@ class Harness(Protocol):
 
 def describe(harnesses: list[Harness]) -> list[str]:
     return [h.name for h in harnesses]
+
+
+def required_hosts() -> list[str]:
+    """Hosts CI installed (``ASYNCIO_GUEST_REQUIRE_HOSTS=tk,qt,trio``): for them
+    a missing toolkit or display is a failure, not a skip."""
+    import os
+
+    return [h for h in os.environ.get("ASYNCIO_GUEST_REQUIRE_HOSTS", "").split(",") if h]
+
+
+def unavailable(host: str, reason: str) -> None:
+    """A host-specific test module cannot run here: skip it, unless CI requires it."""
+    import pytest
+
+    if host in required_hosts():
+        pytest.fail(f"{host} is required here (ASYNCIO_GUEST_REQUIRE_HOSTS) but {reason}")
+    pytest.skip(reason, allow_module_level=True)
