@@ -12,7 +12,7 @@ import json
 import sys
 
 from harness import Ctx, Workload, apply_affinity, run_in_mode, warm_allocator
-from spec import AFFINITIES, BY_NAME, MODES, Sizes
+from spec import AFFINITIES, BY_NAME, HOSTS, MODES, Sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,18 +23,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--affinity", choices=AFFINITIES, default=None,
                     help="CPU placement (default: the benchmark's own)")
+    ap.add_argument("--host", choices=HOSTS, default="reference",
+                    help="the guest mode's host loop")
     args = ap.parse_args(argv)
 
     bench = BY_NAME[args.name]
     workload: Workload = getattr(importlib.import_module(bench.module), bench.name)
     if args.mode in ("guest", "tk"):
-        import asyncio_guest  # noqa: F401  (import cost outside the timed part)
+        # Import cost outside the timed part.
+        if args.host == "trio":
+            import asyncio_guest.trio
+        else:
+            import asyncio_guest  # noqa: F401
     warm_allocator()
     ctx = Ctx(
         mode=args.mode,
         sizes=Sizes.for_run(args.quick),
         seed=args.seed,
         affinity=args.affinity or bench.affinity,
+        host_kind=args.host,
     )
     apply_affinity(ctx)
     metrics = run_in_mode(ctx, workload)

@@ -4,6 +4,10 @@ Everything a workload needs to be mode-agnostic lives in ``Ctx``; the only
 mode-specific operation is ``host_call_later`` (the *host's* timer: the
 reference host's own timer in guest mode, ``loop.call_later`` in plain mode,
 which is what a plain asyncio application would use for the same job).
+
+``host`` picks the guest mode's host: ``reference`` (``asyncio_guest.run`` on a
+``ReferenceHost``) or ``trio`` (``asyncio_guest.trio.run``: asyncio as the guest
+of ``trio.run``; its host timer is a Trio deadline, ``TrioFdWatcher.call_later``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Ctx:
     host: Any = None  # asyncio_guest.ReferenceHost in guest mode
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, goes to --json
     helper_cpu: int | None = None  # set by apply_affinity("split")
+    host_kind: str = "reference"  # the guest mode's host: "reference" or "trio"
 
     def pin_helper(self, pid: int = 0) -> None:
         """Move a helper (a process id, or 0 = the calling thread) to the helper CPU."""
@@ -41,6 +46,14 @@ class Ctx:
 
     def host_call_later(self, delay: float, fn: Callable[[], object]) -> float:
         """Arm a host timer ``delay`` s from now; return its due time (time.monotonic)."""
+        if self.host_kind == "trio" and self.mode == "guest":
+            if self.host is None:
+                from asyncio_guest.trio import TrioFdWatcher
+
+                self.host = TrioFdWatcher()  # inside trio.run: the workload runs there
+            due = time.monotonic() + delay  # Trio's clock has its own offset
+            self.host.call_later(delay, fn)
+            return due
         if self.host is not None:
             timer = self.host.call_later(delay, fn)
             return float(timer.when)
@@ -89,6 +102,11 @@ def run_in_mode(ctx: Ctx, workload: Workload | SyncWorkload) -> Metrics:
         return workload(ctx)  # type: ignore[return-value]
     if ctx.mode == "plain":
         return asyncio.run(workload(ctx))
+    if ctx.mode == "guest" and ctx.host_kind == "trio":
+        import asyncio_guest.trio
+
+        trio_result: Metrics = asyncio_guest.trio.run(workload, ctx)
+        return trio_result
     if ctx.mode == "guest":
         import asyncio_guest
 

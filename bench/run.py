@@ -23,7 +23,7 @@ from typing import Any
 
 from noise import stalls_per_second
 from report import LEGEND, Row, format_table, rows_for
-from spec import AFFINITIES, BENCHMARKS, BY_NAME, LOAD_BENCHMARKS, MODES, Benchmark
+from spec import AFFINITIES, BENCHMARKS, BY_NAME, HOSTS, LOAD_BENCHMARKS, MODES, Benchmark
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "child.py")
@@ -53,6 +53,7 @@ def run_child(
     seed: int,
     affinity: str | None,
     allocator: str = "fixed",
+    host: str = "reference",
 ) -> tuple[dict[str, float] | None, dict[str, Any], str]:
     """One measurement in a fresh process: (metrics or None, extra, error text)."""
     cmd = [sys.executable, CHILD, bench.name, mode, "--seed", str(seed)]
@@ -60,6 +61,8 @@ def run_child(
         cmd.append("--quick")
     if affinity:
         cmd += ["--affinity", affinity]
+    if host != "reference":
+        cmd += ["--host", host]
     try:
         proc = subprocess.run(
             cmd,
@@ -116,6 +119,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CPU placement for every benchmark (default: each benchmark's own; "
         "echo_ext uses 'split', the load_* ones 'one', the others 'none')",
     )
+    ap.add_argument(
+        "--host", choices=HOSTS, default="reference",
+        help="the guest mode's host: reference (asyncio_guest.run, default) or trio "
+        "(asyncio_guest.trio.run: asyncio as the guest of trio.run)",
+    )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BY_NAME]
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"asyncio-guest bench ({env['asyncio_guest']}): Python {env['python']}, "
         f"{env['cpus']} CPUs, "
-        f"commit {env['commit'] or '?'}, {args.rounds} rounds"
+        f"commit {env['commit'] or '?'}, guest host {args.host}, {args.rounds} rounds"
         f"{' (quick)' if args.quick else ''}, load {env['loadavg_start'][0]:.2f}, "
         f"{env['stalls_per_s_start']:.0f} CPU stalls >1ms/s",
         file=sys.stderr,
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             got: dict[str, dict[str, float] | None] = {}
             for mode in order:
                 metrics, extra, err = run_child(
-                    bench, mode, args.quick, rnd, args.affinity, args.allocator
+                    bench, mode, args.quick, rnd, args.affinity, args.allocator, args.host
                 )
                 got[mode] = metrics
                 raw.append({"round": rnd, "benchmark": bench.name, "mode": mode,
@@ -221,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({
                 "environment": env,
                 "rounds": args.rounds,
+                "host": args.host,
                 "quick": args.quick,
                 "elapsed_s": elapsed,
                 "summary": [r.to_json() for r in rows],

@@ -190,6 +190,9 @@ LOAD_BENCHMARKS: tuple[Benchmark, ...] = (
 
 BY_NAME: dict[str, Benchmark] = {b.name: b for b in BENCHMARKS + LOAD_BENCHMARKS}
 MODES: tuple[str, str] = ("plain", "guest")
+# The guest mode's host: the reference host (asyncio_guest.run), or Trio
+# (asyncio_guest.trio.run: asyncio inside trio.run). Plain mode is the same for both.
+HOSTS: tuple[str, ...] = ("reference", "trio")
 
 
 @dataclass(frozen=True)

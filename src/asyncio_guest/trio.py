@@ -1,0 +1,409 @@
+"""asyncio as the guest of Trio: ``await run_asyncio(main)`` inside ``trio.run``.
+
+The Trio thread is the host thread: every asyncio callback runs on it, between
+Trio's own tasks, and neither loop blocks the other. Three entries::
+
+    result = await asyncio_guest.trio.run_asyncio(main, *args)   # inside trio.run
+    result = asyncio_guest.trio.run(main, *args)                 # trio.run around it
+    threadsafe, local = asyncio_guest.trio.trio_host_primitives()  # for start_guest_run
+
+How the pieces map onto Trio (why each was chosen):
+
+* **Thread-safe posts** (the backend thread's "the OS wait returned", worker
+  threads' ``call_soon_threadsafe``) go through ``TrioToken.run_sync_soon``:
+  the only way into a Trio run from another thread. The tick then runs in
+  Trio's entry-queue task.
+* **Host-thread posts** (a tick that leaves work posts the next one) go to a
+  deque drained by the task that awaits ``run_asyncio``: an append and, if that
+  task is parked, ``trio.lowlevel.reschedule``. No lock, no wake-up socket
+  write, no system call. (``run_sync_soon`` costs a lock and a ``send`` on
+  Trio's wake-up socket per post, and a ``recv`` to drain it.)
+* **Ctrl+C** is Trio's: Trio's SIGINT handler is in place, so the guest does not
+  install its own (``start_guest_run`` only does so when SIGINT is at Python's
+  default) and Trio keeps the signal wake-up fd
+  (``host_uses_signal_set_wakeup_fd=True``). Guest code runs KeyboardInterrupt-
+  protected, as Trio's own system tasks do (the ticks run in the entry-queue
+  task, or in ``run_asyncio``'s drive loop, which is marked protected), so a
+  Ctrl+C never lands inside the hand-over: Trio delivers it to its main task at
+  a checkpoint. If that task is the one awaiting ``run_asyncio``, the first
+  Ctrl+C cancels asyncio's main task and ``run_asyncio`` raises
+  ``KeyboardInterrupt`` once the guest has shut down (``asyncio.run``'s
+  behaviour); a second one during that shutdown ends it at once, synchronously.
+  A single asyncio callback that never returns cannot be interrupted (exactly
+  as protected Trio code cannot).
+* **One guest per thread at a time.** For the whole guest run the guest loop is
+  the thread's running asyncio loop (``docs/design.md``, section 1): Trio code
+  in the same ``trio.run`` sees it from ``asyncio.get_running_loop()`` and may
+  call ``loop.call_soon``, ``queue.put_nowait`` and the like directly. A second
+  ``run_asyncio`` while one runs is refused (``RuntimeError``); start more
+  asyncio tasks inside the running guest instead.
+
+``TrioFdWatcher`` is the host side of the zero-thread wait strategy (the host
+watches the guest loop's selector fd itself; ``watch_readable`` and
+``call_later``), built on ``trio.lowlevel.wait_readable`` and Trio deadlines.
+
+Thread rule for this module: everything here runs on the Trio thread, inside
+``trio.run``, except what ``TrioToken.run_sync_soon`` is given (it is called
+from the guest's backend thread and worker threads, as Trio allows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+from asyncio import events
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import outcome
+import trio
+
+from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import RunLifecycle, start
+
+__all__ = ["TrioFdWatcher", "run", "run_asyncio", "trio_host_primitives"]
+
+_T = TypeVar("_T")
+HostFn = Callable[[], object]
+
+
+class _LocalPoster:
+    """``run_sync_soon_not_threadsafe`` for Trio: a deque drained by one Trio task.
+
+    Thread invariant: every method runs on the Trio thread inside ``trio.run``
+    (``start_guest_run`` calls the not-threadsafe primitive only there). Only
+    the draining task parks; ``_parked`` is set exactly while it is parked and
+    reschedulable, and whoever takes it out of ``_parked`` reschedules it, so
+    the task is never rescheduled twice.
+    """
+
+    __slots__ = ("_closed", "_fallback", "_parked", "queue")
+
+    def __init__(self, fallback: Callable[[HostFn], object]) -> None:
+        self.queue: collections.deque[HostFn] = collections.deque()
+        self._parked: trio.lowlevel.Task | None = None
+        self._closed = False
+        self._fallback = fallback  # once the drain has ended: Trio's own entry queue
+
+    def __call__(self, fn: HostFn) -> None:
+        if self._closed:
+            self._fallback(fn)
+            return
+        self.queue.append(fn)
+        self.wake()
+
+    def wake(self) -> None:
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            trio.lowlevel.reschedule(task)
+
+    def run_queued(self) -> None:
+        """Run what is queued now (not what those callbacks queue: bounded work)."""
+        queue = self.queue
+        for _ in range(len(queue)):
+            queue.popleft()()
+
+    async def park(self, abort: Callable[[Any], trio.lowlevel.Abort]) -> None:
+        """Yield to Trio; come back at once if work is queued, else when woken.
+
+        Either way the task passes through ``wait_task_rescheduled``, so a
+        cancellation or a Ctrl+C for it reaches ``abort`` (which must return
+        ``Abort.FAILED``: this task reschedules itself, never Trio).
+        """
+        me = trio.lowlevel.current_task()
+        if self.queue:
+            trio.lowlevel.reschedule(me)
+        else:
+            self._parked = me
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def close(self) -> None:
+        """Later posts go to Trio's entry queue; what is queued is posted there too."""
+        self._closed = True
+        while self.queue:
+            self._fallback(self.queue.popleft())
+
+    @trio.lowlevel.enable_ki_protection
+    async def serve(self) -> None:
+        """Drain until cancelled (for ``trio_host_primitives``' system task)."""
+
+        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+            if self._parked is not None:
+                self._parked = None
+                return trio.lowlevel.Abort.SUCCEEDED  # trio.run is ending
+            return trio.lowlevel.Abort.FAILED  # rescheduled already: run the queue first
+
+        try:
+            while True:
+                self.run_queued()
+                await self.park(abort)
+        finally:
+            self.close()
+
+
+def trio_host_primitives() -> tuple[Callable[[HostFn], object], Callable[[HostFn], object]]:
+    """``(run_sync_soon_threadsafe, run_sync_soon_not_threadsafe)`` for ``start_guest_run``.
+
+    Call inside ``trio.run``. The first is ``TrioToken.run_sync_soon``; the
+    second is a cheaper host-thread-only queue drained by a Trio system task
+    (started here, ended with ``trio.run``). Also pass
+    ``host_uses_signal_set_wakeup_fd=True``: Trio owns the signal wake-up fd.
+    ``run_asyncio`` does all of this itself; use this only to call
+    ``start_guest_run`` with your own ``done_callback``.
+    """
+    token = trio.lowlevel.current_trio_token()
+    poster = _LocalPoster(token.run_sync_soon)
+    trio.lowlevel.spawn_system_task(poster.serve, name="asyncio_guest.trio host queue")
+    return token.run_sync_soon, poster
+
+
+class _GuestRun:
+    """One ``run_asyncio`` call: the guest's lifecycle and the Trio task waiting on it.
+
+    Thread invariant: Trio thread only. ``abort`` runs inside Trio's scheduler
+    (or inside whatever code cancelled our scope, possibly a guest tick): it
+    only records and asks asyncio's main task to cancel, which is safe from
+    any host-thread code.
+    """
+
+    def __init__(self, poster: _LocalPoster) -> None:
+        self.poster = poster
+        self.result: outcome.Outcome[Any] | None = None
+        self.lifecycle: RunLifecycle | None = None
+        self.trio_exc: BaseException | None = None  # trio.Cancelled or KeyboardInterrupt
+        self.raise_cancel: Callable[[], Any] | None = None
+        self.interrupts = 0
+        self.cancel_sent = False  # main is cancelled once, as asyncio.run does
+
+    def done(self, result: outcome.Outcome[Any]) -> None:
+        """The guest's ``done_callback``: after its full shutdown (Trio thread)."""
+        self.result = result
+        self.poster.wake()
+
+    def abort(self, raise_cancel: Callable[[], Any]) -> trio.lowlevel.Abort:
+        """Trio wants the waiting task back: cancelled, or Trio's Ctrl+C.
+
+        Always FAILED: the task comes back only once the guest has shut down
+        (``asyncio.run``'s semantics). Calling ``raise_cancel`` tells the two
+        apart and, for a Ctrl+C, consumes Trio's pending flag, so a second
+        Ctrl+C is seen as such.
+        """
+        try:
+            raise_cancel()
+        except KeyboardInterrupt as exc:
+            self.interrupts += 1
+            if self.trio_exc is None or isinstance(self.trio_exc, trio.Cancelled):
+                self.trio_exc = exc
+        except BaseException as exc:  # trio.Cancelled
+            if self.trio_exc is None:
+                self.trio_exc = exc
+                self.raise_cancel = raise_cancel
+        self.cancel_main()
+        # Trio tries one abort per park: come back and park again (shielded
+        # from now on), so that a later Ctrl+C still finds an abort to call.
+        self.poster.wake()
+        return trio.lowlevel.Abort.FAILED
+
+    def cancel_main(self) -> None:
+        # Once only: a second cancel() would interrupt main's own clean-up.
+        lifecycle = self.lifecycle
+        task = None if lifecycle is None else lifecycle.main_task
+        if self.cancel_sent or self.result is not None or task is None or task.done():
+            return
+        self.cancel_sent = True
+        task.cancel()
+
+    @trio.lowlevel.enable_ki_protection
+    async def drive(self) -> None:
+        """Run host-thread ticks until the guest has delivered its outcome.
+
+        KeyboardInterrupt-protected: Trio never raises a Ctrl+C inside the
+        hand-over; it reaches ``abort`` at a park instead.
+        """
+        poster = self.poster
+        lifecycle = self.lifecycle
+        assert lifecycle is not None
+        while self.result is None:
+            if self.interrupts > 1:
+                assert self.trio_exc is not None
+                lifecycle.end_now(self.trio_exc)  # synchronous shutdown; delivers
+                break
+            poster.run_queued()
+            if self.result is not None:
+                break
+            if self.trio_exc is None:
+                await poster.park(self.abort)
+            else:
+                # Cancelled already: more cancel attempts would only spin. A
+                # Ctrl+C is outside every cancel scope, so it still arrives.
+                with trio.CancelScope(shield=True):
+                    await poster.park(self.abort)
+
+
+async def run_asyncio(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> _T:
+    """Run ``main(*args)`` as ``asyncio.run`` would, as a guest of the running Trio loop.
+
+    Returns ``main``'s result or raises its exception. Both loops run on this
+    thread, each between the other's callbacks. Cancellation:
+
+    * Trio cancels us (a cancel scope, a timeout, a nursery failing): asyncio's
+      main task is cancelled, the guest shuts down completely (leftover tasks
+      cancelled, async generators and the default executor shut down, loop
+      closed), then ``trio.Cancelled`` is raised. If ``main`` answers the
+      cancellation with another exception, that exception is raised instead.
+    * Trio's Ctrl+C reaching this task: the same, then ``KeyboardInterrupt``.
+    * asyncio code cancels ``main``'s task itself: ``asyncio.CancelledError`` is
+      raised (as ``asyncio.run`` raises it). It is not ``trio.Cancelled``: no
+      Trio scope asked for it, so no Trio scope may swallow it.
+
+    Only one guest at a time per thread: raises ``RuntimeError`` if an asyncio
+    loop is already running here (another ``run_asyncio``, say).
+    """
+    if events._get_running_loop() is not None:
+        raise RuntimeError(
+            "asyncio_guest.trio.run_asyncio(): an asyncio event loop is already running "
+            "in this thread (another run_asyncio() in this trio.run?); one guest at a "
+            "time: start more tasks inside the running one instead"
+        )
+    token = trio.lowlevel.current_trio_token()
+    poster = _LocalPoster(token.run_sync_soon)
+    guest = _GuestRun(poster)
+    try:
+        guest.lifecycle = start(
+            main,
+            *args,
+            run_sync_soon_threadsafe=token.run_sync_soon,
+            run_sync_soon_not_threadsafe=poster,
+            done_callback=guest.done,
+            host_uses_signal_set_wakeup_fd=True,  # Trio's wake-up socket holds it
+            loop_factory=loop_factory,
+            debug=debug,
+            tick_budget=tick_budget,
+        )
+        guest.lifecycle.keep_sigint = True  # released below, after our clean-up
+        await guest.drive()
+    except BaseException as exc:
+        # Our own machinery failed (drive() lets nothing else out): end the guest now.
+        if guest.lifecycle is not None and guest.result is None:
+            guest.lifecycle.end_now(exc)
+        raise
+    finally:
+        poster.close()
+        if guest.lifecycle is not None:
+            guest.lifecycle.release_sigint()
+    result = guest.result
+    assert result is not None
+    if guest.trio_exc is not None:
+        # We asked for the cancellation: Trio's exception, unless main answered
+        # it with an error of its own.
+        if isinstance(result, outcome.Error) and not isinstance(
+            result.error, asyncio.CancelledError
+        ):
+            result.unwrap()
+        if guest.raise_cancel is not None and not isinstance(guest.trio_exc, KeyboardInterrupt):
+            guest.raise_cancel()  # a fresh trio.Cancelled
+        raise guest.trio_exc
+    return result.unwrap()  # type: ignore[no-any-return]
+
+
+def run(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+    **trio_run_options: Any,
+) -> _T:
+    """``trio.run(run_asyncio, main, *args)``: an asyncio ``main`` with Trio as its host.
+
+    For programs whose top level is asyncio code but that want Trio's loop in
+    charge (Trio libraries alongside, Trio's Ctrl+C handling).
+    ``trio_run_options`` go to ``trio.run`` (``clock``, ``instruments``...).
+    """
+
+    async def trio_main() -> _T:
+        return await run_asyncio(
+            main, *args, loop_factory=loop_factory, debug=debug, tick_budget=tick_budget
+        )
+
+    return trio.run(trio_main, **trio_run_options)
+
+
+class TrioFdWatcher:
+    """The zero-thread wait's host primitives, in Trio (``FdWatcher`` protocol).
+
+    ``watch_readable(fd, callback)`` calls ``callback()`` each time ``fd`` is
+    readable while watched (level-triggered, as ``trio.lowlevel.wait_readable``
+    is); ``call_later(delay, callback)`` calls it once after ``delay`` seconds
+    (a Trio deadline, on Trio's clock). Each returns the function that stops it,
+    harmless to call again, after the fact, or after ``trio.run`` ended.
+
+    Each watch and timer is a Trio system task: KeyboardInterrupt-protected (the
+    callbacks are the guest engine's own code) and ended with ``trio.run``.
+    Thread invariant: construct and use inside ``trio.run``, on its thread; a
+    callback never runs inside another Trio callback (each runs in its own
+    task step), which is the ordering the zero-thread hand-over relies on.
+    """
+
+    def __init__(self) -> None:
+        trio.lowlevel.current_trio_token()  # fail here, not in the engine, outside trio.run
+        self._scopes: set[trio.CancelScope] = set()
+
+    def _spawn(
+        self, body: Callable[[trio.CancelScope], Awaitable[None]], name: str
+    ) -> Callable[[], None]:
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
+
+        async def task() -> None:
+            try:
+                with scope:
+                    await body(scope)
+            finally:
+                self._scopes.discard(scope)
+
+        trio.lowlevel.spawn_system_task(task, name=name)
+
+        def stop() -> None:
+            # A cancel reaches a task parked in wait_readable at once (Trio runs
+            # its abort now), so the fd is free for a new watch straight away.
+            scope.cancel()
+            self._scopes.discard(scope)
+
+        return stop
+
+    def watch_readable(self, fd: int, callback: HostFn) -> Callable[[], None]:
+        async def body(scope: trio.CancelScope) -> None:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                if scope.cancel_called:
+                    return  # unwatched while the readiness was on its way
+                callback()
+
+        return self._spawn(body, f"asyncio_guest watch_readable({fd})")
+
+    def call_later(self, delay: float, callback: HostFn) -> Callable[[], None]:
+        if math.isnan(delay):
+            raise ValueError("delay must not be NaN")
+        deadline = trio.current_time() + max(0.0, delay)
+
+        async def body(scope: trio.CancelScope) -> None:
+            await trio.sleep_until(deadline)
+            if not scope.cancel_called:
+                callback()
+
+        return self._spawn(body, "asyncio_guest call_later")
+
+    def close(self) -> None:
+        """Stop every watch and timer still set (idempotent)."""
+        for scope in list(self._scopes):
+            scope.cancel()
+        self._scopes.clear()

@@ -1,0 +1,564 @@
+"""``asyncio_guest.trio``: run_asyncio / run / trio_host_primitives / TrioFdWatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from typing import Any
+
+import anyio
+import outcome
+import pytest
+import sniffio
+import trio
+
+import asyncio_guest
+from asyncio_guest.trio import TrioFdWatcher, run, run_asyncio, trio_host_primitives
+
+from .hosts import LONG
+from .loops import NO_SUBPROCESS, requested_kind, test_loop_factory, wine_version
+
+_WINE = wine_version()
+pytestmark = pytest.mark.skipif(
+    _WINE is not None,
+    reason=f"under Wine {_WINE}: trio's Windows backend cannot start (see test_trio_host.py)",
+)
+LOOP = test_loop_factory()
+
+
+# ------------------------------------------------------------ results and errors
+
+
+def test_run_returns_main_result_and_passes_args() -> None:
+    async def main(a: int, b: int) -> tuple[int, str]:
+        await asyncio.sleep(0.001)
+        return a + b, sniffio.current_async_library()
+
+    assert run(main, 2, 3, loop_factory=LOOP) == (5, "asyncio")
+
+
+def test_exception_in_main_keeps_its_traceback() -> None:
+    async def failing_main() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("asyncio side")
+
+    async def trio_main() -> None:
+        await run_asyncio(failing_main, loop_factory=LOOP)
+
+    with pytest.raises(KeyError, match="asyncio side") as info:
+        trio.run(trio_main)
+    names = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert "failing_main" in names and "trio_main" in names
+
+
+def test_sequential_runs_and_the_loop_is_unset_between_them() -> None:
+    async def trio_main() -> list[int]:
+        got = []
+        for i in range(3):
+            assert asyncio._get_running_loop() is None
+            got.append(await run_asyncio(asyncio.sleep, 0, i, loop_factory=LOOP))
+        return got
+
+    assert trio.run(trio_main) == [0, 1, 2]
+
+
+def test_a_second_concurrent_run_asyncio_is_refused_and_the_first_goes_on() -> None:
+    async def trio_main() -> tuple[str, str]:
+        started = trio.Event()
+        results: list[str] = []
+
+        async def first() -> str:
+            started.set()
+            await asyncio.sleep(0.05)
+            return "first done"
+
+        async def run_first() -> None:
+            results.append(await run_asyncio(first, loop_factory=LOOP))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_first)
+            await started.wait()
+            with pytest.raises(RuntimeError, match="already running") as info:
+                await run_asyncio(asyncio.sleep, 0, loop_factory=LOOP)
+        return results[0], str(info.value)
+
+    first, message = trio.run(trio_main)
+    assert first == "first done"
+    assert "one guest at a time" in message
+
+
+# ------------------------------------------------------------ cancellation
+
+
+def test_trio_cancel_scope_cancels_main_and_waits_for_the_full_shutdown() -> None:
+    record: list[str] = []
+
+    async def trio_main() -> bool:
+        async def background() -> None:
+            try:
+                await asyncio.sleep(LONG)
+            finally:
+                await asyncio.sleep(0.01)  # shutdown waits for this, too
+                record.append("background cleaned up")
+
+        async def agen() -> Any:
+            try:
+                yield 1
+                await asyncio.sleep(LONG)
+            finally:
+                record.append("async generator finalized")
+
+        async def main() -> None:
+            task = asyncio.create_task(background())
+            gen = agen()
+            await gen.__anext__()
+            try:
+                await asyncio.sleep(LONG)
+            finally:
+                await asyncio.sleep(0.01)  # main's own clean-up may await
+                record.append("main cancelled")
+                loops.append(asyncio.get_running_loop())
+                del task
+
+        loops: list[asyncio.AbstractEventLoop] = []
+        with trio.move_on_after(0.1) as scope:
+            await run_asyncio(main, loop_factory=LOOP)
+        record.append("trio scope exited")
+        assert loops[0].is_closed()
+        return scope.cancelled_caught
+
+    assert trio.run(trio_main)
+    assert record[0] == "main cancelled"
+    assert set(record[1:3]) == {"background cleaned up", "async generator finalized"}
+    assert record[3:] == ["trio scope exited"]
+
+
+def test_trio_cancelled_is_raised_not_asyncio_cancelled_error() -> None:
+    async def trio_main() -> str:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await run_asyncio(asyncio.sleep, LONG, loop_factory=LOOP)
+            except trio.Cancelled:
+                raised = "trio.Cancelled"
+                raise
+            except BaseException as exc:  # pragma: no cover - the failure tested for
+                raised = repr(exc)
+                raise
+        assert scope.cancelled_caught
+        return raised
+
+    assert trio.run(trio_main) == "trio.Cancelled"
+
+
+def test_main_answering_trio_cancellation_with_an_error_raises_that_error() -> None:
+    async def main() -> None:
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            raise ValueError("cleanup failed") from None
+
+    async def trio_main() -> None:
+        with trio.move_on_after(0.02):
+            await run_asyncio(main, loop_factory=LOOP)
+
+    with pytest.raises(ValueError, match="cleanup failed"):
+        trio.run(trio_main)
+
+
+def test_main_cancelled_by_asyncio_code_raises_asyncio_cancelled_error() -> None:
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().call_later(0.01, task.cancel)
+        await asyncio.sleep(LONG)
+
+    async def trio_main() -> str:
+        try:
+            await run_asyncio(main, loop_factory=LOOP)
+        except trio.Cancelled:  # pragma: no cover - the failure this test exists for
+            return "trio.Cancelled"
+        except asyncio.CancelledError:
+            return "asyncio.CancelledError"
+        return "no exception"  # pragma: no cover
+
+    assert trio.run(trio_main) == "asyncio.CancelledError"
+
+
+def test_trio_cancel_while_asyncio_is_busy() -> None:
+    """A guest that never idles (every tick posts the next) still sees Trio's cancel."""
+    spins: list[int] = []
+
+    async def main() -> None:
+        n = 0
+        try:
+            while True:
+                await asyncio.sleep(0)
+                n += 1
+        finally:
+            spins.append(n)
+
+    async def trio_main() -> None:
+        with trio.fail_after(LONG):
+            with trio.move_on_after(0.05):
+                await run_asyncio(main, loop_factory=LOOP)
+
+    trio.run(trio_main)
+    assert spins and spins[0] > 100
+
+
+def test_asyncio_code_cancels_the_trio_scope_around_run_asyncio() -> None:
+    """Cross-cancel from inside the guest: Trio's abort runs inside a guest callback."""
+
+    async def trio_main() -> bool:
+        with trio.CancelScope() as scope:
+
+            async def main() -> None:
+                await asyncio.sleep(0.01)
+                scope.cancel()
+                await asyncio.sleep(LONG)
+
+            await run_asyncio(main, loop_factory=LOOP)
+        return scope.cancelled_caught
+
+    assert trio.run(trio_main)
+
+
+# ------------------------------------------------------------ sniffio and anyio
+
+
+def test_sniffio_and_anyio_on_both_sides_interleaved() -> None:
+    seen: list[tuple[str, str]] = []
+    rounds = 30
+
+    async def trio_main() -> None:
+        async def trio_side() -> None:
+            for _ in range(rounds):
+                seen.append(("trio", sniffio.current_async_library()))
+                await anyio.sleep(0)
+                await trio.sleep(0.0005)
+
+        async def aio_side() -> str:
+            async def child(i: int) -> None:
+                await anyio.sleep(0.001 * (i % 3))
+                seen.append(("asyncio", sniffio.current_async_library()))
+
+            for _ in range(rounds // 3):
+                seen.append(("asyncio", sniffio.current_async_library()))
+                async with anyio.create_task_group() as tg:  # anyio inside the guest
+                    for i in range(3):
+                        tg.start_soon(child, i)
+                await asyncio.sleep(0.0005)
+            return sniffio.current_async_library()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_side)
+            assert await run_asyncio(aio_side, loop_factory=LOOP) == "asyncio"
+        assert sniffio.current_async_library() == "trio"
+
+    trio.run(trio_main)
+    sides = [side for side, _ in seen]
+    assert all(side == lib for side, lib in seen), seen
+    assert sides.count("trio") == rounds and sides.count("asyncio") == rounds // 3 * 4
+    # Really interleaved: the sides alternate more than a few times.
+    switches = sum(1 for a, b in itertools.pairwise(sides) if a != b)
+    assert switches >= 6, sides
+
+
+# ------------------------------------------------------------ the two worlds together
+
+
+def test_trio_task_and_asyncio_task_exchange_data() -> None:
+    """Trio -> asyncio through an asyncio.Queue, asyncio -> Trio through a memory channel."""
+    count = 200
+
+    async def trio_main() -> list[int]:
+        send, receive = trio.open_memory_channel[int](math.inf)
+        token = trio.lowlevel.current_trio_token()
+        to_asyncio: list[asyncio.Queue[int | None]] = []
+        ready = trio.Event()
+
+        async def aio_main() -> int:
+            queue: asyncio.Queue[int | None] = asyncio.Queue()
+            to_asyncio.append(queue)
+            ready.set()
+            total = 0
+            while (item := await queue.get()) is not None:
+                total += item
+                # Back to Trio: a Trio call made from Trio's own entry queue.
+                token.run_sync_soon(send.send_nowait, item * 2)
+            token.run_sync_soon(send.close)
+            return total
+
+        async def trio_feeder() -> None:
+            await ready.wait()
+            queue = to_asyncio[0]
+            for i in range(count):
+                queue.put_nowait(i)  # same thread: wakes the guest directly
+                if i % 7 == 0:
+                    await trio.sleep(0)
+            queue.put_nowait(None)
+
+        doubled: list[int] = []
+
+        async def trio_collector() -> None:
+            async for item in receive:
+                doubled.append(item)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_feeder)
+            nursery.start_soon(trio_collector)
+            with trio.fail_after(LONG):
+                total = await run_asyncio(aio_main, loop_factory=LOOP)
+        assert total == sum(range(count))
+        return doubled
+
+    assert trio.run(trio_main) == [2 * i for i in range(count)]
+
+
+def test_threads_in_the_guest() -> None:
+    async def main() -> tuple[int, int, bool]:
+        loop = asyncio.get_running_loop()
+        host = threading.get_ident()
+        a = await asyncio.to_thread(lambda: threading.get_ident())
+        b = await loop.run_in_executor(None, sum, [1, 2, 3])
+        got: list[int] = []
+        done = asyncio.Event()
+
+        def worker() -> None:
+            for i in range(50):
+                loop.call_soon_threadsafe(got.append, i)
+            loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=worker).start()
+        await asyncio.wait_for(done.wait(), LONG)
+        return a != host, b, got == list(range(50))
+
+    assert run(main, loop_factory=LOOP) == (True, 6, True)
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" and requested_kind() == "selector", reason=NO_SUBPROCESS
+)
+def test_subprocess_in_the_guest() -> None:
+    async def main() -> bytes:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(b"from the guest"), LONG)
+        assert proc.returncode == 0
+        return out
+
+    async def trio_main() -> bytes:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 0.01)  # Trio keeps running meanwhile
+            return await run_asyncio(main, loop_factory=LOOP)
+
+    assert trio.run(trio_main) == b"FROM THE GUEST"
+
+
+# ------------------------------------------------------------ lower-level pieces
+
+
+def test_trio_host_primitives_with_start_guest_run() -> None:
+    async def trio_main() -> tuple[str, bool, bool]:
+        threadsafe, local = trio_host_primitives()
+        done = trio.Event()
+        box: list[outcome.Outcome[str]] = []
+
+        async def main() -> str:
+            await asyncio.sleep(0.001)
+            await asyncio.to_thread(time.sleep, 0.001)  # a thread-safe post, too
+            return "ok"
+
+        asyncio_guest.start_guest_run(
+            main,
+            run_sync_soon_threadsafe=threadsafe,
+            run_sync_soon_not_threadsafe=local,
+            done_callback=lambda out: (box.append(out), done.set()),
+            host_uses_signal_set_wakeup_fd=True,
+            loop_factory=LOOP,
+        )
+        with trio.fail_after(LONG):
+            await done.wait()
+        token = trio.lowlevel.current_trio_token()
+        return box[0].unwrap(), threadsafe == token.run_sync_soon, local is not threadsafe
+
+    assert trio.run(trio_main) == ("ok", True, True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="socketpair readiness: Unix test")
+def test_fd_watcher_is_level_triggered_and_stops() -> None:
+    async def trio_main() -> None:
+        watcher = TrioFdWatcher()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            calls: list[int] = []
+
+            def readable() -> None:
+                calls.append(len(calls))
+                if len(calls) == 3:
+                    a.recv(10)  # drained: no more calls until the next byte
+                if len(calls) == 4:
+                    unwatch()  # from inside the callback, as FdWaits.ready does
+
+            unwatch = watcher.watch_readable(a.fileno(), readable)
+            await trio.sleep(0.02)
+            assert calls == []  # nothing to read: never called
+            b.send(b"x")
+            with trio.fail_after(LONG):
+                while len(calls) < 3:
+                    await trio.sleep(0)
+            await trio.sleep(0.02)
+            assert calls == [0, 1, 2]  # level-triggered until drained
+            b.send(b"y")
+            await trio.sleep(0.02)
+            assert calls == [0, 1, 2, 3]  # unwatched inside the 4th call
+            unwatch()  # twice: harmless
+            # The fd can be watched again at once (the old wait is gone).
+            again: list[bool] = []
+            stop = watcher.watch_readable(a.fileno(), lambda: again.append(True))
+            await trio.sleep(0.02)
+            stop()
+            assert again
+            watcher.close()
+
+    trio.run(trio_main)
+
+
+def test_fd_watcher_call_later_fires_once_on_time_and_cancels() -> None:
+    async def trio_main() -> None:
+        watcher = TrioFdWatcher()
+        fired: list[float] = []
+        start = trio.current_time()
+        watcher.call_later(0.03, lambda: fired.append(trio.current_time() - start))
+        cancel = watcher.call_later(0.01, lambda: fired.append(-1.0))
+        cancel()
+        cancel()
+        left = watcher.call_later(LONG, lambda: fired.append(-2.0))
+        await trio.sleep(0.1)
+        assert len(fired) == 1 and 0.03 <= fired[0] < 0.09, fired
+        watcher.close()  # ends ``left`` too
+        left()
+
+    trio.run(trio_main)
+
+
+def test_fd_watcher_outside_trio_run_fails_at_once() -> None:
+    with pytest.raises(RuntimeError):
+        TrioFdWatcher()
+
+
+# ------------------------------------------------------------ Ctrl+C (subprocesses)
+
+_CTRL_C_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, sys, threading, time
+    import trio
+    from asyncio_guest.trio import run_asyncio
+
+    busy = sys.argv[1] == "busy"
+    slow_cleanup = sys.argv[2] == "slow"
+    record = {"finally": False, "threads_before": threading.active_count()}
+
+    async def aio_main():
+        try:
+            if busy:
+                print("ready", flush=True)
+                while True:  # always work to do: ticks follow ticks
+                    end = time.perf_counter() + 0.0005
+                    while time.perf_counter() < end:
+                        pass
+                    await asyncio.sleep(0)
+            else:
+                await asyncio.to_thread(time.sleep, 0)  # the default executor exists
+                print("ready", flush=True)
+                await asyncio.sleep(60)
+        finally:
+            if slow_cleanup:
+                print("cleanup", flush=True)
+                await asyncio.sleep(60)
+            record["finally"] = True
+
+    async def trio_main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            await run_asyncio(aio_main)
+
+    def leaves(exc):
+        group = getattr(exc, "exceptions", None)  # a nursery's exception group
+        return [leaf for e in group for leaf in leaves(e)] if group else [exc]
+
+    try:
+        trio.run(trio_main)
+        record["outcome"] = "returned"
+    except BaseException as exc:
+        record["outcome"] = " ".join(type(e).__name__ for e in leaves(exc))
+    for t in threading.enumerate():
+        if t is not threading.main_thread():
+            t.join(5)
+    record["threads_after"] = threading.active_count()
+    print(json.dumps(record), flush=True)
+    """
+)
+
+
+def _ctrl_c_child(busy: bool, slow_cleanup: bool, presses: int) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_CHILD, "busy" if busy else "idle",
+         "slow" if slow_cleanup else "fast"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2)  # both loops settle (idle: both asleep in the OS)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        if presses > 1:
+            assert proc.stdout.readline().strip() == "cleanup"
+            time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=LONG)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    record: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    record["elapsed"] = elapsed
+    return record
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child: POSIX")
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_ctrl_c_ends_trio_run_after_a_clean_guest_shutdown(busy: bool) -> None:
+    record = _ctrl_c_child(busy=busy, slow_cleanup=False, presses=1)
+    assert record["outcome"] == "KeyboardInterrupt"
+    assert record["finally"] is True  # main was cancelled and cleaned up
+    assert record["threads_after"] == 1  # backend thread and executor joined
+    assert record["elapsed"] < 5.0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child: POSIX")
+def test_second_ctrl_c_during_the_shutdown_ends_it_at_once() -> None:
+    record = _ctrl_c_child(busy=False, slow_cleanup=True, presses=2)
+    assert record["outcome"] == "KeyboardInterrupt"
+    assert record["finally"] is False  # its 60 s clean-up was cut short
+    assert record["threads_after"] == 1
+    assert record["elapsed"] < 10.0
