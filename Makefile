@@ -94,7 +94,7 @@ sweep_sample = case $$v in 3.10) echo 3/0;; 3.11) echo 3/1;; 3.12) echo 3/2;; 3.
 # The toolkits the suite must find (a missing one fails instead of skipping),
 # and one X server (Xvfb, no access control, so the 3.14/3.15 chroot can use
 # it too) for every Python's run.
-REQUIRE_HOSTS ?= tk
+REQUIRE_HOSTS ?= tk,trio
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24 -ac"
 
 test-linux:
