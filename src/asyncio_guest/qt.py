@@ -188,10 +188,18 @@ class QtHost:
         self._queue.submit(fn)
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
-        """Host thread only: the same; from inside a drain it costs no event."""
+        """Host thread only: the same.
+
+        Posts at once even inside a drain (``submit``, not ``submit_local``):
+        a busy guest's next tick is the same posted event either way (Qt
+        already delivers it after the GUI's turn), and posted now it also
+        reaches a nested loop that a callback opens before the drain ends (a
+        ``dialog.exec()`` run straight from a task): the engine's debug probe
+        then runs there and names ``run_modal``. Still one event per drain.
+        """
         if self._closed:
             raise RuntimeError("this QtHost is closed")
-        self._queue.submit_local(fn)
+        self._queue.submit(fn)
 
     def _post_wake(self) -> None:
         """Any thread: post one wake-up event (the queue keeps it to one pending).
