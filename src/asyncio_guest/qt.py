@@ -1,0 +1,482 @@
+"""asyncio as the guest of a Qt event loop (PySide6, PyQt6; PySide2, PyQt5 if present).
+
+Three ways in, from the simplest:
+
+* ``run(main)`` runs the application's ``exec()`` with ``main`` inside it and
+  returns ``main``'s result (or raises its exception), as ``asyncio.run``
+  does. If no application object exists, one is made: a ``QApplication``
+  (widgets) when QtWidgets imports, else a ``QGuiApplication`` or a
+  ``QCoreApplication``; it is kept for the rest of the process (Qt allows one
+  per process, and later runs reuse it). Make your own first to choose.
+* ``start_guest_run(main, done_callback=...)`` for a program that calls
+  ``app.exec()`` itself: it returns the main task at once.
+* ``QtHost`` for glue of one's own: the host primitives and the two waits a
+  zero-thread strategy needs (``watch_readable``, ``call_later``).
+
+Which binding: the one the program imported (see ``_qt_binding``), or
+``use_binding(name)``, or ``ASYNCIO_GUEST_QT=pyside6|pyqt6|pyside2|pyqt5``.
+``import asyncio_guest.qt`` imports no binding; the first call that needs one
+does.
+
+How the host wakes up: callbacks go to a deque, and at most one custom event
+is posted (``QCoreApplication.postEvent``: thread-safe, never blocks) to a
+receiver ``QObject`` living on the GUI thread, whose ``event()`` drains the
+deque (``_core/wake_queue.py``). A posted event, not ``QTimer.singleShot``
+(from a thread Qt did not start, a single-shot timer never fires) nor a
+queued signal (needs a slot declared per binding). Posted events are also
+delivered inside nested loops (``QDialog.exec()``, ``QMessageBox``), so
+asyncio keeps running under a modal dialog opened with ``run_modal``.
+
+Keeping the GUI smooth: a tick runs at most the engine's tick budget (1 ms)
+of asyncio callbacks. When it leaves work, the next tick is posted from
+inside the drain; Qt delivers events posted while it is delivering posted
+events in its *next* pass, after it has looked at timers, sockets and the
+window system, so a busy guest takes turns with paint, input and QTimers
+(``tests/test_qt_host.py`` measures a repeating QTimer's lateness with 200
+tasks spinning).
+
+Ending: ``app.quit()``, the last window closed (``quitOnLastWindowClosed``) or
+anything else that makes ``exec()`` return before ``main`` is done cancels
+``main``; ``run`` then keeps a ``QEventLoop`` running until the guest has
+shut down (windows still paint meanwhile), and returns or raises.
+
+Ctrl+C: Qt's loop does not run Python signal handlers while it sleeps, but
+the run's signal wakeup fd wakes the backend thread, whose wake-up is a
+posted event: the handler runs as soon as our ``event()`` runs Python code,
+so the first Ctrl+C cancels ``main`` promptly and ``run`` raises
+``KeyboardInterrupt`` (``host_uses_signal_set_wakeup_fd`` stays False: Qt
+does not use that fd).
+
+Exceptions that would escape into Qt (a ``done_callback`` that raises, a
+second Ctrl+C) are never left to the binding (PyQt aborts the process on an
+exception escaping a virtual method): inside ``run`` they end the run and
+are raised from it; otherwise ``KeyboardInterrupt``/``SystemExit`` make the
+application's ``exec()`` return (code 1) and wait in ``QtHost.errors``, and
+anything else is logged.
+
+Thread rule: everything here runs on the application's thread (the *host
+thread*), except ``QtHost.run_sync_soon_threadsafe`` and ``_post_wake``,
+which touch only ``_post_lock``, ``_closed``, the receiver (to post to it) and
+the queue (itself thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import outcome
+
+from . import _qt_binding
+from ._core.entry import run_beside
+from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import start_guest_run as _start_guest_run
+from ._core.wake_queue import CoalescingQueue
+from .modal import run_modal
+
+__all__ = ["QtHost", "binding_name", "exec_dialog", "run", "start_guest_run", "use_binding"]
+
+logger = logging.getLogger("asyncio_guest")
+
+_T = TypeVar("_T")
+
+# Per binding (one per process in practice): the receiver class and the event type.
+_receiver_classes: dict[str, Any] = {}
+_wake_types: dict[str, Any] = {}
+# Applications ``run`` made: Qt allows one per process, so it lives on.
+_created_apps: list[Any] = []
+
+
+def use_binding(name: str) -> None:
+    """Choose the Qt binding (``"pyside6"``, ``"pyqt6"``...) before first use.
+
+    Importing it happens here. Once a binding is in use, naming another is a
+    RuntimeError: two bindings cannot share a process.
+    """
+    _qt_binding.get(name)
+
+
+def binding_name() -> str:
+    """The binding in use (choosing it now if none is yet): ``"PySide6"``..."""
+    return _qt_binding.get().name
+
+
+def _binding_for(app: Any, binding: str | None) -> _qt_binding.Binding:
+    if app is not None:
+        return _qt_binding.get(_qt_binding.binding_of_app(app))
+    return _qt_binding.get(binding)
+
+
+def _receiver_class(b: _qt_binding.Binding) -> Any:
+    """A ``QObject`` subclass whose ``event()`` hands our wake-up to its host."""
+    cls = _receiver_classes.get(b.name)
+    if cls is None:
+
+        class _Receiver(b.QObject):  # type: ignore[misc, name-defined]
+            def __init__(self, host: QtHost, wake_type: Any) -> None:
+                super().__init__()
+                self._host = host
+                self._wake_type = wake_type
+                self.setObjectName("asyncio_guest.QtHost")
+
+            def event(self, ev: Any) -> bool:
+                if ev.type() == self._wake_type:
+                    self._host._on_wake()
+                    return True
+                return bool(super().event(ev))
+
+        _receiver_classes[b.name] = cls = _Receiver
+    return cls
+
+
+def _wake_type(b: _qt_binding.Binding) -> Any:
+    """Our custom event type: registered once per process (Qt has ~64k of them)."""
+    wake = _wake_types.get(b.name)
+    if wake is None:
+        wake = b.QEvent.Type(b.QEvent.registerEventType())
+        _wake_types[b.name] = wake
+    return wake
+
+
+class QtHost:
+    """Runs callbacks on the application's thread, through its event loop.
+
+    Make it on the application's thread, with the application made
+    (``app=None``: ``QCoreApplication.instance()``). Thread rule:
+    ``run_sync_soon_threadsafe`` from any thread; everything else on that
+    thread. ``close()`` deletes the receiver; callbacks still queued are dropped.
+    """
+
+    def __init__(self, app: Any = None, *, binding: str | None = None) -> None:
+        b = _binding_for(app, binding)
+        if app is None:
+            app = b.QCoreApplication.instance()
+            if app is None:
+                raise RuntimeError(
+                    "QtHost needs a Qt application object: make a QApplication first "
+                    "(or use asyncio_guest.qt.run, which makes one)"
+                )
+        if app.thread() != b.QThread.currentThread():
+            raise RuntimeError("make the QtHost on the Qt application's thread")
+        self.binding = b
+        self.app = app
+        self.thread_id = threading.get_ident()
+        self.errors: list[BaseException] = []  # see _report
+        self._in_event = 0  # host thread: depth of _on_wake (nested loops nest it)
+        self._close_when_idle = False
+        self._running = 0  # host thread: inside run()'s loops (errors end the run)
+        # _post_lock orders _closed against posts from other threads: the
+        # receiver is deleted only after _closed is set under the lock, so no
+        # post is in progress (or starts later) on a deleted receiver.
+        self._post_lock = threading.Lock()
+        self._closed = False
+        self._wake_event_type = _wake_type(b)
+        self._receiver: Any = _receiver_class(b)(self, self._wake_event_type)
+        self._queue = CoalescingQueue(self._post_wake, self._post_wake)
+        self._children: set[Any] = set()  # our notifiers and timers, host thread
+
+    # ----------------------------------------------------------- primitives
+
+    def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Any thread: run ``fn()`` on the host thread soon (order kept)."""
+        if self._closed:
+            raise RuntimeError("this QtHost is closed")
+        self._queue.submit(fn)
+
+    def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Host thread only: the same.
+
+        Posts at once even inside a drain (``submit``, not ``submit_local``):
+        a busy guest's next tick is the same posted event either way (Qt
+        already delivers it after the GUI's turn), and posted now it also
+        reaches a nested loop that a callback opens before the drain ends (a
+        ``dialog.exec()`` run straight from a task): the engine's debug probe
+        then runs there and names ``run_modal``. Still one event per drain.
+        """
+        if self._closed:
+            raise RuntimeError("this QtHost is closed")
+        self._queue.submit(fn)
+
+    def _post_wake(self) -> None:
+        """Any thread: post one wake-up event (the queue keeps it to one pending).
+
+        Qt takes ownership of the event. Events posted while Qt is delivering
+        posted events wait for its next pass (after timers, sockets and window
+        system events), which is what gives a busy guest's next tick its turn
+        behind the GUI (module doc).
+        """
+        with self._post_lock:
+            if self._closed:
+                raise RuntimeError("this QtHost is closed")
+            self.binding.QCoreApplication.postEvent(
+                self._receiver, self.binding.QEvent(self._wake_event_type)
+            )
+
+    def _on_wake(self) -> None:
+        """Host thread, from the receiver's ``event()``: drain. Nothing may escape."""
+        self._in_event += 1
+        try:
+            self._queue.drain()
+        except BaseException as exc:
+            self._report(exc)
+        finally:
+            self._in_event -= 1
+        if self._close_when_idle and not self._in_event:
+            self.close()
+
+    def _guarded(self, fn: Callable[[], object]) -> Callable[..., None]:
+        """``fn`` as a Qt slot: extra signal arguments dropped, exceptions reported."""
+
+        def slot(*_: Any) -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                self._report(exc)
+
+        return slot
+
+    def _report(self, exc: BaseException) -> None:
+        """An exception reached the host loop (module doc: "Exceptions")."""
+        if self._running or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self.errors.append(exc)
+            self.binding.QCoreApplication.exit(1)
+        else:
+            logger.error("asyncio_guest.qt: a host callback raised", exc_info=exc)
+
+    def raise_errors(self) -> None:
+        """Host thread: raise the first exception ``_report`` kept, if any (and forget them)."""
+        if self.errors:
+            first, *_ = self.errors
+            self.errors.clear()
+            raise first
+
+    # ------------------------------------------- waits for a zero-thread wait
+
+    def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], None]:
+        """Host thread: call ``callback()`` whenever ``fd`` is readable; return ``unwatch``.
+
+        A ``QSocketNotifier`` (read type): level-triggered, so the callback
+        must consume the readiness (or unwatch). ``unwatch()`` is idempotent.
+        """
+        self._check_open()
+        notifier = self.binding.QSocketNotifier(fd, self.binding.SocketRead, self._receiver)
+        notifier.activated.connect(self._guarded(callback))
+        notifier.setEnabled(True)
+        self._children.add(notifier)
+        return lambda: self._dispose(notifier)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Callable[[], None]:
+        """Host thread: call ``callback()`` once after ``delay`` seconds; return ``cancel``.
+
+        A single-shot precise ``QTimer`` made here, on the host thread (from
+        another thread a QTimer never fires). Milliseconds, rounded up, so it
+        never fires early. ``cancel()`` is idempotent.
+        """
+        self._check_open()
+        timer = self.binding.QTimer(self._receiver)
+        timer.setSingleShot(True)
+        timer.setTimerType(self.binding.PreciseTimer)
+        call = self._guarded(callback)
+
+        def fire() -> None:
+            self._dispose(timer)
+            call()
+
+        timer.timeout.connect(fire)
+        self._children.add(timer)
+        timer.start(max(0, math.ceil(delay * 1000)))
+        return lambda: self._dispose(timer)
+
+    def _dispose(self, child: Any) -> None:
+        """Host thread: stop a notifier or timer of ours and let Qt delete it."""
+        if child not in self._children:
+            return
+        self._children.discard(child)
+        if self.binding.is_valid(child):
+            if hasattr(child, "stop"):
+                child.stop()
+            else:
+                child.setEnabled(False)
+            child.deleteLater()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this QtHost is closed")
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError("this QtHost method must be called on the Qt application's thread")
+
+    # ------------------------------------------------------------- ending
+
+    def close(self) -> None:
+        """Host thread: delete the receiver, timers and notifiers (idempotent).
+
+        From inside one of our own callbacks, the close happens when that
+        drain returns.
+        """
+        if self._closed:
+            return
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError("QtHost.close() must run on the Qt application's thread")
+        if self._in_event:
+            self._close_when_idle = True
+            return
+        with self._post_lock:
+            self._closed = True
+        self._queue.clear()
+        for child in list(self._children):
+            self._dispose(child)
+        receiver, self._receiver = self._receiver, None
+        if self.binding.is_valid(receiver):
+            # Deleting a QObject removes its posted events: no wake-up can
+            # reach a deleted receiver.
+            self.binding.delete(receiver)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> QtHost:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def start_guest_run(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    done_callback: Callable[[outcome.Outcome[_T]], object],
+    app: Any = None,
+    host: QtHost | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> asyncio.Task[_T]:
+    """Start ``main`` as the guest of the Qt event loop (which the caller runs: ``app.exec()``).
+
+    Call on the application's thread, with the application made.
+    ``done_callback(outcome)`` runs there once the run has shut down (it may
+    call ``app.quit()``). Without a ``host``, a ``QtHost`` is made here and
+    closed after ``done_callback`` returns. Returns the main task; cancel it
+    to end the run (e.g. from ``app.aboutToQuit``).
+    """
+    the_host = host if host is not None else QtHost(app)
+    if the_host.closed:
+        raise RuntimeError("this QtHost is closed")
+
+    def done(result: outcome.Outcome[Any]) -> None:
+        try:
+            done_callback(result)
+        finally:
+            if host is None:
+                the_host.close()
+
+    try:
+        return _start_guest_run(
+            main,
+            *args,
+            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
+            done_callback=done,
+            host_uses_signal_set_wakeup_fd=False,
+            loop_factory=loop_factory,
+            debug=debug,
+            tick_budget=tick_budget,
+        )
+    except BaseException:
+        if host is None:
+            the_host.close()
+        raise
+
+
+def run(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    *args: Any,
+    app: Any = None,
+    binding: str | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    tick_budget: float = DEFAULT_TICK_BUDGET,
+) -> _T:
+    """Run ``main`` inside the Qt application's ``exec()``; return its result.
+
+    * The application: ``app``, else the existing one, else one made here
+      (module doc). ``binding`` picks the binding when none is in use yet.
+    * When ``main`` ends, ``exec()`` is made to return (``QCoreApplication.exit(0)``,
+      which also emits ``aboutToQuit``), and ``run`` returns its result.
+    * Quitting first (``app.quit()``, the last window closed) cancels ``main``;
+      a ``QEventLoop`` keeps Qt running until the guest has shut down; then
+      ``run`` returns ``main``'s result if it still produced one, else raises
+      ``asyncio.CancelledError``.
+    * Ctrl+C: the first cancels ``main`` and ``run`` raises
+      ``KeyboardInterrupt`` after the shutdown; a second raises at once.
+    * An exception from ``main`` propagates from ``run`` after the shutdown.
+    """
+    b = _binding_for(app, binding)
+    if app is None:
+        app = b.QCoreApplication.instance()
+        if app is None:
+            app = b.new_app()
+            _created_apps.append(app)
+    host = QtHost(app)
+    finished = False
+
+    def run_host(task: asyncio.Task[_T]) -> None:
+        host._running += 1
+        try:
+            if not finished:
+                b.exec(app)
+                host.raise_errors()
+            if not finished:
+                # The application was told to quit before main was done.
+                task.cancel()
+            while not finished:
+                # Not app.exec() again: this is not the application's main
+                # loop any more, only the guest's shutdown (a later quit()
+                # only makes us come round again).
+                b.exec(b.QEventLoop())
+                host.raise_errors()
+        finally:
+            host._running -= 1
+
+    def stop_host() -> None:
+        nonlocal finished
+        finished = True
+        # Makes every loop of this thread return: exec(), our QEventLoop, and
+        # a modal dialog still open (the run is over).
+        b.QCoreApplication.exit(0)
+
+    return run_beside(
+        main,
+        args,
+        run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
+        run_host=run_host,
+        stop_host=stop_host,
+        close_host=host.close,
+        entry_name="asyncio_guest.qt.run",
+        loop_factory=loop_factory,
+        debug=debug,
+        tick_budget=tick_budget,
+    )
+
+
+async def exec_dialog(dialog: Any) -> int:
+    """``dialog.exec()`` with asyncio running meanwhile; its result code.
+
+    Built on ``run_modal``: the dialog's nested loop runs outside any tick,
+    so the guest keeps running while it is open. If the awaiting task is
+    cancelled, the dialog is rejected (closed), so no dialog is left open
+    with nobody awaiting it.
+    """
+    b = _qt_binding.get()
+    try:
+        return int(await run_modal(b.exec, dialog))
+    except asyncio.CancelledError:
+        if b.is_valid(dialog) and dialog.isVisible():
+            dialog.reject()
+        raise
