@@ -28,9 +28,10 @@ import pytest
 import asyncio_guest
 
 from .scenarios import harness_qt
+from .scenarios.harness import unavailable
 
 if not harness_qt.HARNESSES:
-    pytest.skip("no Qt binding imports here", allow_module_level=True)
+    unavailable("qt", "no Qt binding imports here")
 
 H: Any = harness_qt.HARNESSES[0]
 qt: Any = H.qt
