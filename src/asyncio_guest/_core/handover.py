@@ -3,7 +3,9 @@
 A *tick* is one host callback's worth of asyncio work: take what the backend
 thread's wait returned (``backend.py``), run loop iterations within the tick
 budget (``GuestLoop._guest_run_slice``), then decide who runs next: another
-tick (work is left: no thread hop), or the backend thread (hand it the wait).
+tick (work is left: no thread hop), or the backend thread (hand it the wait),
+or, in the zero-thread strategy (``fd_watch.py``), the host's watch of the
+selector's fd and its timer (arm them).
 
 Rules that keep it correct (``Channel`` fields are in ``backend.py``):
 
