@@ -2,6 +2,7 @@
 
     .venv/3.11/bin/python bench/run.py [--quick] [--rounds N] [--only a,b] [--json out.json]
     .venv/3.11/bin/python bench/run.py --load [--quick] ...   # the load benchmarks instead
+    .venv/3.11/bin/python bench/run.py --wait fd ...          # the guest's wait strategy
 
 Every (benchmark, mode, round) is one fresh child process (``child.py``). Rounds
 alternate the order of the two modes (plain first, then guest first, ...), and
@@ -115,6 +116,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "alike; default: leave glibc's dynamic thresholds (bulk figures then flip ~2x)",
     )
     ap.add_argument(
+        "--wait", choices=("auto", "thread", "fd"), default=None,
+        help="the guest mode's wait strategy (ASYNCIO_GUEST_WAIT in every child; default: "
+        "the environment's, else auto: no backend thread on an epoll/kqueue loop)",
+    )
+    ap.add_argument(
         "--affinity", choices=AFFINITIES, default=None,
         help="CPU placement for every benchmark (default: each benchmark's own; "
         "echo_ext uses 'split', the load_* ones 'one', the others 'none')",
@@ -169,12 +175,17 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wait:
+        os.environ["ASYNCIO_GUEST_WAIT"] = args.wait  # child_env copies it to every child
+    wait = os.environ.get("ASYNCIO_GUEST_WAIT", "").strip() or "auto"
     env = environment()
+    env["wait"] = wait
     print(
         f"asyncio-guest bench ({env['asyncio_guest']}): Python {env['python']}, "
         f"{env['cpus']} CPUs, "
         f"commit {env['commit'] or '?'}, guest host {args.host}, {args.rounds} rounds"
-        f"{' (quick)' if args.quick else ''}, load {env['loadavg_start'][0]:.2f}, "
+        f"{' (quick)' if args.quick else ''}, guest wait: {wait}, "
+        f"load {env['loadavg_start'][0]:.2f}, "
         f"{env['stalls_per_s_start']:.0f} CPU stalls >1ms/s",
         file=sys.stderr,
     )
@@ -221,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{env['loadavg_start'][0]:.2f} -> {env['loadavg_end'][0]:.2f}; CPU stalls >1 ms/s "
           f"{env['stalls_per_s_start']:.0f} -> {env['stalls_per_s_end']:.0f}"
           + (f"; affinity forced: {args.affinity}" if args.affinity else "")
-          + f"; allocator: {args.allocator}")
+          + f"; allocator: {args.allocator}; guest wait: {wait}")
     for e in errors:
         print(f"error: {e}")
     if args.json:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from asyncio_guest._core import fd_watch
+
 from . import loops, os_resources
 from .hosts import QueueHost, StrictHost
 
@@ -30,6 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [loops.describe()]
+    lines.append(f"wait strategy: ASYNCIO_GUEST_WAIT={fd_watch.requested()}")
     wine = loops.wine_version()
     if wine is not None:
         lines.append(f"running under Wine {wine}")
@@ -102,6 +105,13 @@ def _no_leaks() -> Iterator[None]:
     assert sys.get_asyncgen_hooks() == hooks, "async generator hooks were not restored"
     assert signal.getsignal(signal.SIGINT) is sigint, "the SIGINT handler was not restored"
     assert _wakeup_fd() == wakeup, "signal.set_wakeup_fd was not restored"
+
+
+@pytest.fixture
+def thread_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test is about the backend thread: its runs (and child processes) use
+    that wait strategy whatever ``ASYNCIO_GUEST_WAIT`` the session has."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "thread")
 
 
 @pytest.fixture

@@ -408,6 +408,7 @@ def done_cases(kind: str) -> Cases:
                 asyncio_guest.start_guest_run(
                     main,
                     run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+                    fd_watcher=host,
                     done_callback=done,
                     loop_factory=loop_factory(kind),
                 )

@@ -12,6 +12,11 @@ thread of its own and records every breach of the host contract:
 Both deliver the run's outcome from ``done_callback`` and check that it is
 called exactly once, on the host thread. Both start runs on the test loop
 (``tests/loops.py``, ``ASYNCIO_GUEST_TEST_LOOP``) unless given a ``loop_factory``.
+
+Both can watch fds and set timers (``FdWatching``: they are an
+``asyncio_guest.FdWatcher``) and give themselves as ``fd_watcher``, so their
+runs take the zero-thread wait where the loop allows it, unless
+``ASYNCIO_GUEST_WAIT=thread``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import heapq
+import itertools
 import queue
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +43,125 @@ from . import loops
 HostFn = Callable[[], object]
 
 
-class QueueHost:
+class FdWatching:
+    """fd watches and timers for a test host (``asyncio_guest.FdWatcher``).
+
+    The host thread waits in ``select()`` on the watched fds and a wake-up
+    socket pair only while something is watched or timed (otherwise the host
+    blocks on its queue as before): the pair exists only then, so a host that
+    watches nothing holds no descriptor. Posters call ``_wake_up`` after
+    queueing (under ``_wake_lock``, so the pair is never used while closed).
+    """
+
+    def __init__(self) -> None:
+        self._watches: dict[int, HostFn] = {}
+        self._timers: list[tuple[float, int, list[bool], HostFn]] = []
+        self._timer_seq = itertools.count()
+        self._wake_lock = threading.Lock()
+        self._wake_pair: tuple[socket.socket, socket.socket] | None = None
+
+    # -- FdWatcher (host thread)
+    def watch_readable(self, fd: int, callback: HostFn) -> Callable[[], None]:
+        assert fd not in self._watches, f"fd {fd} watched twice"
+        self._watches[fd] = callback
+        self._update_pair()
+
+        def unwatch() -> None:
+            if self._watches.get(fd) is callback:
+                del self._watches[fd]
+                self._update_pair()
+
+        return unwatch
+
+    def call_later(self, delay: float, callback: HostFn) -> Callable[[], None]:
+        cancelled = [False]
+        heapq.heappush(
+            self._timers, (time.monotonic() + delay, next(self._timer_seq), cancelled, callback)
+        )
+        self._update_pair()
+
+        def cancel() -> None:
+            cancelled[0] = True
+            self._drop_cancelled()
+
+        return cancel
+
+    @property
+    def watching(self) -> bool:
+        """Something is watched or timed (a live timer)."""
+        self._drop_cancelled()
+        return bool(self._watches or self._timers)
+
+    def _drop_cancelled(self) -> None:
+        timers = self._timers
+        if any(entry[2][0] for entry in timers):
+            timers[:] = [entry for entry in timers if not entry[2][0]]
+            heapq.heapify(timers)
+        self._update_pair()
+
+    def _update_pair(self) -> None:
+        with self._wake_lock:
+            needed = bool(self._watches or self._timers)
+            if needed and self._wake_pair is None:
+                r, w = socket.socketpair()
+                r.setblocking(False)
+                w.setblocking(False)
+                self._wake_pair = (r, w)
+            elif not needed and self._wake_pair is not None:
+                r, w = self._wake_pair
+                self._wake_pair = None
+                r.close()
+                w.close()
+
+    def _wake_up(self) -> None:
+        """Any thread, after queueing: end a ``_watch_round`` wait."""
+        with self._wake_lock:
+            if self._wake_pair is not None:
+                try:
+                    self._wake_pair[1].send(b"\0")
+                except BlockingIOError:
+                    pass
+
+    def _watch_round(self, block: bool) -> list[HostFn]:
+        """Host thread: wait (if ``block``) for a watched fd, a timer or a wake-up;
+        return the callbacks now due (readable watches, then due timers)."""
+        pair = self._wake_pair
+        if pair is None:
+            return []
+        timeout: float | None = 0.0
+        if block:
+            timeout = None
+            if self._timers:
+                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+        fds = [pair[0].fileno(), *self._watches]
+        ready = select.select(fds, [], [], timeout)[0]
+        due: list[HostFn] = []
+        for fd in ready:
+            if fd == fds[0]:
+                try:
+                    while pair[0].recv(4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            callback = self._watches.get(fd)
+            if callback is not None:
+                due.append(callback)
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, cancelled, callback = heapq.heappop(self._timers)
+            if not cancelled[0]:
+                cancelled[0] = True
+                due.append(callback)
+        self._update_pair()
+        return due
+
+
+class QueueHost(FdWatching):
     """A queue drained on the creating thread; exceptions in callbacks propagate."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.thread = threading.current_thread()
         self.queue: queue.SimpleQueue[HostFn] = queue.SimpleQueue()
         self.violations: list[str] = []
@@ -49,6 +174,7 @@ class QueueHost:
     def run_sync_soon_threadsafe(self, fn: HostFn) -> None:
         self.threadsafe_calls += 1
         self.queue.put(self._tick(fn))
+        self._wake_up()
 
     def run_sync_soon_not_threadsafe(self, fn: HostFn) -> None:
         self.not_threadsafe_calls += 1
@@ -76,10 +202,29 @@ class QueueHost:
     # -- for test code: "a host event" (button click, timer, ...)
     def in_host(self, fn: HostFn) -> None:
         self.queue.put(fn)
+        self._wake_up()
 
     def run_until(self, predicate: Callable[[], bool]) -> None:
         while not predicate():
-            self.queue.get()()
+            if not self.watching:
+                self.queue.get()()
+                continue
+            try:
+                fn = self.queue.get_nowait()
+            except queue.Empty:
+                for callback in self._watch_round(block=True):
+                    callback()
+                    if predicate():
+                        return
+                continue
+            fn()
+            if predicate():
+                return
+            # A busy queue must not starve the watched fds.
+            for callback in self._watch_round(block=False):
+                callback()
+                if predicate():
+                    return
 
     def drain(self) -> None:
         """Run whatever is queued now, without blocking."""
@@ -100,6 +245,7 @@ class QueueHost:
             done.append((out, threading.current_thread()))
 
         kwargs.setdefault("run_sync_soon_not_threadsafe", self.run_sync_soon_not_threadsafe)
+        kwargs.setdefault("fd_watcher", self)
         with_test_loop(kwargs)
         task = asyncio_guest.start_guest_run(
             main,
@@ -156,10 +302,11 @@ def check_loop_finished(loop: asyncio.AbstractEventLoop) -> None:
     assert not pending, f"tasks left pending after the run: {pending}"
 
 
-class StrictHost:
+class StrictHost(FdWatching):
     """A host loop on its own thread that records every breach of the host contract."""
 
     def __init__(self, name: str = "strict-host") -> None:
+        super().__init__()
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[tuple[HostFn, bool]] = collections.deque()
         self._in_flight = 0
@@ -221,6 +368,7 @@ class StrictHost:
             result.set_result(out)
 
         with_test_loop(kwargs)
+        kwargs.setdefault("fd_watcher", self)
 
         def start() -> None:
             try:
@@ -242,6 +390,7 @@ class StrictHost:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        self._wake_up()
         self.thread.join(timeout)
         if self.thread.is_alive():
             self._violation("host thread did not stop")
@@ -259,8 +408,32 @@ class StrictHost:
                     self._violation(f"{self._in_flight} ticks in flight at once")
             self._queue.append((fn, tick))
             self._cond.notify()
+        self._wake_up()
+
+    def _run_watched(self, block: bool) -> bool:
+        """Host thread: run the callbacks of ready watches and due timers."""
+        due = self._watch_round(block)
+        for callback in due:
+            try:
+                callback()
+            except BaseException as exc:
+                self._violation(f"watch/timer callback {callback!r} raised {exc!r}")
+        return bool(due)
 
     def _run_one(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if self._queue or not self.watching:
+                    break
+                if self._closing and self._depth == 0:
+                    return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if self._run_watched(block=True):
+                return True
+        if self._watches:
+            self._run_watched(block=False)  # a busy queue must not starve them
         with self._cond:
             while not self._queue:
                 if self._closing and self._depth == 0:

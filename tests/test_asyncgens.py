@@ -84,6 +84,7 @@ def test_unfinished_guest_agen_is_finalized_by_guest_loop(host: QueueHost) -> No
     asyncio_guest.start_guest_run(
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        fd_watcher=host,
         done_callback=done_calls.append,
         loop_factory=test_loop_factory(),
     )

@@ -46,6 +46,7 @@ def test_done_callback_exception_propagates_into_the_host(
     asyncio_guest.start_guest_run(
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        fd_watcher=host,
         run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
         done_callback=done_callback,
         loop_factory=loops.test_loop_factory(),
@@ -70,6 +71,7 @@ def test_done_callback_exception_propagates_from_reference_run() -> None:
         asyncio_guest.start_guest_run(
             main,
             run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+            fd_watcher=host,
             done_callback=done,
             loop_factory=loops.test_loop_factory(),
         )
@@ -82,6 +84,7 @@ def test_done_callback_exception_propagates_from_reference_run() -> None:
 # ----------------------------------------------- sniffio with Trio (case 3)
 
 
+@pytest.mark.usefixtures("thread_wait")  # Trio host: no fd_watcher here
 def test_sniffio_and_anyio_see_asyncio_inside_a_trio_hosted_guest() -> None:
     trio = pytest.importorskip("trio")
     sniffio = pytest.importorskip("sniffio")
@@ -123,6 +126,7 @@ def test_sniffio_and_anyio_see_asyncio_inside_a_trio_hosted_guest() -> None:
 # ------------------------- host primitive failing in the backend (case 4)
 
 
+@pytest.mark.usefixtures("thread_wait")  # the backend thread posts
 def test_run_unreachable_from_the_backend_is_reported_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -277,6 +281,7 @@ def failing_backend_join(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]
     monkeypatch.undo()
 
 
+@pytest.mark.usefixtures("thread_wait")  # joins a backend
 def test_a_failing_backend_join_does_not_keep_the_run_from_ending(
     host: QueueHost, failing_backend_join: list[str]
 ) -> None:

@@ -107,6 +107,7 @@ def test_non_coroutine_raises_type_error_from_the_call(
             main,
             *args,
             run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+            fd_watcher=host,
             done_callback=done.append,
             loop_factory=test_loop_factory(),
         )
@@ -125,6 +126,7 @@ def test_coroutine_object_with_extra_args_is_a_type_error(host: QueueHost) -> No
                 coro,
                 1,
                 run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+                fd_watcher=host,
                 done_callback=lambda out: None,
                 loop_factory=test_loop_factory(),
             )
@@ -152,6 +154,7 @@ def test_done_callback_called_exactly_once_even_with_host_noise(host: QueueHost)
     asyncio_guest.start_guest_run(
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        fd_watcher=host,
         done_callback=calls.append,
         loop_factory=test_loop_factory(),
     )

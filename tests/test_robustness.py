@@ -137,6 +137,7 @@ def test_host_primitive_raising_reaches_done_callback(
     _no_pending_task_destroyed(caplog)
 
 
+@pytest.mark.usefixtures("thread_wait")  # a host that cannot watch fds
 def test_host_primitive_raising_on_first_call_raises_from_start(host: QueueHost) -> None:
     threads = set(threading.enumerate())
 
@@ -231,6 +232,7 @@ print("ABANDONED", flush=True)
 """
 
 
+@pytest.mark.usefixtures("thread_wait")  # the child's host cannot watch fds
 @pytest.mark.parametrize("mode", ["waiting", "busy"])
 @pytest.mark.timeout(60)
 def test_abandoned_run_does_not_hang_interpreter_exit(mode: str) -> None:
@@ -419,6 +421,7 @@ print("closed", flush=True)
 """
 
 
+@pytest.mark.usefixtures("thread_wait")  # the backend holds a completion
 @pytest.mark.timeout(60)
 def test_keyboard_interrupt_out_of_run_until_complete_loses_no_io() -> None:
     """Ctrl+C out of ``run_until_complete`` while the backend holds an I/O completion.
@@ -479,6 +482,7 @@ def test_done_callback_sees_closed_loop_and_no_running_loop(host: QueueHost) -> 
     asyncio_guest.start_guest_run(
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        fd_watcher=host,
         done_callback=done,
         loop_factory=test_loop_factory(),
     )
@@ -536,6 +540,7 @@ def test_no_backend_thread_during_host_callbacks_after_done(host: QueueHost) -> 
     asyncio_guest.start_guest_run(
         main,
         run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+        fd_watcher=host,
         done_callback=done,
         loop_factory=test_loop_factory(),
     )

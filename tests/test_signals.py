@@ -265,10 +265,16 @@ class EventHost:
 
 if HOST == "reference":
     host = asyncio_guest.ReferenceHost()
+    watcher = host
 elif HOST == "selectors":
     host = SelectorsHost()
+    watcher = None
 else:
     host = EventHost()
+    watcher = None
+if watcher is None:
+    # These hosts cannot watch fds: their runs wait in the backend thread.
+    os.environ["ASYNCIO_GUEST_WAIT"] = "thread"
 
 
 async def main():
@@ -292,6 +298,7 @@ asyncio_guest.start_guest_run(
     main,
     run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
     done_callback=done,
+    fd_watcher=watcher,
 )
 host.run()
 ok = signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -42,6 +42,7 @@ if sys.platform == "win32":
     )
 
 
+@pytest.mark.usefixtures("thread_wait")
 @pytest.mark.parametrize("new_loop", NEW_LOOPS)
 def test_new_event_loop_run_until_complete_uses_a_backend_thread(
     new_loop: Callable[[], asyncio.AbstractEventLoop],
@@ -85,6 +86,7 @@ def test_a_run_that_never_waits_starts_no_thread() -> None:
         loop.close()
 
 
+@pytest.mark.usefixtures("thread_wait")
 def test_an_unclosed_loop_lets_its_parked_thread_go_when_collected() -> None:
     threads = set(threading.enumerate())
     wakeup_fd = signal.set_wakeup_fd(-1)

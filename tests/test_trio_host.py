@@ -19,12 +19,17 @@ from .loops import test_loop_factory, wine_version
 T = TypeVar("T")
 
 _WINE = wine_version()
-pytestmark = pytest.mark.skipif(
-    _WINE is not None,
-    reason=f"under Wine {_WINE}: trio's Windows backend cannot start (trio.run raises "
-    "OSError WinError 10045 from trio/_core/_windows_cffi.py: Wine does not support the "
-    "AFD / SIO_BASE_HANDLE socket ioctls it needs); runs on real Windows",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        _WINE is not None,
+        reason=f"under Wine {_WINE}: trio's Windows backend cannot start (trio.run raises "
+        "OSError WinError 10045 from trio/_core/_windows_cffi.py: Wine does not support the "
+        "AFD / SIO_BASE_HANDLE socket ioctls it needs); runs on real Windows",
+    ),
+    # These runs give Trio no fd_watcher (a Trio one, with wait_readable and
+    # notify_closing, belongs to the Trio host module): the backend thread waits.
+    pytest.mark.usefixtures("thread_wait"),
+]
 
 
 async def run_asyncio_guest(

@@ -1050,10 +1050,13 @@ def parent_main(args: argparse.Namespace) -> int:
     if args.list_only:
         return list_only(modules, expected)
 
+    if args.wait:
+        os.environ["ASYNCIO_GUEST_WAIT"] = args.wait  # inherited by the children
+    wait = os.environ.get("ASYNCIO_GUEST_WAIT", "").strip() or "auto"
     guest_pkg = importlib.import_module("asyncio_guest")
     print(
         f"conformance: CPython {sys.version.split()[0]} test_asyncio, {len(modules)} modules, "
-        f"plain and guest mode, {args.jobs} jobs; asyncio_guest "
+        f"plain and guest mode (wait: {wait}), {args.jobs} jobs; asyncio_guest "
         f"{getattr(guest_pkg, '__version__', '?')} from {Path(guest_pkg.__file__ or '?').parent}",
         flush=True,
     )
@@ -1127,6 +1130,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     parser.add_argument("--modules", help="comma-separated test_asyncio modules (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel children (default 2)")
+    parser.add_argument("--wait", choices=("auto", "thread", "fd"),
+                        help="the guest's wait strategy (ASYNCIO_GUEST_WAIT for the children; "
+                        "default: the environment's, else auto)")
     parser.add_argument("--json", help="write full per-test results to this file")
     parser.add_argument("--list-only", action="store_true",
                         help="list modules and test counts, run nothing")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from ._core.errors import InternalError
+from ._core.fd_watch import FdWatcher
 from ._core.guest_loop import GuestSelectorEventLoop, as_guest_loop
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import asyncio_guest_run, start_guest_run
@@ -18,6 +19,7 @@ from .reference import HostTimer, ReferenceHost, run
 __all__ = [
     "DEFAULT_TICK_BUDGET",
     "AsyncCallback",
+    "FdWatcher",
     "GuestSelectorEventLoop",
     "HostTimer",
     "InternalError",

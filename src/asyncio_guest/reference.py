@@ -2,9 +2,11 @@
 
 ``run(main)`` has ``asyncio.run`` semantics, driven through guest mode: the
 calling thread becomes a ``ReferenceHost`` (a minimal host loop, see
-``_core/reference_host.py``) and the coroutine runs as its guest with the real
-backend thread. Tests, benchmarks and headless programs use it; a program can
-pass its own ``ReferenceHost`` to add host-side timers (``call_later``).
+``_core/reference_host.py``) and the coroutine runs as its guest: with no
+backend thread where the loop's selector is one fd (epoll, kqueue: the host
+watches it), with the real backend thread otherwise. Tests, benchmarks and
+headless programs use it; a program can pass its own ``ReferenceHost`` to add
+host-side timers (``call_later``).
 """
 
 from __future__ import annotations
@@ -53,4 +55,5 @@ def run(
         loop_factory=loop_factory,
         debug=debug,
         tick_budget=tick_budget,
+        fd_watcher=the_host,
     )

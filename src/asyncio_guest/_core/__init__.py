@@ -7,6 +7,8 @@ Read in this order (each module says what it holds and who may touch it):
 * ``handover.py``: the ``Engine`` that drives the loop from host callbacks
   (ticks) and hands the OS wait to the backend thread, and back;
 * ``backend.py``: the backend thread and the channel it shares with the host;
+* ``fd_watch.py``: the other wait strategy (Unix): no backend thread, the host
+  watches the selector's fd and one timer (``FdWatcher``);
 * ``guest_loop.py``: the loop split into plan / wait / run-within-budget, and the
   host-side hooks that wake the backend (``GuestLoopMixin`` and its classes);
 * ``selector_wait.py``, ``iocp_wait.py``: how each kind of loop's OS wait is

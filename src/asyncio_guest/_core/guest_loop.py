@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from .backend import Backend
 from .iocp_wait import IocpIO, Taken
-from .selector_wait import SelectorIO, io_for
+from .selector_wait import EpollIO, KqueueIO, SelectorIO, io_for
 from .self_hosted import run_forever_self_hosted
 
 if TYPE_CHECKING:
@@ -633,6 +633,13 @@ class GuestLoopMixin:
 
     def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]:
         """Host thread, backend parked: the timeout and blocking call for the backend."""
+        timeout = self._guest_wait_timeout()
+        io = self._guest_io
+        assert io is not None
+        return timeout, io.blocking_call(timeout)
+
+    def _guest_wait_timeout(self) -> float | None:
+        """Host thread, nothing armed: how long the next wait may last (None: no timer)."""
         self._guest_drop_cancelled_timers()
         sched = self._scheduled
         timeout: float | None
@@ -647,9 +654,19 @@ class GuestLoopMixin:
         else:
             timeout = None
         self._guest_regs_dirty = False
-        io = self._guest_io
-        assert io is not None
-        return timeout, io.blocking_call(timeout)
+        return timeout
+
+    def _guest_pollable_fd(self) -> int | None:
+        """Host thread, attached: the one fd that is readable when a poll has events.
+
+        Only epoll and kqueue selectors of exactly the stdlib classes (the
+        kernel keeps their registrations, so the fd tells everything); poll and
+        select selectors and the IOCP proactor have none (``fd_watch.py``).
+        """
+        if isinstance(self._guest_io, (EpollIO, KqueueIO)):
+            fd: int = self._selector.fileno()
+            return fd
+        return None
 
     def _guest_wait_is_stale(self, deadline: float) -> bool:
         """Host thread: does the backend's current wait miss something we added?"""

@@ -3,7 +3,9 @@
 A *tick* is one host callback's worth of asyncio work: take what the backend
 thread's wait returned (``backend.py``), run loop iterations within the tick
 budget (``GuestLoop._guest_run_slice``), then decide who runs next: another
-tick (work is left: no thread hop), or the backend thread (hand it the wait).
+tick (work is left: no thread hop), or the backend thread (hand it the wait),
+or, in the zero-thread strategy (``fd_watch.py``), the host's watch of the
+selector's fd and its timer (arm them).
 
 Rules that keep it correct (``Channel`` fields are in ``backend.py``):
 
@@ -44,6 +46,7 @@ import outcome
 
 from .backend import IDLE, RETURNED, WAITING, Backend, no_host
 from .errors import InternalError
+from .fd_watch import FdWaits, FdWatcher, choose
 
 logger = logging.getLogger("asyncio_guest")
 
@@ -100,6 +103,8 @@ class GuestLoop(Protocol):
     def _guest_has_work(self) -> bool: ...
     def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]: ...
     def _guest_wait_is_stale(self, deadline: float) -> bool: ...
+    def _guest_wait_timeout(self) -> float | None: ...
+    def _guest_pollable_fd(self) -> int | None: ...
     def _guest_wake(self) -> None: ...
     def _guest_keep_raw(self, raw: Any) -> None: ...
     def time(self) -> float: ...
@@ -174,6 +179,7 @@ class Engine:
         run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
         run_sync_soon_not_threadsafe: Callable[[Callable[[], object]], object] | None,
         tick_budget: float,
+        fd_watcher: FdWatcher | None = None,
     ) -> None:
         self._loop = loop
         self._owner = owner
@@ -182,6 +188,10 @@ class Engine:
         self._post_threadsafe = run_sync_soon_threadsafe
         self._post_local = run_sync_soon_not_threadsafe or run_sync_soon_threadsafe
         self.budget = tick_budget
+        self._watcher = fd_watcher
+        # The zero-thread strategy of the current run (fd_watch.py), or None:
+        # the backend thread waits. Chosen by each start().
+        self._fdw: FdWaits | None = None
         self._host_ident = threading.get_ident()
         self._token_ref: Callable[[], _Token | None] = lambda: None
         # Host-only state, reset by each start().
@@ -214,6 +224,9 @@ class Engine:
         ``run_forever`` does, so a restart costs no new objects beyond the
         run's token).
         """
+        watcher = self._watcher
+        fd = choose(watcher, self._loop._guest_pollable_fd())
+        self._fdw = None if fd is None or watcher is None else FdWaits(watcher, fd)
         # The channel is parked (IDLE, ``go`` held) between runs; an abnormal
         # end replaced it with a fresh one (Backend.signal_stop).
         self._ch = ch = self._backend.ch
@@ -269,10 +282,19 @@ class Engine:
             self._failure = exc
 
     def stop(self) -> None:
-        """Host thread: end the run now; tell the backend thread to stop (no join)."""
-        if not self._finished:
-            self._finished = True
-            self._backend.signal_stop(self._loop._guest_wake)
+        """Host thread: end the run now; tell the backend thread to stop (no join).
+
+        In the zero-thread strategy the host's watch and timer are removed,
+        also when the run has ended already (a removal that failed is retried).
+        """
+        try:
+            fdw = self._fdw
+            if fdw is not None:
+                fdw.disarm(self)
+        finally:
+            if not self._finished:
+                self._finished = True
+                self._backend.signal_stop(self._loop._guest_wake)
 
     def abort(self) -> None:
         """Host thread, outside the running loop: ``stop``, then ``join_backend``."""
@@ -351,9 +373,17 @@ class Engine:
         self._loop._guest_wake()
 
     def host_timer_added(self, when: float) -> None:
-        """Host thread, outside ticks: a timer earlier than the backend's wait needs a wake."""
+        """Host thread, outside ticks: a timer earlier than the backend's wait needs a wake.
+
+        In the zero-thread strategy the host timer is set again instead.
+        """
         if when < self._deadline:
-            self.host_wake()
+            fdw = self._fdw
+            tok = self._token_ref()
+            if fdw is None or tok is None or self._ch.state is not WAITING:
+                self.host_wake()
+            else:
+                fdw.timer_added(self, tok, when)
 
     # ------------------------------------------------------------- ticks
 
@@ -370,6 +400,10 @@ class Engine:
             self._run_tick(tok)
         except BaseException as exc:
             self._recover(tok, exc)
+        self._raise_to_host()
+
+    def _raise_to_host(self) -> None:
+        """What the owner's ending let out leaves into the host loop (see _owner_ending)."""
         to_host = self._to_host
         if to_host is not None:
             self._to_host = None
@@ -384,9 +418,16 @@ class Engine:
                 ch.state = state = IDLE
         if self._finished:
             return
-        owns_poll = state is IDLE
-        if owns_poll:
+        if state is IDLE:
             self._deadline = -math.inf
+        if self._fdw is None:
+            owns_poll = state is IDLE
+        else:
+            # Zero-thread: the host thread always owns the poll. A watch left
+            # armed meanwhile (a worker posted this tick) stays; a wake-up byte
+            # sent for it is read by this tick's poll, so the next one writes.
+            owns_poll = True
+            self._wake_sent = False
         loop = self._loop
         self._in_tick = True
         self._nested_warned = False
@@ -502,13 +543,22 @@ class Engine:
             returned = state is RETURNED or ch.result is not None
             if want_tick or returned:
                 ch.posted = True
+        fdw = self._fdw
         if want_tick or returned:
             self._post_local(tok.tick)
         elif state is WAITING:
-            if finishing or loop._guest_wait_is_stale(self._deadline):
-                self.host_wake()
+            if fdw is None:
+                if finishing or loop._guest_wait_is_stale(self._deadline):
+                    self.host_wake()
+            elif finishing:
+                fdw.disarm(self)
+                self._finalize()
+            elif loop._guest_wait_is_stale(self._deadline):
+                self._arm(fdw, tok)
         elif finishing:
             self._finalize()
+        elif fdw is not None:
+            self._arm(fdw, tok)
         else:
             # IDLE: only this thread moves the state away from IDLE.
             timeout, call = loop._guest_wait_plan()
@@ -529,6 +579,15 @@ class Engine:
                 ch.token = tok
                 ch.state = WAITING
                 ch.go.release()  # last: see _recover for a hand-over cut short
+
+    def _arm(self, fdw: FdWaits, tok: _Token) -> None:
+        """Host thread, nothing to run: the host's watch and timer own the wake-up."""
+        loop = self._loop
+        timeout = loop._guest_wait_timeout()
+        # From here on, host_wake writes one byte for this wait (see above).
+        self._wake_sent = False
+        self._deadline = math.inf if timeout is None else loop.time() + timeout
+        fdw.arm(self, tok, timeout)
 
     # ----------------------------------------------------------- endings
 
@@ -557,12 +616,10 @@ class Engine:
             wrapped = InternalError(f"asyncio-guest machinery failed: {exc!r}")
             wrapped.__cause__ = exc
             exc = wrapped
-        if not self._finished:
-            self._finished = True
-            try:
-                self._backend.signal_stop(self._loop._guest_wake)
-            except BaseException as stop_exc:
-                exc.__context__ = stop_exc
+        try:
+            self.stop()  # also when finished: the host's watch may be left
+        except BaseException as stop_exc:
+            exc.__context__ = stop_exc
         self._owner_ending(lambda: self._owner.on_fatal(exc))
 
     def _abandoned(self) -> None:

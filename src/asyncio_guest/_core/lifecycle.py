@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import outcome
 
 from .errors import InternalError, cleanup_twice
+from .fd_watch import FdWatcher
 from .guest_loop import GuestLoopMixin, as_guest_loop, default_loop_factory
 from .handover import DEFAULT_TICK_BUDGET, Engine
 from .interrupts import call_user_with, interrupt_lands_in_user_code
@@ -454,6 +455,7 @@ def start_guest_run(
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
+    fd_watcher: FdWatcher | None = None,
 ) -> asyncio.Task[_T]:
     """Start ``main`` as an asyncio run hosted by another event loop.
 
@@ -470,6 +472,12 @@ def start_guest_run(
     Errors in setting up raise from this call; everything later goes to
     ``done_callback``. ``tick_budget`` bounds how many seconds of asyncio
     callbacks one host callback runs before handing the thread back.
+
+    ``fd_watcher`` (optional, Unix): a host that can watch an fd and set a
+    timer itself (``asyncio_guest.FdWatcher``). Where the loop's selector is
+    one pollable fd (epoll, kqueue), the run then needs no backend thread: the
+    host watches that fd and one timer (``docs/design.md``, the two wait
+    strategies). ``ASYNCIO_GUEST_WAIT=thread|fd|auto`` overrides the choice.
     """
     run = start(
         main,
@@ -481,6 +489,7 @@ def start_guest_run(
         loop_factory=loop_factory,
         debug=debug,
         tick_budget=tick_budget,
+        fd_watcher=fd_watcher,
     )
     task = run.main_task
     assert task is not None
@@ -500,6 +509,7 @@ def start(
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
+    fd_watcher: FdWatcher | None = None,
 ) -> RunLifecycle:
     """``start_guest_run`` for host modules: returns the run itself (see ``end_now``)."""
     if tick_budget <= 0:
@@ -525,6 +535,7 @@ def start(
             run_sync_soon_threadsafe=run_sync_soon_threadsafe,
             run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
             tick_budget=tick_budget,
+            fd_watcher=fd_watcher,
         )
         run.setup(engine)
         engine.start()

@@ -3,12 +3,14 @@
 It is the host for tests, benchmarks, headless programs and the hosted
 ``run_forever`` of guest loops. It has what a GUI loop has and nothing more:
 a queue of callbacks any thread may add to, timers of its own (so a benchmark
-can measure how late the host's timers run while asyncio is busy), and a
-blocking sleep when there is nothing to do (zero CPU when idle).
+can measure how late the host's timers run while asyncio is busy), file
+descriptors it watches for readability (``watch_readable``: with ``call_later``
+it is an ``FdWatcher``, so a guest on an epoll/kqueue loop needs no backend
+thread), and a blocking sleep when there is nothing to do (zero CPU when idle).
 
-Thread rule: ``run``, ``call_later``, ``stop`` and ``run_sync_soon_not_threadsafe``
-belong to the host thread; ``run_sync_soon_threadsafe`` may be called from any
-thread.
+Thread rule: ``run``, ``call_later``, ``watch_readable`` (and the functions
+they return), ``stop`` and ``run_sync_soon_not_threadsafe`` belong to the host
+thread; ``run_sync_soon_threadsafe`` may be called from any thread.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 
 class HostTimer:
-    """A host-side timer; ``cancel()`` stops it (host thread)."""
+    """A host-side timer; ``cancel()`` (or calling it) stops it (host thread).
+
+    Calling it is the cancel function ``FdWatcher.call_later`` returns.
+    """
 
     __slots__ = ("callback", "cancelled", "when")
 
@@ -38,6 +43,9 @@ class HostTimer:
         self.cancelled = False
 
     def cancel(self) -> None:
+        self.cancelled = True
+
+    def __call__(self) -> None:
         self.cancelled = True
 
 
@@ -96,13 +104,22 @@ class _Waker:
         else:
             _close_fds(self._fds)
 
-    def wait(self, timeout: float | None) -> None:
-        """Host thread: block until a byte is in the pipe or ``timeout`` passes."""
-        if self._poll is not None:
-            ms = None if timeout is None else max(0, int(timeout * 1e3 + 0.999))
-            self._pending = bool(self._poll.poll(ms))
-        else:
-            self._pending = bool(select.select([self._rfd], [], [], timeout)[0])
+    def wait(self, timeout: float | None, watched: Collection[int]) -> list[int]:
+        """Host thread: block until a byte is in the pipe, a ``watched`` fd is
+        readable or ``timeout`` passes; return the readable watched fds."""
+        rfd = self._rfd
+        if not watched:
+            if self._poll is not None:
+                ms = None if timeout is None else max(0, int(timeout * 1e3 + 0.999))
+                self._pending = bool(self._poll.poll(ms))
+            else:
+                self._pending = bool(select.select([rfd], [], [], timeout)[0])
+            return []
+        ready = _readable([rfd, *watched], timeout)
+        if rfd in ready:
+            self._pending = True
+            ready.remove(rfd)
+        return ready
 
     def drain(self) -> None:
         """Host thread: consume the bytes of earlier wake-ups.
@@ -118,6 +135,21 @@ class _Waker:
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+
+
+def _readable(fds: list[int], timeout: float | None) -> list[int]:
+    """Which of ``fds`` are readable, waiting up to ``timeout`` (None: no limit).
+
+    select() where it can take every fd (its timeout counts microseconds),
+    else poll() (milliseconds, rounded up: a host timer never fires early).
+    """
+    if sys.platform == "win32" or max(fds) < 1024:  # FD_SETSIZE on Linux and BSDs
+        return list(select.select(fds, [], [], timeout)[0])
+    poll = select.poll()
+    for fd in fds:
+        poll.register(fd, select.POLLIN)
+    ms = None if timeout is None else max(0, int(timeout * 1e3 + 0.999))
+    return [fd for fd, _ in poll.poll(ms)]
 
 
 # Each one is taken from the list and closed in one statement, so a close that
@@ -141,6 +173,8 @@ class ReferenceHost:
     def __init__(self) -> None:
         self._queue: deque[Callable[[], object]] = deque()
         self._timers: list[tuple[float, int, HostTimer]] = []
+        self._compact_at = 64  # len(_timers) at which cancelled timers are dropped
+        self._watches: dict[int, Callable[[], object]] = {}  # fd -> callback
         self._seq = itertools.count()
         self._stopped = False
         # Sleep/wake hand-shake, lock-free (see ``run_sync_soon_threadsafe``).
@@ -182,8 +216,31 @@ class ReferenceHost:
     def call_later(self, delay: float, fn: Callable[[], object]) -> HostTimer:
         """Host thread: run ``fn`` after ``delay`` seconds, as the host's own timer."""
         timer = HostTimer(time.monotonic() + delay, fn)
-        heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
+        timers = self._timers
+        if len(timers) >= self._compact_at:
+            # A guest re-arms its timer at each wake-up: drop the cancelled
+            # ones now and then (amortised O(1) per timer).
+            timers[:] = [entry for entry in timers if not entry[2].cancelled]
+            heapq.heapify(timers)
+            self._compact_at = max(64, 2 * len(timers))
+        heapq.heappush(timers, (timer.when, next(self._seq), timer))
         return timer
+
+    def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], None]:
+        """Host thread: call ``callback()`` each round in which ``fd`` is readable.
+
+        Level-triggered, as ``FdWatcher`` asks: the callback runs again while
+        the fd stays readable. One watch per fd. Returns the function that
+        ends this watch (idempotent; it never ends a later watch of the fd).
+        """
+        if fd in self._watches:
+            raise ValueError(f"fd {fd} is watched already")
+        self._watches[fd] = callback
+        return functools.partial(self._unwatch, fd, callback)
+
+    def _unwatch(self, fd: int, callback: Callable[[], object]) -> None:
+        if self._watches.get(fd) is callback:
+            del self._watches[fd]
 
     def stop(self) -> None:
         """Host thread: make ``run()`` return after the current callback."""
@@ -199,13 +256,16 @@ class ReferenceHost:
         """Run callbacks and timers until ``stop()``.
 
         Each round runs the due timers, then the callbacks that were queued
-        when the round began (not the ones they queue), so timers get a turn
+        when the round began (not the ones they queue), then those of the
+        watched fds that are readable (polled without waiting when callbacks
+        are queued, so a busy queue cannot starve them), so timers get a turn
         between any two guest ticks.
         """
         self.thread_id = threading.get_ident()
         self._stopped = False
         queue = self._queue
         timers = self._timers
+        watches = self._watches
         clock = time.monotonic
         try:
             while not self._stopped:
@@ -224,21 +284,32 @@ class ReferenceHost:
                         popleft()()
                         if self._stopped:
                             return
-                    continue
-                if timers:
-                    timeout: float | None = max(0.0, timers[0][0] - clock())
+                    if not watches:
+                        continue
+                    ready = _readable(list(watches), 0)
                 else:
-                    timeout = None
-                self._sleep(timeout)
+                    while timers and timers[0][2].cancelled:
+                        heapq.heappop(timers)
+                    if timers:
+                        timeout: float | None = max(0.0, timers[0][0] - clock())
+                    else:
+                        timeout = None
+                    ready = self._sleep(timeout)
+                for fd in ready:
+                    callback = watches.get(fd)  # (unwatched meanwhile: None)
+                    if callback is not None:
+                        callback()
+                        if self._stopped:
+                            return
         finally:
             self.thread_id = None
 
-    def _sleep(self, timeout: float | None) -> None:
+    def _sleep(self, timeout: float | None) -> list[int]:
         # The order matters (see run_sync_soon_threadsafe): any byte written
         # after _woken is cleared arrives after the drain, so it ends the wait.
         self._waker.drain()
         self._woken = False
         self._sleeping = True
-        if not self._queue:
-            self._waker.wait(timeout)
+        ready = self._waker.wait(timeout, self._watches) if not self._queue else []
         self._sleeping = False
+        return ready

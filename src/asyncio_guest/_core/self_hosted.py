@@ -2,12 +2,14 @@
 
 Unchanged asyncio code calls ``loop.run_until_complete()`` / ``run_forever()``.
 On a guest loop those run a ``ReferenceHost`` in the calling thread and drive
-the loop through the real ``Engine`` and backend thread until ``stop()``, with
-``run_forever``'s own set-up and tear-down (running loop, async-generator
-hooks, coroutine origin tracking: ``_run_forever_setup``/``_run_forever_cleanup``,
-the stock ones on 3.13+). The reference host and the backend thread belong to
-the loop and are kept between calls (``loop.close()`` releases them), so a
-restart costs no thread and no pipe.
+the loop through the real ``Engine`` (with the backend thread, or with none:
+the reference host watches an epoll/kqueue selector's fd, see ``fd_watch.py``)
+until ``stop()``, with ``run_forever``'s own set-up and tear-down (running
+loop, async-generator hooks, coroutine origin tracking:
+``_run_forever_setup``/``_run_forever_cleanup``, the stock ones on 3.13+). The
+reference host and the backend thread (if any) belong to the loop and are kept
+between calls (``loop.close()`` releases them), so a restart costs no thread
+and no pipe.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SelfHostedRuns:
             run_sync_soon_threadsafe=self.host.run_sync_soon_threadsafe,
             run_sync_soon_not_threadsafe=self.host.run_sync_soon_not_threadsafe,
             tick_budget=DEFAULT_TICK_BUDGET,
+            fd_watcher=self.host,
         )
         self.error: BaseException | None = None
 

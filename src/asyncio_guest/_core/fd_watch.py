@@ -1,0 +1,203 @@
+"""The zero-thread wait strategy (Unix): the host watches the loop's selector fd.
+
+An epoll or kqueue selector is itself one pollable file descriptor: it is
+readable exactly when a poll of it would return events. A host that can watch
+an fd (Tk ``createfilehandler``, Qt ``QSocketNotifier``, GLib
+``unix_fd_add_full``, Trio ``wait_readable``, ``ReferenceHost.watch_readable``)
+can therefore own the whole wait, and the guest needs no backend thread:
+
+* when a tick ends with nothing left to run, the engine *arms*: the host
+  watches the selector's fd for readability, and one host timer is set for the
+  loop's next deadline (none without timers);
+* when the fd is readable or the timer fires, the host calls ``FdWaits.ready``
+  (on the host thread, outside ticks): it *disarms* (removes both) and runs a
+  tick, which polls the selector with a zero timeout itself.
+
+The channel's states keep their meaning (``backend.py``), with the host's
+watch in the backend's place: IDLE is "nothing armed, the host thread owns the
+poll", WAITING is "the host's fd watch and timer own the wake-up". RETURNED is
+never used here: a wake-up runs its tick at once.
+
+Invariant (which thread touches what; what orders the hand-over):
+
+* Everything here runs on the host thread: arming, disarming, ``ready``, and
+  ``Channel.state`` (only this thread writes it in this strategy). No thread
+  hands anything over, so no lock orders the hand-over: the host's own event
+  dispatch does (a watch or timer callback never runs inside another host
+  callback, except in a nested host loop, where ``Engine._tick`` defers).
+* ``posted`` keeps its rule (whoever flips it False -> True posts or runs that
+  one tick): ``ready`` takes it under ``Channel.lock`` exactly as a worker's
+  ``request_tick`` does, so a wake-up that finds a tick already posted only
+  disarms, and never a second tick is started.
+* A tick always owns the poll here (polling the selector from the host thread
+  can race with nobody), also while the watch stays armed: a tick a worker
+  posted runs with the watch armed, polls, and leaves it armed when nothing
+  changed. The watch is level-triggered, so an event that tick left unread
+  fires it again.
+* Host code outside a tick (``call_soon``, ``stop``, a signal handler) wakes
+  the armed watch with one byte on the loop's self-pipe, which the selector
+  watches (``Engine.host_wake``): lock-free and signal-safe, as with a thread.
+  An earlier ``call_at`` re-arms the host timer directly (``timer_added``).
+* ``disarm`` is idempotent and forgets each removal only once it succeeded, so
+  a run's ending (``Engine.stop``) can always retry it: no fd is left watched
+  and no timer set once a run has ended.
+
+The strategy is chosen per run (``choose``): ``ASYNCIO_GUEST_WAIT`` (``auto``,
+the default; ``fd``; ``thread``) and whether the host gave an ``FdWatcher``
+and the loop has one pollable fd (``GuestLoopMixin._guest_pollable_fd``: an
+exact ``EpollSelector`` or ``KqueueSelector``; not poll/select selectors, whose
+registrations live in user space, nor the IOCP proactor).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from .backend import IDLE, WAITING
+
+if TYPE_CHECKING:
+    from .handover import Engine, _Token
+
+ENV = "ASYNCIO_GUEST_WAIT"
+CHOICES = ("auto", "thread", "fd")
+
+
+class FdWatcher(Protocol):
+    """What a host offers to run a guest loop with no backend thread (host thread only).
+
+    ``watch_readable(fd, callback)``: call ``callback()`` on the host thread,
+    outside any other host callback, each time ``fd`` is readable while it is
+    watched (level-triggered). Returns the function that stops the watch;
+    calling it more than once, or after the host loop ended, must be harmless.
+
+    ``call_later(delay, callback)``: call ``callback()`` once on the host
+    thread after ``delay`` seconds (the host's own timer). Returns the function
+    that cancels it; harmless after the timer fired or when called again.
+    """
+
+    def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], object]: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Callable[[], object]: ...
+
+
+class WaitChoiceError(RuntimeError):
+    """The zero-thread wait was required (``ASYNCIO_GUEST_WAIT=fd``) where it cannot be had."""
+
+
+def requested() -> str:
+    """``ASYNCIO_GUEST_WAIT``, checked: ``auto`` (unset or empty), ``thread`` or ``fd``."""
+    value = os.environ.get(ENV, "").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ValueError(f"{ENV}={value!r}: expected one of {', '.join(CHOICES)}")
+    return value
+
+
+def choose(watcher: FdWatcher | None, fd: int | None) -> int | None:
+    """The fd the host is to watch for this run, or None for the backend thread.
+
+    ``fd`` is the loop's one pollable fd, if it has one. With ``fd`` requested,
+    a host that cannot watch fds is an error, never a silent fall-back; a loop
+    kind that has no such fd (poll/select selectors, IOCP) waits in its
+    backend thread in every mode: the zero-thread path does not exist for it.
+    """
+    mode = requested()
+    if mode == "thread" or fd is None:
+        return None
+    if watcher is None:
+        if mode == "fd":
+            raise WaitChoiceError(
+                f"{ENV}=fd: this run's host gave no fd_watcher, so it cannot wait "
+                "on the loop's selector itself (pass fd_watcher=..., or use "
+                f"{ENV}=auto or thread)"
+            )
+        return None
+    return fd
+
+
+class FdWaits:
+    """One engine's zero-thread waits: the armed watch and timer (host thread only)."""
+
+    __slots__ = ("_cancel_timer", "_unwatch", "fd", "watcher")
+
+    def __init__(self, watcher: FdWatcher, fd: int) -> None:
+        self.watcher = watcher
+        self.fd = fd
+        # What disarm() must call; each is forgotten only once it succeeded.
+        self._unwatch: Callable[[], object] | None = None
+        self._cancel_timer: Callable[[], object] | None = None
+
+    def arm(self, engine: Engine, tok: _Token, timeout: float | None) -> None:
+        """IDLE, end of a tick with nothing to run: let the host own the wake-up.
+
+        A watch or timer left by an arming cut short is removed first; the
+        state becomes WAITING only once both are in place.
+        """
+        self.disarm(engine)
+        fire = functools.partial(self.ready, engine, tok)
+        self._unwatch = self.watcher.watch_readable(self.fd, fire)
+        if timeout is not None:
+            self._cancel_timer = self.watcher.call_later(timeout, fire)
+        engine._ch.state = WAITING
+
+    def timer_added(self, engine: Engine, tok: _Token, when: float) -> None:
+        """WAITING, outside ticks: a loop timer earlier than the host timer; set it again.
+
+        Should the host's timer primitive fail here (in host code's
+        ``call_at``), the wake-up falls back to the self-pipe: the tick it
+        causes arms afresh, and a failure there ends the run.
+        """
+        try:
+            cancel, self._cancel_timer = self._cancel_timer, None
+            if cancel is not None:
+                cancel()
+            delay = max(0.0, when - engine._loop.time())
+            self._cancel_timer = self.watcher.call_later(
+                delay, functools.partial(self.ready, engine, tok)
+            )
+            engine._deadline = when
+        except Exception:
+            engine._deadline = -math.inf
+            engine.host_wake()
+
+    def disarm(self, engine: Engine) -> None:
+        """Remove the watch and the timer (idempotent); the state becomes IDLE."""
+        self.remove()
+        engine._ch.state = IDLE
+
+    def remove(self) -> None:
+        """Remove the watch and the timer, if set (idempotent)."""
+        unwatch = self._unwatch
+        if unwatch is not None:
+            unwatch()
+            self._unwatch = None
+        cancel = self._cancel_timer
+        if cancel is not None:
+            cancel()
+            self._cancel_timer = None
+
+    def ready(self, engine: Engine, tok: _Token) -> None:
+        """The host's callback: the fd is readable, or the timer fired.
+
+        Disarm, then run the tick, unless one is posted already (it polls).
+        A late call for an ended run does nothing; a failing removal is our
+        machinery failing (a host primitive raising on the host thread).
+        """
+        if engine._run != tok.run or engine._finished:
+            self.remove()  # a run's ending removes it first; never leave it firing
+            return
+        try:
+            self.disarm(engine)
+            ch = engine._ch
+            with ch.lock:
+                if ch.posted:
+                    return
+                ch.posted = True
+        except BaseException as exc:
+            engine._fatal(exc)
+            engine._raise_to_host()
+            return
+        engine._tick(tok)

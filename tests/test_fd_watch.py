@@ -1,0 +1,302 @@
+"""The zero-thread wait strategy (``_core/fd_watch.py``): the host watches the selector's fd.
+
+Every test here forces the strategy (``ASYNCIO_GUEST_WAIT=fd``) on a loop whose
+selector is one pollable fd (epoll, kqueue), whatever the session's choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import asyncio_guest
+import asyncio_guest.testing
+from asyncio_guest._core import fd_watch
+
+from .hosts import LONG, QueueHost, StrictHost, wait_long
+
+pytestmark = pytest.mark.skipif(
+    not (hasattr(selectors, "EpollSelector") or hasattr(selectors, "KqueueSelector")),
+    reason=f"no epoll or kqueue selector on {sys.platform}: the zero-thread wait needs one",
+)
+
+
+def _pollable_loop() -> asyncio.AbstractEventLoop:
+    return asyncio_guest.GuestSelectorEventLoop()  # DefaultSelector: epoll or kqueue
+
+
+@pytest.fixture(autouse=True)
+def _fd_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fd_watch.ENV, "fd")
+
+
+def _backend_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("asyncio-guest backend")]
+
+
+@pytest.fixture
+def ref_host() -> Iterator[asyncio_guest.ReferenceHost]:
+    host = asyncio_guest.ReferenceHost()
+    try:
+        yield host
+    finally:
+        host.close()
+    assert not host._watches, "an fd is left watched"
+    assert all(entry[2].cancelled or entry[0] <= time.monotonic() for entry in host._timers)
+
+
+def test_no_backend_thread_and_a_worker_wakes_the_idle_guest(
+    ref_host: asyncio_guest.ReferenceHost,
+) -> None:
+    seen: list[list[str]] = []
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def worker() -> None:
+            time.sleep(0.02)  # the guest is idle meanwhile: the host watches the fd
+            loop.call_soon_threadsafe(fut.set_result, "woken")
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        result = await wait_long(fut)
+        await asyncio.to_thread(thread.join)
+        await asyncio.sleep(0.01)  # a loop timer: the host's timer wakes it
+        r, w = await asyncio.open_connection(*server)
+        w.write(b"x")
+        assert await r.readexactly(1) == b"x"
+        w.close()
+        await w.wait_closed()
+        seen.append(_backend_threads())
+        return str(result)
+
+    async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(await r.readexactly(1))
+        await w.drain()
+        w.close()
+
+    async def outer() -> str:
+        global server
+        srv = await asyncio.start_server(echo, "127.0.0.1", 0)
+        server = srv.sockets[0].getsockname()[:2]
+        try:
+            return await main()
+        finally:
+            srv.close()
+            await srv.wait_closed()
+
+    assert asyncio_guest.run(outer, host=ref_host, loop_factory=_pollable_loop) == "woken"
+    assert seen == [[]]
+
+
+server: Any = None
+
+
+def test_host_timer_on_time_while_tasks_spin(ref_host: asyncio_guest.ReferenceHost) -> None:
+    lateness: list[float] = []
+
+    async def main() -> None:
+        due = time.monotonic() + 0.05
+        ref_host.call_later(0.05, lambda: lateness.append(time.monotonic() - due))
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            await asyncio.sleep(0)
+
+    asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    assert lateness and lateness[0] < 0.03, lateness  # ~1 ms tick budget; busy machine
+
+
+def test_loop_timers_fire_on_time_through_the_host_timer(
+    ref_host: asyncio_guest.ReferenceHost,
+) -> None:
+    async def main() -> list[float]:
+        out = []
+        for delay in (0.01, 0.03):
+            t0 = time.monotonic()
+            await asyncio.sleep(delay)
+            out.append(time.monotonic() - t0 - delay)
+        return out
+
+    late = asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    assert all(-0.002 < x < 0.05 for x in late), late
+
+
+def test_host_code_outside_ticks_wakes_and_rearms(ref_host: asyncio_guest.ReferenceHost) -> None:
+    """Host-side call_soon, and a call_at earlier than the armed host timer."""
+    events: list[str] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        soon = loop.create_future()
+        at = loop.create_future()
+        far = loop.call_later(LONG, lambda: None)  # the armed host timer is far away
+        ref_host.call_later(0.01, lambda: loop.call_soon(soon.set_result, "soon"))
+        events.append(await wait_long(soon))
+        t0 = time.monotonic()
+        ref_host.call_later(0.01, lambda: loop.call_later(0.02, at.set_result, "at"))
+        events.append(await wait_long(at))
+        far.cancel()
+        return time.monotonic() - t0
+
+    took = asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    assert events == ["soon", "at"]
+    assert took < 1.0, took
+
+
+def test_strict_host_one_tick_in_flight(strict_host: StrictHost) -> None:
+    """Worker posts, fd wake-ups and timers together never put two ticks in flight."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        count = 0
+        done = loop.create_future()
+
+        def bump() -> None:
+            nonlocal count
+            count += 1
+            if count == 2000 and not done.done():
+                done.set_result(None)
+
+        def worker() -> None:
+            for i in range(1000):
+                loop.call_soon_threadsafe(bump)
+                if i % 100 == 0:
+                    time.sleep(0.001)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        while not done.done():
+            await asyncio.sleep(0.0005)
+        await asyncio.to_thread(lambda: [t.join() for t in threads])
+        assert not _backend_threads()
+        return count
+
+    fut = strict_host.start_guest(main, loop_factory=_pollable_loop)
+    assert fut.result(LONG).unwrap() == 2000
+    assert not strict_host._watches and not strict_host.watching
+
+
+def test_stop_and_restart_of_a_testing_loop() -> None:
+    loop = asyncio_guest.testing.new_event_loop()
+    try:
+        host = None
+        for i in range(5):
+
+            async def step(i: int = i) -> int:
+                await asyncio.sleep(0.001)
+                fut = asyncio.get_running_loop().create_future()
+                threading.Timer(0.005, lambda: loop.call_soon_threadsafe(fut.set_result, i)).start()
+                return int(await fut)
+
+            assert loop.run_until_complete(step()) == i
+            assert not _backend_threads()
+            hosted = loop._guest_self_host  # type: ignore[attr-defined]
+            host = hosted.host
+            assert not host._watches, "the run ended with its fd still watched"
+            assert all(entry[2].cancelled for entry in host._timers)
+        # stop() from a callback, then another run
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert loop.run_until_complete(asyncio.sleep(0.001, "again")) == "again"
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals only")
+def test_ctrl_c_while_the_host_sleeps(ref_host: asyncio_guest.ReferenceHost) -> None:
+    main_ident = threading.get_ident()
+
+    async def main() -> None:
+        threading.Timer(0.05, signal.pthread_kill, (main_ident, signal.SIGINT)).start()
+        await asyncio.get_running_loop().create_future()  # idle: only the fd watch
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    time.sleep(0.06)  # the timer thread is done
+
+
+def test_fd_without_a_watcher_is_a_clear_error(host: QueueHost) -> None:
+    with pytest.raises(fd_watch.WaitChoiceError, match="no fd_watcher"):
+        host.start(asyncio.sleep, 0, fd_watcher=None, loop_factory=_pollable_loop)
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+
+
+def test_a_bad_choice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, host: QueueHost) -> None:
+    monkeypatch.setenv(fd_watch.ENV, "both")
+    with pytest.raises(ValueError, match="ASYNCIO_GUEST_WAIT='both'"):
+        host.start(asyncio.sleep, 0, loop_factory=_pollable_loop)
+
+
+def test_loops_without_one_fd_keep_the_thread(host: QueueHost) -> None:
+    """poll/select selectors have no single fd: their runs wait in the backend thread."""
+    seen: list[list[str]] = []
+
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+
+        def worker() -> None:
+            deadline = time.monotonic() + LONG
+            while not _backend_threads() and time.monotonic() < deadline:
+                time.sleep(0.001)  # until the guest has handed its wait over
+            loop.call_soon_threadsafe(fut.set_result, 1)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        await fut
+        seen.append(_backend_threads())
+        await asyncio.to_thread(thread.join)
+
+    host.guest_run(
+        main, loop_factory=lambda: asyncio_guest.GuestSelectorEventLoop(selectors.SelectSelector())
+    ).unwrap()
+    assert len(seen[0]) == 1
+
+
+_ABANDON_SCRIPT = """
+import asyncio, sys
+sys.path.insert(0, ROOT)
+import asyncio_guest
+
+host = asyncio_guest.ReferenceHost()
+
+async def main():
+    await asyncio.get_running_loop().create_future()  # idle for ever: the fd is watched
+
+asyncio_guest.start_guest_run(
+    main,
+    run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+    done_callback=lambda out: print("RESULT", out, flush=True),
+    fd_watcher=host,
+    loop_factory=asyncio_guest.GuestSelectorEventLoop,
+)
+host.call_later(0.05, host.stop)  # the host loop ends; the run is never finished
+host.run()
+print("ABANDONED", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_abandoned_idle_run_is_reported_at_exit() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = f"ROOT = {root!r}\n" + textwrap.dedent(_ABANDON_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=LONG
+    )
+    assert "ABANDONED" in proc.stdout and "RESULT" not in proc.stdout, (proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeWarning" in proc.stderr and "abandoned" in proc.stderr, proc.stderr
