@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -97,6 +98,10 @@ def _no_leaks() -> Iterator[None]:
     sigint = signal.getsignal(signal.SIGINT)
     wakeup = _wakeup_fd()
     yield
+    # Garbage is collected here, on the main thread: a Tk object (widgets and
+    # their master form cycles) collected by a later collection on another
+    # thread deletes its Tcl interpreter there, and Tcl aborts the process.
+    gc.collect()
     left = settle_threads(threads)
     assert not left, f"threads left running: {left}"
     leaked = os_resources.leaked_since(resources)

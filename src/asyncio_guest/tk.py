@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import itertools
 import os
 import sys
@@ -426,6 +427,26 @@ def run(
 
     The backend thread is joined before ``mainloop()`` returns.
     """
+    try:
+        return _run(main, args, root, loop_factory, debug, tick_budget)
+    finally:
+        if root is None:
+            # The root made here is in reference cycles (each widget and its
+            # master): collect it now, on Tk's thread. Left to a collection in
+            # another thread (a worker's, ours), its Tcl interpreter would be
+            # deleted there, and Tcl aborts the process ("async handler deleted
+            # by the wrong thread").
+            gc.collect()
+
+
+def _run(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    args: tuple[Any, ...],
+    root: tkinter.Tk | None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
+    debug: bool | None,
+    tick_budget: float,
+) -> _T:
     own_root = root is None
     the_root: tkinter.Tk = tkinter.Tk() if root is None else root
     host: TkHost | None = None

@@ -20,7 +20,7 @@ host_py=${HOST_PYTHON:-python3}
 # so that a new release cannot change what runs under Wine.
 wheels=(pytest==9.2.0 pytest-timeout==2.4.0 outcome==1.3.0.post0 attrs==26.1.0
         colorama==0.4.6 pygments==2.21.0 iniconfig==2.3.1 pluggy==1.7.0 packaging==26.3
-        trio==0.35.0 sniffio==1.3.1 sortedcontainers==2.4.0 idna==3.20 cffi==2.1.1
+        trio==0.35.0 anyio==4.16.0 sniffio==1.3.1 sortedcontainers==2.4.0 idna==3.20 cffi==2.1.1
         pycparser==3.1 trustme==1.2.1 cryptography==50.0.2
         # pytest's backports for 3.10 (pip does not apply the target's markers)
         exceptiongroup==1.3.1 tomli==2.5.0 typing_extensions==4.16.0)
@@ -58,7 +58,8 @@ mkdir -p .win/dl
 for v in "${versions[@]}"; do
   tag=cp${v/./}
   dest=.win/$tag
-  if [ -f "$dest/python.exe" ] && [ -f "$dest/.ready" ]; then
+  # .ready holds the wheel list: a changed list prepares the version again.
+  if [ -f "$dest/python.exe" ] && [ -f "$dest/.ready" ] && [ "$(cat "$dest/.ready")" = "${wheels[*]}" ]; then
     echo ">>> $dest: ready"
     write_pth "$v"
     continue
@@ -76,7 +77,7 @@ for v in "${versions[@]}"; do
   for w in .win/wheels-$tag/*.whl; do "$host_py" -m zipfile -e "$w" ".win/site-$tag"; done
   write_pth "$v"
   win_python "$v" -c "import sys, asyncio, pytest, outcome; print('   ', sys.version.split()[0], sys.platform, type(asyncio.new_event_loop()).__name__)"
-  touch "$dest/.ready"
+  echo "${wheels[*]}" > "$dest/.ready"
 done
 
 # CPython's own test_asyncio for tools/conformance.py (tools/windows/conformance.sh):
