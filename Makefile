@@ -21,6 +21,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 PYTHONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
+THREAD_PYTHONS ?= 3.13  # also run with the backend-thread wait (see test-linux-thread)
 # Windows under Wine: the suites on the oldest and newest Windows CPython
 # (3.11 and 3.12 pass too: make test-windows WIN_PYTHONS="3.11 3.12"), the
 # conformance gate on 3.13 (3.10-3.12: make conformance-windows WIN_CONF_PYTHONS=...).
@@ -34,7 +35,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows test-linux test-qt test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows test-linux test-linux-thread conformance-thread test-qt test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -63,10 +64,29 @@ define each_python
 	echo "==================== $(1) passed on: $(PYTHONS)"
 endef
 
+# $(call each_python_in,VERSIONS,TITLE,COMMAND): each_python over VERSIONS.
+define each_python_in
+	@failed=""; \
+	for v in $(1); do \
+	  echo; \
+	  echo "==================== $(2): Python $$v ===================="; \
+	  if ! $(MAKE) --no-print-directory venv-$$v; then \
+	    echo "!!! Python $$v: venv setup failed"; failed="$$failed $$v(venv)"; continue; \
+	  fi; \
+	  $(PY) run $$v -VV; \
+	  if $(3); then echo "--- $(2): Python $$v OK"; \
+	  else rc=$$?; echo "!!! $(2): Python $$v FAILED (exit $$rc)"; failed="$$failed $$v"; fi; \
+	done; \
+	echo; \
+	if [ -n "$$failed" ]; then echo "==================== $(2) FAILED on:$$failed"; exit 1; fi; \
+	echo "==================== $(2) passed on: $(1)"
+endef
+
 # The README's test command, and what CI runs after lint: two lanes at once,
-# each line of output labelled with its lane. The shared venv (the Windows
-# lane's host Python) is made first, so the lanes never build the same one.
-test: venv-$(LINT_PY)
+# each line of output labelled with its lane. The venvs both lanes use (the
+# Windows lane's host Python, THREAD_PYTHONS') are made first, so the lanes
+# never build the same one at once.
+test: venv-$(LINT_PY) $(foreach v,$(THREAD_PYTHONS),venv-$(v))
 	@rc=0; \
 	( $(MAKE) --no-print-directory lane-linux 2>&1 | sed -u 's/^/[linux]   /' ) & linux=$$!; \
 	( $(MAKE) --no-print-directory lane-windows 2>&1 | sed -u 's/^/[windows] /' ) & windows=$$!; \
@@ -82,10 +102,20 @@ define sequence
 endef
 
 lane-linux:
-	$(call sequence,test-linux test-qt conformance)
+	$(call sequence,test-linux test-linux-thread test-qt conformance)
 
 lane-windows:
-	$(call sequence,test-windows conformance-windows)
+	$(call sequence,test-windows conformance-windows conformance-thread)
+
+# Guest runs of the reference host (asyncio_guest.run, testing.new_event_loop,
+# conformance) use the zero-thread wait on Linux (auto); these run the suite and
+# the gate again with the backend thread (ASYNCIO_GUEST_WAIT=thread) on
+# THREAD_PYTHONS. The tests that need the thread force it in every run.
+test-linux-thread:
+	@$(MAKE) --no-print-directory test-linux PYTHONS="$(THREAD_PYTHONS)" WAIT=thread
+
+conformance-thread:
+	$(call each_python_in,$(THREAD_PYTHONS),conformance (thread wait),$(PY) run $$v tools/conformance.py --wait thread)
 
 # The line-by-line sweeps (tests/sampling.py) run whole on 3.13 and 3.15; on
 # 3.10-3.12 each takes an interleaved third (together, every case once more),
@@ -96,10 +126,11 @@ sweep_sample = case $$v in 3.10) echo 3/0;; 3.11) echo 3/1;; 3.12) echo 3/2;; 3.
 # and one X server (Xvfb, no access control, so the 3.14/3.15 chroot can use
 # it too) for every Python's run.
 REQUIRE_HOSTS ?= tk,trio
+WAIT ?= auto
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24 -ac"
 
 test-linux:
-	$(call each_python,test,ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
+	$(call each_python,test,ASYNCIO_GUEST_WAIT=$(WAIT) ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # The Qt host on real Qt (offscreen platform), each binding in its own process
 # (one binding per process). PySide6 6.11.3 installs on 3.10-3.14 (its wheels
