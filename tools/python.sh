@@ -70,7 +70,12 @@ make_venv() {
 }
 
 case $cmd in
-  venv) make_venv ;;
+  venv)
+    # One maker per venv at a time: `make test`'s two lanes may both ask for it.
+    mkdir -p .venv
+    exec 9>".venv/.lock-$version"
+    flock 9
+    make_venv ;;
   run)
     if in_chroot; then
       source tools/newer/env.sh

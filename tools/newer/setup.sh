@@ -24,6 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# One set-up at a time (both lanes of `make test` may get here).
+exec 8>"$root.lock"
+flock 8
+
 packages=python3.14,python3.15,python3.14-venv,python3.15-venv
 packages+=,libpython3.14-testsuite,libpython3.15-testsuite,python3-tk,ca-certificates
 
