@@ -96,7 +96,13 @@ def test_threadsafe_wake_never_calls_tk_from_the_worker(root: Any) -> None:
     assert results[0].unwrap() < 0.5
 
 
-def test_the_backend_thread_is_gone_before_mainloop_returns() -> None:
+@pytest.mark.parametrize("wait", ["thread", "fd"] if sys.platform != "win32" else ["thread"])
+def test_the_backend_thread_is_gone_before_mainloop_returns(
+    wait: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the backend thread, it has gone before ``mainloop`` returns; with
+    the zero-thread wait (Tk watches the loop's epoll fd), there never is one."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)
     seen: list[list[str]] = []
 
     class Root(tkinter.Tk):  # type: ignore[misc,name-defined]
@@ -109,7 +115,8 @@ def test_the_backend_thread_is_gone_before_mainloop_returns() -> None:
 
         async def main() -> str:
             await asyncio.sleep(0.01)  # the backend thread has waited by now
-            assert len(threading.enumerate()) > 1
+            others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+            assert bool(others) == (wait == "thread"), others
             return "ok"
 
         assert agtk.run(main, root=root) == "ok"

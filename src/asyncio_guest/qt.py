@@ -383,6 +383,8 @@ def start_guest_run(
             run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
             done_callback=done,
             host_uses_signal_set_wakeup_fd=False,
+            # A QSocketNotifier on the guest's epoll/kqueue fd: no backend thread.
+            fd_watcher=the_host,
             loop_factory=loop_factory,
             debug=debug,
             tick_budget=tick_budget,
@@ -459,6 +461,7 @@ def run(
         stop_host=stop_host,
         close_host=host.close,
         entry_name="asyncio_guest.qt.run",
+        fd_watcher=host,
         loop_factory=loop_factory,
         debug=debug,
         tick_budget=tick_budget,

@@ -381,6 +381,8 @@ def start_guest_run(
             run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
             done_callback=done,
             loop_factory=loop_factory,
+            # Unix: Tk watches the guest's epoll fd itself (no backend thread).
+            fd_watcher=None if sys.platform == "win32" else the_host,
             debug=debug,
             tick_budget=tick_budget,
         )
@@ -512,6 +514,7 @@ def _run(
             stop_host=stop_host,
             close_host=close_host,
             entry_name="asyncio_guest.tk.run",
+            fd_watcher=None if sys.platform == "win32" else the_host,
             loop_factory=loop_factory,
             debug=debug,
             tick_budget=tick_budget,

@@ -276,6 +276,8 @@ async def run_asyncio(
     token = trio.lowlevel.current_trio_token()
     poster = _LocalPoster(token.run_sync_soon)
     guest = _GuestRun(poster)
+    # Trio watches the guest's epoll/kqueue fd itself: no backend thread.
+    watcher = TrioFdWatcher()
     try:
         guest.lifecycle = start(
             main,
@@ -284,6 +286,7 @@ async def run_asyncio(
             run_sync_soon_not_threadsafe=poster,
             done_callback=guest.done,
             host_uses_signal_set_wakeup_fd=True,  # Trio's wake-up socket holds it
+            fd_watcher=watcher,
             loop_factory=loop_factory,
             debug=debug,
             tick_budget=tick_budget,
@@ -297,6 +300,7 @@ async def run_asyncio(
         raise
     finally:
         poster.close()
+        watcher.close()
         if guest.lifecycle is not None:
             guest.lifecycle.release_sigint()
     result = guest.result
@@ -382,7 +386,11 @@ class TrioFdWatcher:
 
     def watch_readable(self, fd: int, callback: HostFn) -> Callable[[], None]:
         async def body(scope: trio.CancelScope) -> None:
-            while True:
+            # Unwatched before this task first ran, the fd may be closed already
+            # (the guest loop closes its selector right after ``stop``), and
+            # Trio registers an fd before its cancellation checkpoint: a closed
+            # one would fail there (EBADF). So look before each wait.
+            while not scope.cancel_called:
                 await trio.lowlevel.wait_readable(fd)
                 if scope.cancel_called:
                     return  # unwatched while the readiness was on its way

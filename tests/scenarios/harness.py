@@ -16,6 +16,9 @@ failure with ``ASYNCIO_GUEST_REQUIRE_HOSTS=tk,qt,...``).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -105,3 +108,67 @@ def unavailable(host: str, reason: str) -> None:
     if host in required_hosts():
         pytest.fail(f"{host} is required here (ASYNCIO_GUEST_REQUIRE_HOSTS) but {reason}")
     pytest.skip(reason, allow_module_level=True)
+
+
+WAIT_ENV = "ASYNCIO_GUEST_WAIT"
+
+
+def wait_strategies() -> list[str]:
+    """The wait strategies every harness runs under here.
+
+    ``thread`` (the backend thread) everywhere; ``fd`` (zero-thread: the host
+    watches the loop's epoll/kqueue fd) where the default loop has such an fd,
+    that is everywhere but Windows.
+    """
+    return ["thread"] if sys.platform == "win32" else ["thread", "fd"]
+
+
+def _backend_threads(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """The loop's backend thread, if it was started (the loop keeps it between runs)."""
+    backend = getattr(loop, "_guest_backend", None)
+    thread = getattr(backend, "thread", None)
+    return [] if thread is None else [thread.name]
+
+
+class WaitHarness:
+    """A harness run under one wait strategy (``ASYNCIO_GUEST_WAIT``), checked.
+
+    Its ``run`` sets the variable for the run only, and checks from inside
+    ``main`` that the strategy was really used: with ``fd``, no backend thread
+    exists for the loop; with ``thread``, one does once the loop has waited.
+    Everything else is the wrapped harness's.
+    """
+
+    def __init__(self, inner: Harness, wait: str) -> None:
+        self.inner = inner
+        self.wait = wait
+        self.name = f"{inner.name}[{wait}]"
+        self.capabilities = inner.capabilities
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def run(self, main: Callable[[], Awaitable[_T]]) -> _T:
+        wait = self.wait
+
+        async def checked() -> _T:
+            loop = asyncio.get_running_loop()
+            try:
+                return await main()
+            finally:
+                threads = _backend_threads(loop)
+                if wait == "fd":
+                    assert not threads, f"zero-thread wait, yet a backend thread: {threads}"
+                else:
+                    await asyncio.sleep(0.001)  # one wait at least
+                    assert _backend_threads(loop), "backend-thread wait, yet no backend thread"
+
+        before = os.environ.get(WAIT_ENV)
+        os.environ[WAIT_ENV] = wait
+        try:
+            return self.inner.run(checked)
+        finally:
+            if before is None:
+                del os.environ[WAIT_ENV]
+            else:
+                os.environ[WAIT_ENV] = before

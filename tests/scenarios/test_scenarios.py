@@ -38,7 +38,11 @@ def _collect() -> tuple[list[Harness], list[str]]:
         if info.name.startswith("harness_"):
             module = importlib.import_module(f"{__package__}.{info.name}")
             modules.append(info.name[len("harness_"):])
-            found.extend(module.HARNESSES)
+            found.extend(
+                harness_api.WaitHarness(h, wait)
+                for h in module.HARNESSES
+                for wait in harness_api.wait_strategies()
+            )
     return found, modules
 
 

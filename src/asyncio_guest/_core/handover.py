@@ -420,14 +420,14 @@ class Engine:
             return
         if state is IDLE:
             self._deadline = -math.inf
-        if self._fdw is None:
-            owns_poll = state is IDLE
-        else:
-            # Zero-thread: the host thread always owns the poll. A watch left
-            # armed meanwhile (a worker posted this tick) stays; a wake-up byte
-            # sent for it is read by this tick's poll, so the next one writes.
-            owns_poll = True
-            self._wake_sent = False
+        # IDLE: nothing waits on the selector, so this tick polls it. WAITING:
+        # the backend thread, or in the zero-thread strategy the host's armed
+        # watch, owns the wake-up for I/O and timers; this tick (a worker
+        # posted it) runs what is ready and leaves the poll to that owner. The
+        # host's watch is level-triggered, so I/O that is ready meanwhile fires
+        # it as soon as this callback returns; polling here as well would put
+        # a system call on every call_soon_threadsafe's path for nothing.
+        owns_poll = state is IDLE
         loop = self._loop
         self._in_tick = True
         self._nested_warned = False
