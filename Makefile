@@ -66,14 +66,20 @@ endef
 # The README's test command, and what CI runs after lint: two lanes at once,
 # each line of output labelled with its lane. The shared venv (the Windows
 # lane's host Python) is made first, so the lanes never build the same one.
+# Each lane's output is also kept in build/test-logs/, and a failed run ends
+# with a digest of what failed in either lane (a CI page often shows only the
+# tail of the log).
 test: venv-$(LINT_PY)
-	@rc=0; \
-	( $(MAKE) --no-print-directory lane-linux 2>&1 | sed -u 's/^/[linux]   /' ) & linux=$$!; \
-	( $(MAKE) --no-print-directory lane-windows 2>&1 | sed -u 's/^/[windows] /' ) & windows=$$!; \
+	@rc=0; mkdir -p build/test-logs; \
+	( $(MAKE) --no-print-directory lane-linux 2>&1 | sed -u 's/^/[linux]   /' | tee build/test-logs/linux.log ) & linux=$$!; \
+	( $(MAKE) --no-print-directory lane-windows 2>&1 | sed -u 's/^/[windows] /' | tee build/test-logs/windows.log ) & windows=$$!; \
 	wait $$linux || rc=1; wait $$windows || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; \
-	else echo "==================== make test: a lane FAILED (search the log for FAILED)"; fi; \
-	exit $$rc
+	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
+	echo "==================== make test: a lane FAILED; what failed, per lane:"; \
+	for lane in linux windows; do \
+	  grep -E '!!!|FAILED|[Ee]rror[: ]|^\S+ +E +' build/test-logs/$$lane.log | grep -v 'SKIPPED' | head -n 12; \
+	done; \
+	exit 1
 
 # $(call sequence,TARGETS): make each target in turn, all of them even after a
 # failure; fail at the end if any failed.
