@@ -21,7 +21,6 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 PYTHONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
-THREAD_PYTHONS ?= 3.13  # also run with the backend-thread wait (see test-linux-thread)
 # Windows under Wine: the suites on the oldest and newest Windows CPython
 # (3.11 and 3.12 pass too: make test-windows WIN_PYTHONS="3.11 3.12"), the
 # conformance gate on 3.13 (3.10-3.12: make conformance-windows WIN_CONF_PYTHONS=...).
@@ -35,7 +34,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-linux-thread conformance-thread test-qt test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -64,36 +63,23 @@ define each_python
 	echo "==================== $(1) passed on: $(PYTHONS)"
 endef
 
-# $(call each_python_in,VERSIONS,TITLE,COMMAND): each_python over VERSIONS.
-define each_python_in
-	@failed=""; \
-	for v in $(1); do \
-	  echo; \
-	  echo "==================== $(2): Python $$v ===================="; \
-	  if ! $(MAKE) --no-print-directory venv-$$v; then \
-	    echo "!!! Python $$v: venv setup failed"; failed="$$failed $$v(venv)"; continue; \
-	  fi; \
-	  $(PY) run $$v -VV; \
-	  if $(3); then echo "--- $(2): Python $$v OK"; \
-	  else rc=$$?; echo "!!! $(2): Python $$v FAILED (exit $$rc)"; failed="$$failed $$v"; fi; \
-	done; \
-	echo; \
-	if [ -n "$$failed" ]; then echo "==================== $(2) FAILED on:$$failed"; exit 1; fi; \
-	echo "==================== $(2) passed on: $(1)"
-endef
-
 # The README's test command, and what CI runs after lint: two lanes at once,
-# each line of output labelled with its lane. The venvs both lanes use (the
-# Windows lane's host Python, THREAD_PYTHONS') are made first, so the lanes
-# never build the same one at once.
-test: venv-$(LINT_PY) $(foreach v,$(THREAD_PYTHONS),venv-$(v))
-	@rc=0; \
-	( $(MAKE) --no-print-directory lane-linux 2>&1 | sed -u 's/^/[linux]   /' ) & linux=$$!; \
-	( $(MAKE) --no-print-directory lane-windows 2>&1 | sed -u 's/^/[windows] /' ) & windows=$$!; \
+# each line of output labelled with its lane. The shared venv (the Windows
+# lane's host Python) is made first, so the lanes never build the same one.
+# Each lane's output is also kept in build/test-logs/, and a failed run ends
+# with a digest of what failed in either lane (a CI page often shows only the
+# tail of the log).
+test: venv-$(LINT_PY)
+	@rc=0; mkdir -p build/test-logs; \
+	( $(MAKE) --no-print-directory lane-linux 2>&1 | sed -u 's/^/[linux]   /' | tee build/test-logs/linux.log ) & linux=$$!; \
+	( $(MAKE) --no-print-directory lane-windows 2>&1 | sed -u 's/^/[windows] /' | tee build/test-logs/windows.log ) & windows=$$!; \
 	wait $$linux || rc=1; wait $$windows || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; \
-	else echo "==================== make test: a lane FAILED (search the log for FAILED)"; fi; \
-	exit $$rc
+	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
+	echo "==================== make test: a lane FAILED; what failed, per lane:"; \
+	for lane in linux windows; do \
+	  grep -E '!!!|FAILED|[Ee]rror[: ]|^\S+ +E +' build/test-logs/$$lane.log | grep -v 'SKIPPED' | head -n 12; \
+	done; \
+	exit 1
 
 # $(call sequence,TARGETS): make each target in turn, all of them even after a
 # failure; fail at the end if any failed.
@@ -119,16 +105,6 @@ conformance-linux-lane:
 conformance-windows-lane:
 	@$(MAKE) --no-print-directory conformance PYTHONS="$(WINDOWS_LANE_CONF)"
 
-# Guest runs of the reference host (asyncio_guest.run, testing.new_event_loop,
-# conformance) use the zero-thread wait on Linux (auto); these run the suite and
-# the gate again with the backend thread (ASYNCIO_GUEST_WAIT=thread) on
-# THREAD_PYTHONS. The tests that need the thread force it in every run.
-test-linux-thread:
-	@$(MAKE) --no-print-directory test-linux PYTHONS="$(THREAD_PYTHONS)" WAIT=thread
-
-conformance-thread:
-	$(call each_python_in,$(THREAD_PYTHONS),conformance (thread wait),$(PY) run $$v tools/conformance.py --wait thread)
-
 # The line-by-line sweeps (tests/sampling.py) run whole on 3.13 and 3.15; on
 # 3.10-3.12 each takes an interleaved third (together, every case once more),
 # on 3.14 every other case.
@@ -138,11 +114,18 @@ sweep_sample = case $$v in 3.10) echo 3/0;; 3.11) echo 3/1;; 3.12) echo 3/2;; 3.
 # and one X server (Xvfb, no access control, so the 3.14/3.15 chroot can use
 # it too) for every Python's run.
 REQUIRE_HOSTS ?= tk,trio
-WAIT ?= auto
+# The wait strategy of guest runs that do not choose one (ASYNCIO_GUEST_WAIT):
+# auto (zero-thread on Linux: the host watches the loop's epoll fd) on every
+# Python but one, which runs the suite (3.12) and the conformance gate (3.13)
+# with the backend thread instead; the Windows lane's runs use the thread
+# throughout (IOCP and select() loops have no pollable fd). The host scenarios
+# (tests/scenarios) and the tests that need one strategy set it themselves.
+wait_for_tests = case $$v in 3.12) echo thread;; *) echo auto;; esac
+wait_for_gate = case $$v in 3.13) echo thread;; *) echo auto;; esac
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24 -ac"
 
 test-linux:
-	$(call each_python,test,ASYNCIO_GUEST_WAIT=$(WAIT) ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
+	$(call each_python,test,ASYNCIO_GUEST_WAIT=$$($(wait_for_tests)) ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # The Qt host on real Qt (offscreen platform), each binding in its own process
 # (one binding per process). PySide6 6.11.3 installs on 3.10-3.14 (its wheels
@@ -176,7 +159,7 @@ test-windows: venv-$(LINT_PY)
 	bash tools/windows/test.sh $(WIN_PYTHONS)
 
 conformance:
-	$(call each_python,conformance,$(PY) run $$v tools/conformance.py)
+	$(call each_python,conformance,$(PY) run $$v tools/conformance.py --wait $$($(wait_for_gate)))
 
 # The same gate on Windows CPython under Wine, where the default loop is the
 # proactor (IOCP): setup.sh also copies each pyenv CPython's test_asyncio next

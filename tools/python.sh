@@ -48,19 +48,23 @@ quiet_pip() { grep -v "is ignored: it is neither a file nor a directory" || true
 
 make_venv() {
   if in_chroot; then
-    source tools/newer/env.sh
-    if [ ! -x "$NEWER_ROOT/usr/bin/python$version" ] || ! mountpoint -q "$NEWER_ROOT$PWD"; then
-      bash tools/newer/setup.sh
-    fi
+    # Idempotent and quick once made: it checks the chroot is complete (not
+    # merely that an interpreter was unpacked) and the checkout is mounted.
+    bash tools/newer/setup.sh
   fi
   if [ -f "$venv/.installed" ] && [ "$venv/.installed" -nt pyproject.toml ]; then
     return
   fi
   local py
   py=$(base_python)
-  if [ ! -x "$venv/bin/python" ]; then
+  # Looked at where it runs: for 3.14/3.15 its symlink points into the chroot.
+  if ! run_in_place test -x "$venv/bin/python"; then
     echo ">>> creating $venv with $py"
-    run_in_place "$py" -m venv "$venv"
+    # An absolute path: venv resolves a relative one through getcwd().
+    if ! run_in_place "$py" -m venv "$PWD/$venv"; then
+      echo "error: $py -m venv $PWD/$venv failed" >&2
+      exit 1
+    fi
   fi
   echo ">>> $venv: pip install -e '.[test]'"
   run_in_place "$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | quiet_pip

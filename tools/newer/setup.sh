@@ -76,5 +76,15 @@ mkdir -p /tmp/.X11-unix
 mount_once "$root/tmp/.X11-unix" --bind /tmp/.X11-unix
 mount_once "$root$PWD" --bind "$PWD"
 
-in_newer python3.14 -c 'import sys; print("   ", sys.version.split()[0])'
-in_newer python3.15 -c 'import sys; print("   ", sys.version.split()[0])'
+# The checkout must be the same directory inside as out: every venv, editable
+# install and test there works relative to it. Checked, not assumed: a failure
+# here says what is mounted, rather than surfacing later as a bare getcwd error.
+check='import os, sys; print("   ", sys.version.split()[0], "in", os.getcwd())'
+for v in 3.14 3.15; do
+  if ! in_newer "python$v" -c "$check"; then
+    echo "error: Python $v cannot use the checkout $PWD inside $root; mounts there:" >&2
+    grep " $root" /proc/mounts >&2 || true
+    ls -ld "$PWD" "$root$PWD" >&2 || true
+    exit 1
+  fi
+done
