@@ -10,8 +10,16 @@ can therefore own the whole wait, and the guest needs no backend thread:
   watches the selector's fd for readability, and one host timer is set for the
   loop's next deadline (none without timers);
 * when the fd is readable or the timer fires, the host calls ``FdWaits.ready``
-  (on the host thread, outside ticks): it *disarms* (removes both) and runs a
-  tick, which polls the selector with a zero timeout itself.
+  (on the host thread, outside ticks): the state becomes IDLE (the timer is
+  cancelled) and it runs a tick, which polls the selector with a zero timeout
+  itself.
+
+The fd watch, once made, stays for the whole run: arming again only sets the
+state and the timer. Removing and re-adding it at every wake-up would cost a
+host call each way per round trip (a ``QSocketNotifier`` made and deleted, a
+Tcl file handler deleted and created), and a watch left in place while a tick
+runs is harmless: it is level-triggered, and a wake-up that finds a tick
+posted only makes that tick poll. Only the run's ending (``disarm``) removes it.
 
 The channel's states keep their meaning (``backend.py``), with the host's
 watch in the backend's place: IDLE is "nothing armed, the host thread owns the
@@ -28,12 +36,13 @@ Invariant (which thread touches what; what orders the hand-over):
 * ``posted`` keeps its rule (whoever flips it False -> True posts or runs that
   one tick): ``ready`` takes it under ``Channel.lock`` exactly as a worker's
   ``request_tick`` does, so a wake-up that finds a tick already posted only
-  disarms, and never a second tick is started.
-* A tick always owns the poll here (polling the selector from the host thread
-  can race with nobody), also while the watch stays armed: a tick a worker
-  posted runs with the watch armed, polls, and leaves it armed when nothing
-  changed. The watch is level-triggered, so an event that tick left unread
-  fires it again.
+  makes the state IDLE (that tick then polls and arms afresh), and never a
+  second tick is started.
+* A tick polls the selector when the state is IDLE (the host's wake-up
+  brought it, or the previous tick left work); a tick a worker posted while
+  the state is WAITING runs what is ready and leaves I/O and timers to the
+  armed watch and timer, as with a backend thread. The watch is
+  level-triggered, so an event no tick has read fires it again.
 * Host code outside a tick (``call_soon``, ``stop``, a signal handler) wakes
   the armed watch with one byte on the loop's self-pipe, which the selector
   watches (``Engine.host_wake``): lock-free and signal-safe, as with a thread.
@@ -133,14 +142,19 @@ class FdWaits:
     def arm(self, engine: Engine, tok: _Token, timeout: float | None) -> None:
         """IDLE, end of a tick with nothing to run: let the host own the wake-up.
 
-        A watch or timer left by an arming cut short is removed first; the
+        The fd watch is made at the first arming and kept; the timer is set
+        afresh (a timer left by an arming cut short is cancelled first). The
         state becomes WAITING only once both are in place.
         """
-        self.disarm(engine)
-        fire = functools.partial(self.ready, engine, tok)
-        self._unwatch = self.watcher.watch_readable(self.fd, fire)
+        self.cancel_timer()
+        if self._unwatch is None:
+            self._unwatch = self.watcher.watch_readable(
+                self.fd, functools.partial(self.ready, engine, tok)
+            )
         if timeout is not None:
-            self._cancel_timer = self.watcher.call_later(timeout, fire)
+            self._cancel_timer = self.watcher.call_later(
+                timeout, functools.partial(self.ready, engine, tok)
+            )
         engine._ch.state = WAITING
 
     def timer_added(self, engine: Engine, tok: _Token, when: float) -> None:
@@ -168,30 +182,37 @@ class FdWaits:
         self.remove()
         engine._ch.state = IDLE
 
+    def cancel_timer(self) -> None:
+        """Cancel the host timer, if set (idempotent; forgotten once cancelled)."""
+        cancel = self._cancel_timer
+        if cancel is not None:
+            cancel()
+            self._cancel_timer = None
+
     def remove(self) -> None:
         """Remove the watch and the timer, if set (idempotent)."""
         unwatch = self._unwatch
         if unwatch is not None:
             unwatch()
             self._unwatch = None
-        cancel = self._cancel_timer
-        if cancel is not None:
-            cancel()
-            self._cancel_timer = None
+        self.cancel_timer()
 
     def ready(self, engine: Engine, tok: _Token) -> None:
         """The host's callback: the fd is readable, or the timer fired.
 
-        Disarm, then run the tick, unless one is posted already (it polls).
-        A late call for an ended run does nothing; a failing removal is our
-        machinery failing (a host primitive raising on the host thread).
+        The timer is cancelled and the state becomes IDLE (the next tick
+        polls, and arms afresh after it); then the tick runs, unless one is
+        posted already (that one polls). A late call for an ended run removes
+        what is left; a failing host primitive here is our machinery failing
+        (raised on the host thread).
         """
         if engine._run != tok.run or engine._finished:
             self.remove()  # a run's ending removes it first; never leave it firing
             return
         try:
-            self.disarm(engine)
+            self.cancel_timer()
             ch = engine._ch
+            ch.state = IDLE
             with ch.lock:
                 if ch.posted:
                     return

@@ -556,6 +556,8 @@ class Engine:
             elif loop._guest_wait_is_stale(self._deadline):
                 self._arm(fdw, tok)
         elif finishing:
+            if fdw is not None:
+                fdw.disarm(self)  # the watch stays between wake-ups (fd_watch.py)
             self._finalize()
         elif fdw is not None:
             self._arm(fdw, tok)
