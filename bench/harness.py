@@ -1,22 +1,25 @@
-"""Runs one benchmark coroutine under plain asyncio or under asyncio-guest.
+"""Runs one benchmark coroutine under plain asyncio, under asyncio-guest, or under a peer.
 
 Everything a workload needs to be mode-agnostic lives in ``Ctx``; the only
-mode-specific operation is ``host_call_later`` (the *host's* timer: the
-reference host's own timer in guest mode, ``loop.call_later`` in plain mode,
-which is what a plain asyncio application would use for the same job).
+mode-specific operation is ``host_call_later`` (the *host's* timer: the host's
+own timer in guest and peer modes, ``loop.call_later`` in plain mode, which is
+what a plain asyncio application would use for the same job).
 
-``host`` picks the guest mode's host: ``reference`` (``asyncio_guest.run`` on a
-``ReferenceHost``) or ``trio`` (``asyncio_guest.trio.run``: asyncio as the guest
-of ``trio.run``; its host timer is a Trio deadline, ``TrioFdWatcher.call_later``).
+``host_kind`` picks the guest mode's host: ``reference`` (``asyncio_guest.run``
+on a ``ReferenceHost``), ``trio`` (``asyncio_guest.trio.run``: asyncio as the
+guest of ``trio.run``; its host timer is a Trio deadline), ``tk``
+(``asyncio_guest.tk.run`` on a real Tk root; a Tk ``after`` timer) or ``qt``
+(``asyncio_guest.qt.run`` in a ``QApplication``; a single-shot precise
+``QTimer``). Peer modes (``peer:NAME``) live in ``peers.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import os
 import time
-import types
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +31,22 @@ Workload = Callable[["Ctx"], Coroutine[Any, Any, Metrics]]
 SyncWorkload = Callable[["Ctx"], Metrics]
 
 
+HostTimer = Callable[[float, Callable[[], object]], float]
+
+
 @dataclass
 class Ctx:
-    mode: str
+    mode: str  # "plain", "guest" or "peer:NAME"
     sizes: Sizes
     seed: int
     affinity: str = "none"
-    host: Any = None  # asyncio_guest.ReferenceHost in guest mode
+    host: Any = None  # asyncio_guest.ReferenceHost in guest mode on the reference host
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, goes to --json
     helper_cpu: int | None = None  # set by apply_affinity("split")
-    host_kind: str = "reference"  # the guest mode's host: "reference" or "trio"
+    host_kind: str = "reference"  # the guest mode's host: spec.HOSTS
+    # The host's own timer, set by the runner of a guest or peer mode:
+    # timer(delay, fn) arms it and returns its due time (time.monotonic).
+    timer: HostTimer | None = None
 
     def pin_helper(self, pid: int = 0) -> None:
         """Move a helper (a process id, or 0 = the calling thread) to the helper CPU."""
@@ -46,17 +55,8 @@ class Ctx:
 
     def host_call_later(self, delay: float, fn: Callable[[], object]) -> float:
         """Arm a host timer ``delay`` s from now; return its due time (time.monotonic)."""
-        if self.host_kind == "trio" and self.mode == "guest":
-            if self.host is None:
-                from asyncio_guest.trio import TrioFdWatcher
-
-                self.host = TrioFdWatcher()  # inside trio.run: the workload runs there
-            due = time.monotonic() + delay  # Trio's clock has its own offset
-            self.host.call_later(delay, fn)
-            return due
-        if self.host is not None:
-            timer = self.host.call_later(delay, fn)
-            return float(timer.when)
+        if self.timer is not None:
+            return self.timer(delay, fn)
         handle = asyncio.get_running_loop().call_later(delay, fn)
         return handle.when()  # loop.time() is time.monotonic() on every stdlib loop
 
@@ -102,50 +102,153 @@ def run_in_mode(ctx: Ctx, workload: Workload | SyncWorkload) -> Metrics:
         return workload(ctx)  # type: ignore[return-value]
     if ctx.mode == "plain":
         return asyncio.run(workload(ctx))
-    if ctx.mode == "guest" and ctx.host_kind == "trio":
-        import asyncio_guest.trio
-
-        trio_result: Metrics = asyncio_guest.trio.run(workload, ctx)
-        return trio_result
     if ctx.mode == "guest":
-        import asyncio_guest
+        return GUEST_RUNNERS[ctx.host_kind](ctx, workload)
+    if ctx.mode.startswith("peer:"):
+        import peers
 
-        ctx.host = asyncio_guest.ReferenceHost()
-        result: Metrics = asyncio_guest.run(workload, ctx, host=ctx.host)
-        return result
-    if ctx.mode == "tk":
-        return _run_in_tk(ctx, workload)
+        return peers.run_peer(ctx, workload, ctx.mode.removeprefix("peer:"))
     raise ValueError(f"unknown mode {ctx.mode!r}")
 
 
-class _TkTimers:
-    """``host_call_later`` in tk mode: a Tk ``after`` timer (whole ms, rounded up)."""
+def _run_reference(ctx: Ctx, workload: Workload) -> Metrics:
+    import asyncio_guest
 
-    def __init__(self, root: Any) -> None:
-        self.root = root
+    ctx.host = asyncio_guest.ReferenceHost()
 
-    def call_later(self, delay: float, fn: Callable[[], object]) -> Any:
-        when = time.monotonic() + delay
-        self.root.after(max(0, int(delay * 1000 + 0.999)), fn)
-        return types.SimpleNamespace(when=when)
+    def timer(delay: float, fn: Callable[[], object]) -> float:
+        return float(ctx.host.call_later(delay, fn).when)
+
+    ctx.timer = timer
+    result: Metrics = asyncio_guest.run(workload, ctx, host=ctx.host)
+    return result
 
 
-def _run_in_tk(ctx: Ctx, workload: Workload) -> Metrics:
-    """``tk`` mode (``child.py NAME tk``, not in run.py's table yet): the guest of
-    ``root.mainloop()`` through ``asyncio_guest.tk.run``; needs a display."""
+def trio_timer() -> HostTimer:
+    """A Trio deadline (``TrioFdWatcher.call_later``), for asyncio code running inside
+    ``trio.run`` (the watcher is made at the first call, which is inside the run)."""
+    watchers: list[Any] = []
+
+    def timer(delay: float, fn: Callable[[], object]) -> float:
+        if not watchers:
+            from asyncio_guest.trio import TrioFdWatcher
+
+            watchers.append(TrioFdWatcher())
+        due = time.monotonic() + delay  # Trio's clock has its own offset
+        watchers[0].call_later(delay, fn)
+        return due
+
+    return timer
+
+
+def _run_trio(ctx: Ctx, workload: Workload) -> Metrics:
+    import asyncio_guest.trio
+
+    ctx.timer = trio_timer()
+    result: Metrics = asyncio_guest.trio.run(workload, ctx)
+    return result
+
+
+def _whole_ms(delay: float) -> int:
+    """Tk's ``after`` and ``QTimer`` take whole milliseconds: round up, never early."""
+    return max(0, math.ceil(delay * 1000 - 1e-9))
+
+
+def tk_root() -> Any:
+    """A real, mapped Tk root (needs a display: run under ``xvfb-run -a``)."""
     import tkinter
-
-    import asyncio_guest.tk
 
     root = tkinter.Tk()
     root.geometry("100x50")
     root.update()
-    ctx.host = _TkTimers(root)
+    return root
+
+
+def tk_timer(root: Any) -> HostTimer:
+    """``host_call_later`` on Tk: an ``after`` timer. Its due time is the whole
+    milliseconds asked of Tk, so the rounding is not counted as lateness."""
+
+    def timer(delay: float, fn: Callable[[], object]) -> float:
+        ms = _whole_ms(delay)
+        due = time.monotonic() + ms / 1000
+        root.after(ms, fn)
+        return due
+
+    return timer
+
+
+def _run_tk(ctx: Ctx, workload: Workload) -> Metrics:
+    """The guest of ``root.mainloop()`` through ``asyncio_guest.tk.run``."""
+    import asyncio_guest.tk
+
+    root = tk_root()
+    ctx.timer = tk_timer(root)
     try:
         result: Metrics = asyncio_guest.tk.run(workload, ctx, root=root)
         return result
     finally:
         root.destroy()
+
+
+def qt_app() -> tuple[Any, Any]:
+    """(binding, application): the binding ``asyncio_guest.qt`` picks (``ASYNCIO_GUEST_QT``,
+    default PySide6) and a ``QApplication`` (made here if none exists)."""
+    from asyncio_guest import _qt_binding
+
+    b = _qt_binding.get()
+    app = b.QCoreApplication.instance()
+    if app is None:
+        app = b.new_app()
+        _keep.append(app)
+    return b, app
+
+
+_keep: list[Any] = []  # the QApplication lives as long as the process
+
+
+def qt_timer(b: Any) -> HostTimer:
+    """``host_call_later`` on Qt: a single-shot precise ``QTimer`` made here, on the
+    GUI thread. Due time: the whole milliseconds asked of Qt (as for Tk)."""
+    parent = b.QObject()
+    live: set[Any] = set()
+
+    def timer(delay: float, fn: Callable[[], object]) -> float:
+        ms = _whole_ms(delay)
+        due = time.monotonic() + ms / 1000
+        qtimer = b.QTimer(parent)
+        qtimer.setSingleShot(True)
+        qtimer.setTimerType(b.PreciseTimer)
+
+        def fire() -> None:
+            live.discard(qtimer)
+            qtimer.deleteLater()
+            fn()
+
+        qtimer.timeout.connect(fire)
+        live.add(qtimer)
+        qtimer.start(ms)
+        return due
+
+    _keep.append(parent)
+    return timer
+
+
+def _run_qt(ctx: Ctx, workload: Workload) -> Metrics:
+    """The guest of the ``QApplication``'s ``exec()`` through ``asyncio_guest.qt.run``."""
+    import asyncio_guest.qt
+
+    b, app = qt_app()
+    ctx.timer = qt_timer(b)
+    result: Metrics = asyncio_guest.qt.run(workload, ctx, app=app)
+    return result
+
+
+GUEST_RUNNERS: dict[str, Callable[[Ctx, Workload], Metrics]] = {
+    "reference": _run_reference,
+    "trio": _run_trio,
+    "tk": _run_tk,
+    "qt": _run_qt,
+}
 
 
 def percentile(values: list[float], q: float) -> float:

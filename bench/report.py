@@ -106,7 +106,7 @@ def _num(x: float) -> str:
     return f"{x:.5f}"
 
 
-def _cell(values: list[float], scale: float) -> str:
+def cell(values: list[float], scale: float) -> str:
     """Median and spread (half the min..max range, in % of the median)."""
     values = _finite(values)
     if not values:
@@ -133,8 +133,8 @@ def format_table(rows: list[Row]) -> str:
         lines.append((
             r.bench,
             f"{m.label}{unit} ({better} better)",
-            _cell(r.plain, m.scale),
-            _cell(r.guest, m.scale),
+            cell(r.plain, m.scale),
+            cell(r.guest, m.scale),
             ratio,
             m.bar.describe(m.unit, m.scale),
             r.verdict(),

@@ -60,6 +60,9 @@ class Benchmark:
     # guest's backend thread) to one CPU and the helper (echo peer, worker
     # thread) to another.
     affinity: Affinity = "none"
+    # False for a workload that runs its own loops (restart): it ignores --host,
+    # and peer modes are not run for it.
+    hosted: bool = True
 
 
 INFO = Bar("info")
@@ -90,6 +93,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "restart", "bm_restart",
         (Metric("rate", "run_forever start/stop per s", "runs/s", True, Bar("ratio_min", 0.5)),),
         "loop.call_soon(loop.stop); loop.run_forever(), again and again on one loop",
+        hosted=False,
     ),
     Benchmark(
         "threadsafe", "bm_latency",
@@ -190,9 +194,19 @@ LOAD_BENCHMARKS: tuple[Benchmark, ...] = (
 
 BY_NAME: dict[str, Benchmark] = {b.name: b for b in BENCHMARKS + LOAD_BENCHMARKS}
 MODES: tuple[str, str] = ("plain", "guest")
-# The guest mode's host: the reference host (asyncio_guest.run), or Trio
-# (asyncio_guest.trio.run: asyncio inside trio.run). Plain mode is the same for both.
-HOSTS: tuple[str, ...] = ("reference", "trio")
+# The guest mode's host: the reference host (asyncio_guest.run), Trio
+# (asyncio_guest.trio.run: asyncio inside trio.run), Tk (asyncio_guest.tk.run on a
+# real root; needs a display) or Qt (asyncio_guest.qt.run in a QApplication; the
+# binding from ASYNCIO_GUEST_QT, default PySide6). Plain mode is the same for all.
+HOSTS: tuple[str, ...] = ("reference", "trio", "tk", "qt")
+# What a user would pick instead of asyncio-guest on each host (run.py --peers
+# adds a mode "peer:NAME" for each; bench/peers.py runs them).
+PEERS: dict[str, tuple[str, ...]] = {
+    "reference": (),
+    "trio": ("aioguest", "trio-guest"),
+    "tk": ("async-tkinter-loop", "aioguest"),
+    "qt": ("qasync", "qtasyncio", "aioguest"),
+}
 
 
 @dataclass(frozen=True)
