@@ -22,7 +22,7 @@ runs is harmless: it is level-triggered, and a wake-up that finds a tick
 posted only makes that tick poll. Only the run's ending (``disarm``) removes it.
 
 The channel's states keep their meaning (``backend.py``), with the host's
-watch in the backend's place: IDLE is "nothing armed, the host thread owns the
+watch in the backend's place: IDLE is "no timer armed, the host thread owns the
 poll", WAITING is "the host's fd watch and timer own the wake-up". RETURNED is
 never used here: a wake-up runs its tick at once.
 
