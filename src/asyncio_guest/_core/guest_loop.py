@@ -363,13 +363,17 @@ class GuestLoopMixin:
         else:
             # One hop: the host runs the callback while the backend keeps waiting.
             engine.request_tick()
-            if len(self._ready) > _POSTER_BACKLOG:
+            backlog = len(self._ready)
+            if backlog > _POSTER_BACKLOG:
                 # Far behind: let the host thread run. Our post makes no system
                 # call (plain asyncio's writes its self-pipe, which lets the GIL
                 # go), so without this, posting threads would keep the GIL for
                 # whole switch intervals and a flood would outrun the loop
                 # without bound (tests/test_load.py, bench load_threadsafe).
-                time.sleep(0)
+                # Yielding the GIL is enough while the host gets a CPU; when it
+                # does not (other processes on every core, seen in CI), the
+                # posters take every turn, so further behind they pause.
+                time.sleep(0 if backlog < _POSTER_BACKLOG * 3 // 2 else _POSTER_PAUSE)
         return handle
 
     def stop(self) -> None:
@@ -709,6 +713,10 @@ _CALLBACK_CODES = frozenset(
 _POSTER_BACKLOG = 50_000
 """Ready callbacks beyond which a worker's ``call_soon_threadsafe`` yields the
 CPU once: about 14 MB of queued handles, far more than any tick runs."""
+_POSTER_PAUSE = 0.001
+"""Seconds a worker's ``call_soon_threadsafe`` pauses once the backlog is half
+again beyond ``_POSTER_BACKLOG``: the host thread then runs even without a CPU
+of its own."""
 
 _L = TypeVar("_L", bound=asyncio.AbstractEventLoop)
 _guest_classes: dict[type, type] = {}
