@@ -152,16 +152,19 @@ class WaitHarness:
         wait = self.wait
 
         async def checked() -> _T:
+            # Checked when main returns (a scenario whose main raises, or is
+            # cancelled, is about that exception: nothing may mask it).
             loop = asyncio.get_running_loop()
-            try:
-                return await main()
-            finally:
+            result = await main()
+            if wait == "fd":
                 threads = _backend_threads(loop)
-                if wait == "fd":
-                    assert not threads, f"zero-thread wait, yet a backend thread: {threads}"
-                else:
-                    await asyncio.sleep(0.001)  # one wait at least
-                    assert _backend_threads(loop), "backend-thread wait, yet no backend thread"
+                assert not threads, f"zero-thread wait, yet a backend thread: {threads}"
+            elif not _backend_threads(loop):
+                # One real wait at least: longer than Windows' 15.6 ms clock
+                # resolution, within which asyncio runs a timer without waiting.
+                await asyncio.sleep(0.05)
+                assert _backend_threads(loop), "backend-thread wait, yet no backend thread"
+            return result
 
         before = os.environ.get(WAIT_ENV)
         os.environ[WAIT_ENV] = wait
