@@ -6,7 +6,7 @@
 #                      (test-windows, then conformance-windows); fails if either did
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
-#   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen) on QT_PYTHONS
+#   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
 #   make conformance-windows  tools/conformance.py on Windows CPython WIN_CONF_PYTHONS under Wine
@@ -128,28 +128,31 @@ test-linux:
 	$(call each_python,test,ASYNCIO_GUEST_WAIT=$$($(wait_for_tests)) ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # The Qt host on real Qt (offscreen platform), each binding in its own process
-# (one binding per process). PySide6 6.11.3 installs on 3.10-3.14 (its wheels
-# say Requires-Python <3.15), PyQt6 6.11 on 3.10-3.15; 6.12.0 of PySide6 crashes
-# on 3.11 (none_dealloc). Tested here on QT_PYTHONS.
-QT_PYTHONS ?= 3.11 3.13
-QT_PACKAGES := "PySide6-Essentials==6.11.3" "PyQt6==6.11.*"
+# (one binding per process, each in the venv of its Python). Every Python
+# 3.10-3.15 runs the Qt suite with one binding, 3.13 with both: PySide6
+# 6.11.3 installs on 3.10-3.14 (its wheels say Requires-Python <3.15; 6.12.0
+# aborts on 3.11, none_dealloc), PyQt6 6.11 on 3.10-3.15. 3.14/3.15 run in the
+# Debian chroot, whose Qt system libraries tools/newer/setup.sh installs.
+QT_MATRIX ?= 3.10/pyside6 3.11/pyqt6 3.12/pyside6 3.13/pyside6 3.13/pyqt6 3.14/pyside6 3.15/pyqt6
+QT_PACKAGE_pyside6 := "PySide6-Essentials==6.11.3"
+QT_PACKAGE_pyqt6 := "PyQt6==6.11.*"
 
 test-qt:
 	@failed=""; \
-	for v in $(QT_PYTHONS); do \
-	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$v(venv)"; continue; }; \
-	  $(PY) run $$v -m pip install -q $(QT_PACKAGES) 2>&1 | grep -v "is ignored" || true; \
-	  for b in pyside6 pyqt6; do \
-	    echo; echo "==================== Qt host ($$b): Python $$v ===================="; \
-	    QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
-	      $(PY) run $$v -m pytest -q -p no:cacheprovider tests/test_qt_host.py tests/scenarios \
-	      || failed="$$failed $$v/$$b"; \
-	    QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run $$v examples/qt_app.py --smoke \
-	      || failed="$$failed $$v/$$b-example"; \
-	  done; \
+	for vb in $(QT_MATRIX); do \
+	  v=$${vb%/*}; b=$${vb#*/}; \
+	  case $$b in pyside6) pkg=$(QT_PACKAGE_pyside6);; pyqt6) pkg=$(QT_PACKAGE_pyqt6);; esac; \
+	  echo; echo "==================== Qt host ($$b): Python $$v ===================="; \
+	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
+	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
+	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
+	    $(PY) run $$v -m pytest -q -p no:cacheprovider tests/test_qt_host.py tests/scenarios \
+	    || failed="$$failed $$vb"; \
+	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run $$v examples/qt_app.py --smoke \
+	    || failed="$$failed $$vb-example"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-qt FAILED on:$$failed"; exit 1; fi; \
-	echo "==================== test-qt passed on: $(QT_PYTHONS) (PySide6, PyQt6)"
+	echo "==================== test-qt passed on: $(QT_MATRIX)"
 
 # Windows CPython (embeddable, from PyPI) under Debian's Wine: see
 # tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb

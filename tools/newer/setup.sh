@@ -76,6 +76,26 @@ mkdir -p /tmp/.X11-unix
 mount_once "$root/tmp/.X11-unix" --bind /tmp/.X11-unix
 mount_once "$root$PWD" --bind "$PWD"
 
+# The system libraries Qt's wheels (PySide6, PyQt6) load for the offscreen
+# platform (make test-qt on 3.14/3.15), once. Virtual names where Debian
+# renames packages (the t64 transition): apt picks their one provider.
+if [ ! -f "$root/.qt-libs" ]; then
+  echo ">>> installing Qt's runtime libraries in the chroot"
+  log=$(mktemp)
+  qt_libs=(libgl1 libegl1 libxkbcommon0 libfontconfig1 libfreetype6 libdbus-1-3 libglib2.0-0
+           libx11-6 libx11-xcb1 libxcb1)
+  apt_get() { in_newer env DEBIAN_FRONTEND=noninteractive apt-get -q "$@"; }
+  if ! { apt_get install -y --no-install-recommends "${qt_libs[@]}" ||
+         { apt_get update && apt_get install -y --no-install-recommends "${qt_libs[@]}"; }
+       } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+  touch "$root/.qt-libs"
+fi
+
 # The checkout must be the same directory inside as out: every venv, editable
 # install and test there works relative to it. Checked, not assumed: a failure
 # here says what is mounted, rather than surfacing later as a bare getcwd error.
