@@ -21,11 +21,13 @@ import functools
 import os
 import sys
 import threading
+import time
 from asyncio import proactor_events
 from collections.abc import Callable
 
 import asyncio_guest
 from asyncio_guest._core import guest_loop
+from asyncio_guest._core.backend import WAITING
 
 ENV = "ASYNCIO_GUEST_TEST_LOOP"
 KINDS = ("default", "selector", "proactor")
@@ -152,8 +154,18 @@ async def backend_wait(delay: float = 0.005, result: object = None) -> object:
     """
     loop = asyncio.get_running_loop()
     done = loop.create_future()
+    engine = getattr(loop, "_guest_engine", None)
 
     def wake() -> None:
+        # Under load the host thread may not have reached the hand-over when
+        # the delay is up (its tick was preempted): wake the loop only once it
+        # waits (the channel's state, read from this thread: WAITING is set
+        # once the wait is handed over, to the backend thread or the host's
+        # fd watch), or after a generous bound.
+        if engine is not None:
+            give_up = time.monotonic() + 10.0
+            while engine._ch.state is not WAITING and time.monotonic() < give_up:
+                time.sleep(0.001)
         if not loop.is_closed():
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
 
