@@ -133,6 +133,8 @@ test-linux:
 # 6.11.3 installs on 3.10-3.14 (its wheels say Requires-Python <3.15; 6.12.0
 # aborts on 3.11, none_dealloc), PyQt6 6.11 on 3.10-3.15. 3.14/3.15 run in the
 # Debian chroot, whose Qt system libraries tools/newer/setup.sh installs.
+# -k qt: the Qt module's tests and the scenarios' Qt harnesses (the other
+# hosts' scenarios run in test-linux).
 QT_MATRIX ?= 3.10/pyside6 3.11/pyqt6 3.12/pyside6 3.13/pyside6 3.13/pyqt6 3.14/pyside6 3.15/pyqt6
 QT_PACKAGE_pyside6 := "PySide6-Essentials==6.11.3"
 QT_PACKAGE_pyqt6 := "PyQt6==6.11.*"
@@ -146,7 +148,7 @@ test-qt:
 	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
 	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
-	    $(PY) run $$v -m pytest -q -p no:cacheprovider tests/test_qt_host.py tests/scenarios \
+	    $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
 	    || failed="$$failed $$vb"; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run $$v examples/qt_app.py --smoke \
 	    || failed="$$failed $$vb-example"; \
