@@ -21,6 +21,7 @@ LRESULT = wintypes.LPARAM
 
 WM_PAINT = 0x000F
 WM_CLOSE = 0x0010
+WM_COMMAND = 0x0111
 WM_KEYDOWN = 0x0100
 WM_SYSCOMMAND = 0x0112
 WM_USER = 0x0400
@@ -28,6 +29,13 @@ SC_MOVE = 0xF010
 VK_ESCAPE = 0x1B
 WS_OVERLAPPEDWINDOW = 0x00CF0000
 WS_VISIBLE = 0x10000000
+WS_CHILD = 0x40000000
+# https://learn.microsoft.com/windows/win32/controls/button-styles
+BS_PUSHBUTTON = 0x00000000
+# https://learn.microsoft.com/windows/win32/controls/bm-click,
+# https://learn.microsoft.com/windows/win32/controls/bn-clicked (WM_COMMAND's HIWORD(wParam))
+BM_CLICK = 0x00F5
+BN_CLICKED = 0
 MB_OK = 0x00000000
 ERROR_CLASS_DOES_NOT_EXIST = 1411
 
@@ -60,6 +68,8 @@ MessageBoxW = _declare(
 FindWindowW = _declare(user32, "FindWindowW", H, wintypes.LPCWSTR, wintypes.LPCWSTR)
 BeginPaint = _declare(user32, "BeginPaint", wintypes.HDC, H, ctypes.POINTER(PAINTSTRUCT))
 EndPaint = _declare(user32, "EndPaint", wintypes.BOOL, H, ctypes.POINTER(PAINTSTRUCT))
+# https://learn.microsoft.com/windows/win32/api/winuser/nf-winuser-enablewindow
+EnableWindow = _declare(user32, "EnableWindow", wintypes.BOOL, H, wintypes.BOOL)
 InvalidateRect = _declare(
     user32, "InvalidateRect", wintypes.BOOL, H, ctypes.c_void_p, wintypes.BOOL
 )

@@ -31,6 +31,8 @@ wineserver -p </dev/null >/dev/null 2>&1
 trap 'wineserver -k 2>/dev/null || true' EXIT
 wine ".win/cp${versions[0]/./}/python.exe" -c pass </dev/null >/dev/null 2>&1 || true
 export ASYNCIO_GUEST_REQUIRE_DISPLAY=1
+# The Win32 host harness of the scenario set must be there (tests/scenarios).
+export ASYNCIO_GUEST_REQUIRE_HOSTS=win32
 failed=()
 if ! win_python "${versions[0]}" tools/windows/warm_up.py; then
   failed+=("display")
