@@ -72,9 +72,8 @@ from typing import Any, TypeVar
 import outcome
 
 from . import _qt_binding
-from ._core.entry import run_beside
+from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
-from ._core.lifecycle import start_guest_run as _start_guest_run
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
@@ -367,32 +366,19 @@ def start_guest_run(
     the_host = host if host is not None else QtHost(app)
     if the_host.closed:
         raise RuntimeError("this QtHost is closed")
-
-    def done(result: outcome.Outcome[Any]) -> None:
-        try:
-            done_callback(result)
-        finally:
-            if host is None:
-                the_host.close()
-
-    try:
-        return _start_guest_run(
-            main,
-            *args,
-            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
-            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
-            done_callback=done,
-            host_uses_signal_set_wakeup_fd=False,
-            # A QSocketNotifier on the guest's epoll/kqueue fd: no backend thread.
-            fd_watcher=the_host,
-            loop_factory=loop_factory,
-            debug=debug,
-            tick_budget=tick_budget,
-        )
-    except BaseException:
-        if host is None:
-            the_host.close()
-        raise
+    return start_with_host(
+        main,
+        args,
+        host=the_host,
+        own_host=host is None,
+        done_callback=done_callback,
+        host_uses_signal_set_wakeup_fd=False,
+        # A QSocketNotifier on the guest's epoll/kqueue fd: no backend thread.
+        fd_watcher=the_host,
+        loop_factory=loop_factory,
+        debug=debug,
+        tick_budget=tick_budget,
+    )
 
 
 def run(

@@ -60,9 +60,8 @@ from typing import Any, TypeVar
 
 import outcome
 
-from ._core.entry import run_beside
+from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
-from ._core.lifecycle import start_guest_run as _start_guest_run
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
@@ -365,31 +364,18 @@ def start_guest_run(
     ``root.tk.dooneevent()``). Returns the main task.
     """
     the_host = host if host is not None else TkHost(root)
-
-    def done(result: outcome.Outcome[Any]) -> None:
-        try:
-            done_callback(result)
-        finally:
-            if host is None:
-                the_host.close()
-
-    try:
-        return _start_guest_run(
-            main,
-            *args,
-            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
-            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
-            done_callback=done,
-            loop_factory=loop_factory,
-            # Unix: Tk watches the guest's epoll fd itself (no backend thread).
-            fd_watcher=None if sys.platform == "win32" else the_host,
-            debug=debug,
-            tick_budget=tick_budget,
-        )
-    except BaseException:
-        if host is None:
-            the_host.close()
-        raise
+    return start_with_host(
+        main,
+        args,
+        host=the_host,
+        own_host=host is None,
+        done_callback=done_callback,
+        # Unix: Tk watches the guest's epoll fd itself (no backend thread).
+        fd_watcher=None if sys.platform == "win32" else the_host,
+        loop_factory=loop_factory,
+        debug=debug,
+        tick_budget=tick_budget,
+    )
 
 
 def _window_exists(root: tkinter.Misc) -> bool:

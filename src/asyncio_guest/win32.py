@@ -100,10 +100,10 @@ from typing import Any, TypeVar
 import outcome
 
 from . import _win32_api as w
+from ._core.entry import start_with_host
 from ._core.errors import cleanup_twice
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import start as _start
-from ._core.lifecycle import start_guest_run as _start_guest_run
 from ._core.wake_queue import CoalescingQueue
 
 __all__ = ["Win32Host", "run", "start_guest_run"]
@@ -544,30 +544,17 @@ def start_guest_run(
                 "start_guest_run(host=...) must be called on the thread that made the host"
             )
     the_host = host if host is not None else Win32Host()
-
-    def done(result: outcome.Outcome[Any]) -> None:
-        try:
-            done_callback(result)
-        finally:
-            if host is None:
-                the_host.close()
-
-    try:
-        return _start_guest_run(
-            main,
-            *args,
-            run_sync_soon_threadsafe=the_host.run_sync_soon_threadsafe,
-            run_sync_soon_not_threadsafe=the_host.run_sync_soon_not_threadsafe,
-            done_callback=done,
-            host_uses_signal_set_wakeup_fd=host_uses_signal_set_wakeup_fd,
-            loop_factory=loop_factory,
-            debug=debug,
-            tick_budget=tick_budget,
-        )
-    except BaseException:
-        if host is None:
-            the_host.close()
-        raise
+    return start_with_host(
+        main,
+        args,
+        host=the_host,
+        own_host=host is None,
+        done_callback=done_callback,
+        host_uses_signal_set_wakeup_fd=host_uses_signal_set_wakeup_fd,
+        loop_factory=loop_factory,
+        debug=debug,
+        tick_budget=tick_budget,
+    )
 
 
 def run(

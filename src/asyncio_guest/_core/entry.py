@@ -1,4 +1,4 @@
-"""``run_beside``: the one-call entry every host module builds on.
+"""``run_beside`` and ``start_with_host``: the entries every host module builds on.
 
 A host module's ``run(main, ...)`` is ``asyncio.run(main)`` with the host's main
 loop in charge: start the guest beside the host, run the host loop until the
@@ -26,16 +26,65 @@ from __future__ import annotations
 import asyncio
 from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import outcome
 
 from .errors import cleanup_twice
-from .lifecycle import start
+from .lifecycle import start, start_guest_run
 
 _T = TypeVar("_T")
 
 HostFn = Callable[[Callable[[], object]], object]
+
+
+class HostObject(Protocol):
+    """A host module's host: its two primitives, and ``close`` (host thread)."""
+
+    def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None: ...
+
+    def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def start_with_host(
+    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
+    args: tuple[Any, ...],
+    *,
+    host: HostObject,
+    own_host: bool,
+    done_callback: Callable[[outcome.Outcome[_T]], object],
+    **start_options: Any,
+) -> asyncio.Task[_T]:
+    """A host module's ``start_guest_run``: the guest on ``host``'s primitives.
+
+    ``own_host``: the module made ``host`` for this run, so it is closed after
+    ``done_callback`` returns (also when that raises), or at once if the start
+    fails; a host the caller gave stays theirs. ``start_options`` go to
+    ``start_guest_run`` (``fd_watcher``, ``loop_factory``, ``debug``...).
+    """
+
+    def done(result: outcome.Outcome[_T]) -> None:
+        try:
+            done_callback(result)
+        finally:
+            if own_host:
+                host.close()
+
+    try:
+        return start_guest_run(
+            main,
+            *args,
+            run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
+            done_callback=done,
+            **start_options,
+        )
+    except BaseException:
+        if own_host:
+            host.close()
+        raise
 
 
 def run_beside(
