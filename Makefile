@@ -135,15 +135,20 @@ test-linux:
 # Debian chroot, whose Qt system libraries tools/newer/setup.sh installs.
 # -k qt: the Qt module's tests and the scenarios' Qt harnesses (the other
 # hosts' scenarios run in test-linux).
-QT_MATRIX ?= 3.10/pyside6 3.11/pyqt6 3.12/pyside6 3.13/pyside6 3.13/pyqt6 3.14/pyside6 3.15/pyqt6
+# Qt 5 too, where its wheels install: PySide2 5.15 on 3.10 (its last), PyQt5 5.15.
+QT_MATRIX ?= 3.10/pyside6 3.10/pyside2 3.11/pyqt6 3.12/pyside6 3.12/pyqt5 3.13/pyside6 \
+             3.13/pyqt6 3.14/pyside6 3.15/pyqt6
 QT_PACKAGE_pyside6 := "PySide6-Essentials==6.11.3"
 QT_PACKAGE_pyqt6 := "PyQt6==6.11.*"
+QT_PACKAGE_pyside2 := "PySide2==5.15.*"
+QT_PACKAGE_pyqt5 := "PyQt5==5.15.*"
 
 test-qt:
 	@failed=""; \
 	for vb in $(QT_MATRIX); do \
 	  v=$${vb%/*}; b=$${vb#*/}; \
-	  case $$b in pyside6) pkg=$(QT_PACKAGE_pyside6);; pyqt6) pkg=$(QT_PACKAGE_pyqt6);; esac; \
+	  case $$b in pyside6) pkg=$(QT_PACKAGE_pyside6);; pyqt6) pkg=$(QT_PACKAGE_pyqt6);; \
+	    pyside2) pkg=$(QT_PACKAGE_pyside2);; pyqt5) pkg=$(QT_PACKAGE_pyqt5);; esac; \
 	  echo; echo "==================== Qt host ($$b): Python $$v ===================="; \
 	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
 	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
