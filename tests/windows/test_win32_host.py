@@ -707,7 +707,10 @@ def test_busy_guest_does_not_starve_host_timers(host: win32.Win32Host) -> None:
         win32.start_guest_run(main, host=host, done_callback=out.append)
         host.pump_until(lambda: bool(out))
     out[0].unwrap()
-    assert spins[0] > 1000
+    # The guest was busy the whole second (thousands of spins on a quiet
+    # machine; 376 were seen under Wine 3.10 on a loaded one): far more turns
+    # than the timer's, so the timer had to get through a busy guest.
+    assert spins[0] > 100, spins[0]
     # A 20 ms timer over 1 s: ~50 if never delayed; starved it would be 0.
     assert len(fired) >= 10, (len(fired), spins[0])
 
