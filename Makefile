@@ -7,6 +7,7 @@
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
+#   make test-glib     the GLib/GTK host (PyGObject 3.50.2, GTK under Xvfb) on GLIB_PYTHONS
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
 #   make conformance-windows  tools/conformance.py on Windows CPython WIN_CONF_PYTHONS under Wine
@@ -34,7 +35,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-glib test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -94,7 +95,7 @@ LINUX_LANE_CONF := 3.10 3.11 3.13
 WINDOWS_LANE_CONF := 3.12 3.14 3.15
 
 lane-linux:
-	$(call sequence,test-linux test-qt conformance-linux-lane)
+	$(call sequence,test-linux test-qt test-glib conformance-linux-lane)
 
 lane-windows:
 	$(call sequence,test-windows conformance-windows conformance-windows-lane)
@@ -160,6 +161,23 @@ test-qt:
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-qt FAILED on:$$failed"; exit 1; fi; \
 	echo "==================== test-qt passed on: $(QT_MATRIX)"
+
+# GLib and GTK (PyGObject 3.50.2, the newest that builds against this Debian's
+# GLib 2.74: built from source into the venv; GTK under Xvfb): the GLib host's
+# own tests and the scenario set's glib and gtk3 harnesses, on GLIB_PYTHONS.
+GLIB_PYTHONS ?= 3.11
+
+test-glib:
+	@failed=""; \
+	for v in $(GLIB_PYTHONS); do \
+	  echo; echo "==================== GLib/GTK host: Python $$v ===================="; \
+	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$v(venv)"; continue; }; \
+	  $(PY) run $$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
+	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider \
+	    -k "glib or gtk" tests/test_glib_host.py tests/scenarios || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "==================== test-glib FAILED on:$$failed"; exit 1; fi; \
+	echo "==================== test-glib passed on: $(GLIB_PYTHONS)"
 
 # Windows CPython (embeddable, from PyPI) under Debian's Wine: see
 # tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb

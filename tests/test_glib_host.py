@@ -1,0 +1,381 @@
+"""``asyncio_guest.glib`` on a real GLib: what the shared scenarios do not cover.
+
+GTK 4 cannot share a process with GTK 3 (the gtk3 scenario harness imports
+it), so the GTK 4 test runs in a child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from .scenarios import harness_glib
+from .scenarios.harness import unavailable
+
+if not harness_glib.HARNESSES:
+    unavailable("glib", "PyGObject does not import here")
+
+import itertools
+
+from gi.repository import Gio, GLib
+
+from asyncio_guest import glib
+
+# GApplication's first registration starts GLib's shared worker (its context's
+# eventfd stays open for the process): done here, it is no test's leak.
+_WARM_UP = Gio.Application(
+    application_id="org.asyncio_guest.WarmUp", flags=Gio.ApplicationFlags.NON_UNIQUE
+)
+_WARM_UP.register(None)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _child(code: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), ROOT]))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def _app(name: str) -> Any:
+    app = Gio.Application(
+        application_id=f"org.asyncio_guest.{name}", flags=Gio.ApplicationFlags.NON_UNIQUE
+    )
+    app.connect("activate", lambda _app: None)
+    return app
+
+
+def _later(ms: int, fn: Any) -> None:
+    def once() -> bool:
+        fn()
+        return False
+
+    GLib.timeout_add(ms, once)
+
+
+# ------------------------------------------------------------ priorities
+
+
+@pytest.mark.parametrize("wait", ["thread", "fd"])
+def test_a_glib_timeout_keeps_its_time_while_200_tasks_spin(
+    wait: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy guest's next tick is at PRIORITY_DEFAULT_IDLE: a 10 ms GLib timeout
+    (PRIORITY_DEFAULT) still fires on time."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)
+    interval_ms = 10
+    fired: list[float] = []
+
+    def tick() -> bool:
+        fired.append(time.perf_counter())
+        return True
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        source_id = GLib.timeout_add(interval_ms, tick)
+        end = loop.time() + 1.0
+        spins = [0]
+
+        async def spin() -> None:
+            while loop.time() < end:
+                spins[0] += 1
+                await asyncio.sleep(0)
+
+        try:
+            await asyncio.gather(*(spin() for _ in range(200)))
+        finally:
+            GLib.source_remove(source_id)
+        return spins[0]
+
+    spins = glib.run(main, loop=GLib.MainLoop())
+    assert spins > 2000, spins
+    gaps = [b - a for a, b in itertools.pairwise(fired)]
+    assert len(gaps) >= 50, f"the GLib timeout fired {len(fired)} times in 1 s"
+    lateness = statistics.median(gaps) - interval_ms / 1000
+    print(f"[{wait}] median lateness {lateness * 1e3:.2f} ms, max gap {max(gaps) * 1e3:.1f} ms")
+    assert lateness < 0.005, f"median GLib timeout lateness {lateness * 1e3:.1f} ms"
+
+
+@pytest.mark.timeout(30)  # the failure this guards against is a livelock
+def test_a_busy_guest_with_a_readable_socket_does_not_livelock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Zero-thread wait: while a busy tick is pending, the (level-triggered) fd
+    watch is lowered to its priority, so a readable epoll fd cannot starve it."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "fd")
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        stop = [False]
+        await asyncio.sleep(0.02)  # an idle wait first: the fd watch is made
+
+        async def spin() -> None:
+            while not stop[0]:
+                await asyncio.sleep(0)
+
+        def send() -> None:
+            # From outside the guest, while it is busy: the epoll fd becomes
+            # readable between its ticks.
+            for _ in range(20):
+                time.sleep(0.005)
+                b.send(b"x")
+
+        spinners = [asyncio.create_task(spin()) for _ in range(20)]
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            got = 0
+            while got < 20:
+                got += len(await asyncio.wait_for(loop.sock_recv(a, 10), 5))
+            return got
+        finally:
+            stop[0] = True
+            sender.join()
+            await asyncio.gather(*spinners)
+            a.close()
+            b.close()
+
+    t0 = time.monotonic()
+    assert glib.run(main, loop=GLib.MainLoop()) == 20
+    assert time.monotonic() - t0 < 10
+
+
+# ------------------------------------------------------------ the host object
+
+
+def test_run_sync_soon_threadsafe_from_workers_lands_on_the_glib_thread_in_order() -> None:
+    per_thread, n_threads = 2000, 4
+    host = glib.GLibHost()
+    loop = GLib.MainLoop()
+    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
+    wrong: list[int] = []
+    remaining = [per_thread * n_threads]
+
+    def record(t: int, i: int) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            wrong.append(i)
+        seen[t].append(i)
+        remaining[0] -= 1
+        if not remaining[0]:
+            loop.quit()
+
+    def worker(t: int) -> None:
+        for i in range(per_thread):
+            host.run_sync_soon_threadsafe(lambda t=t, i=i: record(t, i))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    watchdog = GLib.timeout_add(20_000, lambda: loop.quit() or False)
+    try:
+        loop.run()
+    finally:
+        GLib.source_remove(watchdog)
+        for th in threads:
+            th.join()
+        host.close()
+    assert not wrong
+    assert all(seen[t] == list(range(per_thread)) for t in range(n_threads))
+
+
+def test_close_is_idempotent_and_destroys_every_source() -> None:
+    host = glib.GLibHost()
+    r, w = os.pipe()
+    try:
+        host.watch_readable(r, lambda: None)
+        cancel = host.call_later(10.0, lambda: None)
+        host.run_sync_soon_threadsafe(lambda: None)
+        sources = [*host._fd_sources, *host._timers, host._wake_source]
+        assert len(sources) == 3 and not any(s.is_destroyed() for s in sources)
+        host.close()
+        host.close()
+        cancel()  # harmless after close
+        assert all(s.is_destroyed() for s in sources)
+        assert host.closed
+        with pytest.raises(RuntimeError, match="closed"):
+            host.run_sync_soon_threadsafe(lambda: None)
+        with pytest.raises(RuntimeError, match="closed"):
+            host.call_later(0, lambda: None)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_call_later_never_fires_early_and_unwatch_is_idempotent() -> None:
+    host = glib.GLibHost()
+    loop = GLib.MainLoop()
+    r, w = os.pipe()
+    fired: list[float] = []
+    reads = [0]
+
+    def on_readable() -> None:
+        os.read(r, 1)
+        reads[0] += 1
+
+    unwatch = host.watch_readable(r, on_readable)
+    os.write(w, b"x")
+    t0 = time.monotonic()
+    host.call_later(0.0123, lambda: (fired.append(time.monotonic() - t0), loop.quit()))
+    try:
+        loop.run()
+    finally:
+        unwatch()
+        unwatch()
+        host.close()
+        os.close(r)
+        os.close(w)
+    assert fired and fired[0] >= 0.0123
+    assert reads == [1]
+
+
+def test_no_source_of_the_run_is_left_on_the_context() -> None:
+    made: list[glib.GLibHost] = []
+    real = glib.GLibHost
+
+    def spy(*args: Any) -> glib.GLibHost:
+        host = real(*args)
+        made.append(host)
+        return host
+
+    async def main() -> None:
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(time.sleep, 0.01)
+
+    glib.GLibHost = spy  # type: ignore[misc]
+    try:
+        glib.run(main, loop=GLib.MainLoop())
+    finally:
+        glib.GLibHost = real  # type: ignore[misc]
+    (host,) = made
+    assert host.closed
+    assert not host._fd_sources and not host._timers and host._wake_source is None
+    # Nothing of ours is pending on the default context any more.
+    context = GLib.MainContext.default()
+    assert not context.pending()
+
+
+# ------------------------------------------------------------ the entries
+
+
+def test_gio_application_quit_mid_run_cancels_main_and_keeps_it_alive() -> None:
+    app = _app("Test")
+    seen: list[str] = []
+
+    async def main() -> str:
+        _later(20, app.quit)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await asyncio.sleep(0.02)  # still running after run() returned
+            seen.append("cleaned up")
+            return "handled"
+        return "not cancelled"
+
+    assert glib.run(main, application=app) == "handled"
+    assert seen == ["cancelled", "cleaned up"]
+
+
+def test_gio_application_main_returning_quits_the_application() -> None:
+    app = _app("Test2")
+
+    async def main() -> int:
+        await asyncio.sleep(0.01)
+        return 7
+
+    t0 = time.monotonic()
+    assert glib.run(main, application=app) == 7
+    assert time.monotonic() - t0 < 5
+
+
+def test_run_with_nothing_given_runs_a_glib_main_loop() -> None:
+    proc = _child(
+        """
+        import asyncio, sys
+        from asyncio_guest import glib
+        from gi.repository import GLib
+        seen = []
+        real_run = GLib.MainLoop.run
+        def spy(self):
+            seen.append("MainLoop.run")
+            return real_run(self)
+        GLib.MainLoop.run = spy
+        async def main():
+            await asyncio.sleep(0.01)
+            return 42
+        print(glib.run(main), seen[0], "Gtk" in str(sys.modules.keys()))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["42", "MainLoop.run", "False"]
+
+
+@pytest.mark.skipif(
+    sys.platform.startswith("linux") and not os.environ.get("DISPLAY"), reason="needs a display"
+)
+def test_gtk4_application_window_closed_mid_run_cancels_main() -> None:
+    proc = _child(
+        """
+        import asyncio, threading, warnings
+        import gi
+        gi.require_version("Gtk", "4.0")
+        from gi.repository import Gio, GLib, Gtk
+        from asyncio_guest import glib, run_modal
+
+        app = Gtk.Application(application_id="org.asyncio_guest.Gtk4",
+                              flags=Gio.ApplicationFlags.NON_UNIQUE)
+        seen = []
+
+        def on_activate(app):
+            win = Gtk.ApplicationWindow(application=app, title="gtk4")
+            button = Gtk.Button(label="click")
+            button.connect("clicked", lambda b: seen.append("clicked"))
+            win.set_child(button)
+            win.present()
+            app.button = button
+            app.win = win
+
+        app.connect("activate", on_activate)
+
+        async def main():
+            await asyncio.sleep(0.05)
+            app.button.emit("clicked")
+            GLib.timeout_add(20, lambda: app.win.close() or False)
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                await asyncio.sleep(0.02)
+                seen.append("cleaned up")
+                raise
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                glib.run(main, application=app)
+            except asyncio.CancelledError:
+                seen.append("CancelledError")
+        print(" ".join(seen), len(threading.enumerate()))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["clicked", "cancelled", "cleaned", "up", "CancelledError", "1"]
