@@ -197,6 +197,38 @@ def test_run_sync_soon_threadsafe_from_workers_lands_on_the_glib_thread_in_order
     assert all(seen[t] == list(range(per_thread)) for t in range(n_threads))
 
 
+def test_a_wake_up_runs_beside_a_readable_fd_watch_that_does_not_consume() -> None:
+    """The zero-thread wait's fd watch stays readable while a posted tick waits
+    (``FdWaits.ready`` returns early then): the wake-up must still be dispatched.
+    It was not, when PyGObject left our "PRIORITY_DEFAULT" idle source at 200."""
+    host = glib.GLibHost()
+    loop = GLib.MainLoop()
+    r, w = os.pipe()
+    os.write(w, b"x")  # readable for the whole test: nobody reads it
+    fd_calls = [0]
+    ran: list[str] = []
+
+    def woken() -> None:
+        ran.append("wake")
+        loop.quit()
+
+    host.watch_readable(r, lambda: fd_calls.__setitem__(0, fd_calls[0] + 1))
+    poster = threading.Thread(target=host.run_sync_soon_threadsafe, args=(woken,))
+    watchdog = GLib.timeout_add(5_000, lambda: ran.append("watchdog") or loop.quit() or False)
+    try:
+        poster.start()
+        poster.join()
+        assert host._wake_source.get_priority() == glib.WAKE_PRIORITY
+        loop.run()
+    finally:
+        if "watchdog" not in ran:
+            GLib.source_remove(watchdog)
+        host.close()
+        os.close(r)
+        os.close(w)
+    assert ran == ["wake"], (ran, fd_calls[0])
+
+
 def test_close_is_idempotent_and_destroys_every_source() -> None:
     host = glib.GLibHost()
     r, w = os.pipe()
@@ -379,3 +411,17 @@ def test_gtk4_application_window_closed_mid_run_cancels_main() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["clicked", "cancelled", "cleaned", "up", "CancelledError", "1"]
+
+
+def test_the_example_app_smoke_run() -> None:
+    """examples/glib_app.py --smoke: buttons pressed, the modal dialog answered
+    while the feed streams behind it, the feed cancelled; a clean exit."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(here, "src"), here]))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(here, "examples", "glib_app.py"), "--smoke"],
+        env=env, capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"dialog answered, feed cancelled" in proc.stdout
+    assert proc.stderr == b"", proc.stderr.decode()

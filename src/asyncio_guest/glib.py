@@ -92,29 +92,6 @@ BUSY_PRIORITY: int = GLib.PRIORITY_DEFAULT_IDLE
 _FD_CONDITION = GLib.IOCondition.IN | GLib.IOCondition.HUP | GLib.IOCondition.ERR
 
 
-class _FdSource(GLib.Source):  # type: ignore[misc]
-    """A source that calls ``callback()`` while ``fd`` is readable (level-triggered).
-
-    A source of our own rather than ``GLib.unix_fd_add_full``, which only
-    attaches to the default context.
-    """
-
-    def __init__(self, fd: int, callback: Callable[[], object]) -> None:
-        super().__init__()
-        self._tag = self.add_unix_fd(fd, _FD_CONDITION)
-        self._callback = callback
-
-    def prepare(self) -> tuple[bool, int]:
-        return False, -1
-
-    def check(self) -> bool:
-        return bool(self.query_unix_fd(self._tag) & _FD_CONDITION)
-
-    def dispatch(self, _callback: object, _args: object) -> bool:
-        self._callback()
-        return True  # GLib.SOURCE_CONTINUE
-
-
 class GLibHost:
     """Runs callbacks on a GLib main context's thread, through its main loop.
 
@@ -177,6 +154,10 @@ class GLibHost:
 
     def _attach_wake(self, priority: int) -> None:
         source = GLib.Idle(priority)
+        # Set it again: PyGObject's Idle() skips set_priority when given
+        # PRIORITY_DEFAULT, leaving GLib's idle default (200), which put every
+        # wake-up below the fd watch (a readable fd then starved the tick).
+        source.set_priority(priority)
         source.set_callback(self._on_wake, source)
         with self._lock:
             if self._closed:
@@ -241,7 +222,18 @@ class GLibHost:
         consume the readiness (or unwatch). ``unwatch()`` is idempotent.
         """
         self._check_open()
-        source = _FdSource(fd, self._guarded(callback))
+        # GLib's own C source (g_unix_fd_source_new), not a GLib.Source
+        # subclass: that one's prepare/check run Python at every iteration of
+        # the context, a cost every round trip paid. Attached to our context
+        # (GLib.unix_fd_add_full only knows the default one).
+        source = GLib.unix_fd_source_new(fd, _FD_CONDITION)
+        call = self._guarded(callback)
+
+        def dispatch(*_: object) -> bool:
+            call()
+            return True  # GLib.SOURCE_CONTINUE: level-triggered, until unwatched
+
+        source.set_callback(dispatch)
         source.set_priority(BUSY_PRIORITY if self._busy else WAKE_PRIORITY)
         source.attach(self.context)
         self._fd_sources.add(source)
