@@ -243,11 +243,42 @@ def _run_qt(ctx: Ctx, workload: Workload) -> Metrics:
     return result
 
 
+def glib_timer() -> HostTimer:
+    """``host_call_later`` on GLib: ``GLib.timeout_add`` on the default main
+    context (whole milliseconds, as for Tk), at ``PRIORITY_DEFAULT``."""
+    from gi.repository import GLib
+
+    def timer(delay: float, fn: Callable[[], object]) -> float:
+        ms = _whole_ms(delay)
+        due = time.monotonic() + ms / 1000
+
+        def fire() -> bool:
+            fn()
+            return False  # GLib.SOURCE_REMOVE: once
+
+        GLib.timeout_add(ms, fire)
+        return due
+
+    return timer
+
+
+def _run_glib(ctx: Ctx, workload: Workload) -> Metrics:
+    """The guest of a ``GLib.MainLoop`` through ``asyncio_guest.glib.run``."""
+    from gi.repository import GLib
+
+    import asyncio_guest.glib
+
+    ctx.timer = glib_timer()
+    result: Metrics = asyncio_guest.glib.run(workload, ctx, loop=GLib.MainLoop())
+    return result
+
+
 GUEST_RUNNERS: dict[str, Callable[[Ctx, Workload], Metrics]] = {
     "reference": _run_reference,
     "trio": _run_trio,
     "tk": _run_tk,
     "qt": _run_qt,
+    "glib": _run_glib,
 }
 
 

@@ -23,6 +23,8 @@ that host does, so the ``responsive`` figure is the host's timer in every mode.
   other way round (``trio.lowlevel.start_guest_run`` hosted by ``asyncio.run``):
   the asyncio workload is then the host's main, with a Trio run beside it, and
   the host timer of ``responsive`` is a Trio deadline in that guest run.
+* GLib: ``gi-events`` (PyGObject's ``gi.events.GLibEventLoopPolicy`` with
+  ``asyncio.run``: asyncio's loop reimplemented on GLib's main context, in charge).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from harness import (
     HostTimer,
     Metrics,
     Workload,
+    glib_timer,
     qt_app,
     qt_timer,
     tk_root,
@@ -258,6 +261,33 @@ def _trio_guest_timer(token: Any, nursery: Any) -> HostTimer:
     return timer
 
 
+# ------------------------------------------------------------------ GLib
+
+
+def _glib_gi_events(ctx: Ctx, workload: Workload) -> Metrics:
+    """PyGObject's own asyncio integration (``gi.events``, PyGObject >= 3.50):
+    asyncio's loop reimplemented on the thread's GLib main context, in charge."""
+    gi_events: Any = importlib.import_module("gi.events")
+
+    ctx.timer = glib_timer()
+    previous = asyncio.get_event_loop_policy()
+    policy = gi_events.GLibEventLoopPolicy()
+    asyncio.set_event_loop_policy(policy)
+    # The documented way on the main thread: the loop of the default main
+    # context (the one GTK and GLib.timeout_add use); asyncio.run's
+    # new_event_loop() would refuse here (it makes a loop on a new context).
+    loop = policy.get_event_loop()
+    try:
+        result: Metrics = loop.run_until_complete(workload(ctx))
+        return result
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+            asyncio.set_event_loop_policy(previous)
+
+
 RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("qt", "qasync"): _qt_qasync,
     ("qt", "qtasyncio"): _qt_qtasyncio,
@@ -266,4 +296,5 @@ RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("tk", "aioguest"): _tk_aioguest,
     ("trio", "aioguest"): _trio_aioguest,
     ("trio", "trio-guest"): _trio_guest,
+    ("glib", "gi-events"): _glib_gi_events,
 }
