@@ -164,7 +164,8 @@ test-qt:
 
 # GLib and GTK (PyGObject 3.50.2, the newest that builds against this Debian's
 # GLib 2.74: built from source into the venv; GTK under Xvfb): the GLib host's
-# own tests and the scenario set's glib and gtk3 harnesses, on GLIB_PYTHONS.
+# own tests and the scenario set's glib and gtk3 harnesses, then (GTK 4 cannot
+# share a process with GTK 3) the set's gtk4 harness, on GLIB_PYTHONS.
 GLIB_PYTHONS ?= 3.11
 
 test-glib:
@@ -173,8 +174,10 @@ test-glib:
 	  echo; echo "==================== GLib/GTK host: Python $$v ===================="; \
 	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$v(venv)"; continue; }; \
 	  $(PY) run $$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
-	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider \
-	    -k "glib or gtk" tests/test_glib_host.py tests/scenarios || failed="$$failed $$v"; \
+	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib,gtk3 $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider \
+	    -k "glib or gtk or required" tests/test_glib_host.py tests/scenarios || failed="$$failed $$v"; \
+	  ASYNCIO_GUEST_GTK=4 ASYNCIO_GUEST_REQUIRE_HOSTS=gtk4 $(XVFB) $(PY) run $$v -m pytest -q \
+	    -p no:cacheprovider -k "gtk4 or required" tests/scenarios || failed="$$failed $$v(gtk4)"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-glib FAILED on:$$failed"; exit 1; fi; \
 	echo "==================== test-glib passed on: $(GLIB_PYTHONS)"

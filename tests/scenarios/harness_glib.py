@@ -1,4 +1,4 @@
-"""The GLib host (``asyncio_guest.glib``): a bare ``GLib.MainLoop``, and GTK 3.
+"""The GLib host (``asyncio_guest.glib``): a bare ``GLib.MainLoop``, GTK 3 or GTK 4.
 
 Two harnesses when PyGObject imports:
 
@@ -8,9 +8,15 @@ Two harnesses when PyGObject imports:
   The window's ``destroy`` quits ``Gtk.main`` as GTK 3 programs do, so
   ``window.close()`` (the delete-event path) ends the run.
 
-GTK 4 cannot share a process with GTK 3 (``gi.require_version``), and has no
-``Gtk.main``/``Gtk.Dialog.run``: its ``Gtk.Application`` path is tested in
-``tests/test_glib_host.py`` in a child process.
+GTK 4 cannot share a process with GTK 3 (``gi.require_version``): with
+``ASYNCIO_GUEST_GTK=4`` the second harness is ``gtk4`` instead (``make
+test-glib`` runs the set once per GTK):
+
+* ``gtk4``: a ``Gtk.ApplicationWindow`` of a ``Gtk.Application`` made per run,
+  ``run(main, application=app)``; closing the window quits the application
+  (its last window), which ends the run. GTK 4 has no ``Gtk.Dialog.run``: its
+  modal is a modal window and a nested ``GLib.MainLoop`` until it closes (what
+  a program porting ``run()`` to GTK 4 writes).
 
 What GTK opens once and keeps (the X connection, fonts, the settings) is
 opened here at import (collection), before the leak checks of the first test
@@ -38,6 +44,9 @@ def _load_glib() -> Any:
         return None
     del gi
     return glib
+
+
+GTK_MAJOR = 4 if os.environ.get("ASYNCIO_GUEST_GTK") == "4" else 3
 
 
 def _load_gtk3() -> Any:
@@ -220,10 +229,118 @@ class Gtk3Harness(_Base):
         self._window.close()
 
 
+def _load_gtk4() -> Any:
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        return None
+    try:
+        import gi
+
+        gi.require_version("Gtk", "4.0")
+        from gi.repository import Gtk
+    except (ImportError, ValueError):
+        return None
+    if not Gtk.init_check():
+        return None
+    # Warm up what GTK opens once and keeps (as for GTK 3).
+    from gi.repository import GLib
+
+    window = Gtk.Window(title="warm-up")
+    window.set_child(Gtk.Button(label="warm-up"))
+    window.present()
+    context = GLib.MainContext.default()
+    for _ in range(50):
+        context.iteration(False)
+    window.destroy()
+    while context.iteration(False):
+        pass
+    return Gtk
+
+
+class Gtk4Harness(_Base):
+    name = "gtk4"
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+
+    def __init__(self, glib: Any, gtk: Any) -> None:
+        super().__init__(glib)
+        self.Gtk = gtk
+        self._window: Any = None
+        self._box: Any = None
+
+    def run(self, main: Callable[[], Awaitable[_T]]) -> _T:
+        from gi.repository import Gio
+
+        Gtk = self.Gtk
+        self.errors = []
+        app = Gtk.Application(
+            application_id="org.asyncio_guest.Scenario",
+            flags=Gio.ApplicationFlags.NON_UNIQUE,
+        )
+
+        def on_activate(app: Any) -> None:
+            window = self._window = Gtk.ApplicationWindow(
+                application=app, title=f"asyncio-guest scenario ({self.name})"
+            )
+            window.set_default_size(240, 120)
+            self._box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL)
+            window.set_child(self._box)
+            window.present()
+
+        app.connect("activate", on_activate)
+        try:
+            result: _T = self.glib.run(main, application=app)
+        finally:
+            window, self._window, self._box = self._window, None, None
+            if window is not None:
+                window.destroy()
+            context = self.GLib.MainContext.default()
+            while context.iteration(False):
+                pass
+            self._finish()
+        return result
+
+    def make_button(self, command: Callable[[], object]) -> Any:
+        button = self.Gtk.Button(label="scenario button")
+        button.connect("clicked", self._guard(command))
+        self._box.append(button)
+        return button
+
+    def click(self, button: Any) -> None:
+        button.emit("clicked")
+
+    def open_modal(self, on_open: Callable[[Callable[[Any], None]], object]) -> Any:
+        Gtk = self.Gtk
+        dialog = Gtk.Window(title="scenario dialog", transient_for=self._window, modal=True)
+        nested = self.GLib.MainLoop()
+        closed_with: list[Any] = []
+
+        def close(value: Any) -> None:
+            closed_with.append(value)
+            dialog.close()
+
+        dialog.connect("close-request", lambda *_: nested.quit() or False)
+        dialog.present()
+        self.call_soon_in_host(lambda: on_open(close))
+        try:
+            nested.run()  # the nested loop a modal runs, until the window closes
+        finally:
+            dialog.destroy()
+        return closed_with[0] if closed_with else None
+
+    def close_window(self) -> None:
+        # What the window manager's close button does: close-request, then the
+        # application's last window goes, and the application quits.
+        self._window.close()
+
+
 _glib = _load_glib()
-_gtk = _load_gtk3() if _glib is not None else None
 HARNESSES: list[Harness] = []
 if _glib is not None:
     HARNESSES.append(GLibHarness(_glib))
-    if _gtk is not None:
-        HARNESSES.append(Gtk3Harness(_glib, _gtk))
+    if GTK_MAJOR == 4:
+        _gtk4 = _load_gtk4()
+        if _gtk4 is not None:
+            HARNESSES.append(Gtk4Harness(_glib, _gtk4))
+    else:
+        _gtk = _load_gtk3()
+        if _gtk is not None:
+            HARNESSES.append(Gtk3Harness(_glib, _gtk))
