@@ -104,6 +104,65 @@ def test_no_backend_thread_and_a_worker_wakes_the_idle_guest(
 server: Any = None
 
 
+class _FdWakeHost(asyncio_guest.ReferenceHost):
+    """A reference host whose fd watch wakes workers' calls (``worker_wakes_by_fd``),
+    and whose cross-thread primitive refuses worker threads: the self-pipe
+    path must not need it."""
+
+    worker_wakes_by_fd = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker_posts = 0
+        self._host_ident = threading.get_ident()
+
+    def run_sync_soon_threadsafe(self, fn: Any) -> None:
+        if threading.get_ident() != self._host_ident:
+            self.worker_posts += 1
+            raise RuntimeError("the primitive was used from a worker")
+        super().run_sync_soon_threadsafe(fn)
+
+
+def test_workers_wake_the_watch_through_the_self_pipe_in_order() -> None:
+    host = _FdWakeHost()
+    per_thread, n_threads = 500, 4
+    seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        remaining = [per_thread * n_threads]
+
+        def record(t: int, i: int) -> None:
+            assert threading.get_ident() == host._host_ident
+            seen[t].append(i)
+            remaining[0] -= 1
+            if not remaining[0]:
+                done.set_result(None)
+
+        def worker(t: int) -> None:
+            for i in range(per_thread):
+                loop.call_soon_threadsafe(record, t, i)
+                if i % 50 == 0:
+                    time.sleep(0.002)  # let the guest go idle: the watch must wake it
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+        for th in threads:
+            th.start()
+        try:
+            await wait_long(done)
+        finally:
+            for th in threads:
+                await asyncio.to_thread(th.join)
+
+    try:
+        asyncio_guest.run(main, host=host, loop_factory=_pollable_loop)
+    finally:
+        host.close()
+    assert host.worker_posts == 0
+    assert all(seen[t] == list(range(per_thread)) for t in range(n_threads))
+
+
 def test_host_timer_on_time_while_tasks_spin(ref_host: asyncio_guest.ReferenceHost) -> None:
     lateness: list[float] = []
 

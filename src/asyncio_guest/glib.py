@@ -102,6 +102,11 @@ class GLibHost:
     it attached; callbacks still queued are dropped.
     """
 
+    # A worker's call_soon_threadsafe wakes the fd watch through the loop's
+    # self-pipe: GLib's C fd source is sooner than a GLib.Idle made per
+    # wake-up in Python (threadsafe latency 39.6 -> 29.9 us, 3.11).
+    worker_wakes_by_fd = True
+
     def __init__(self, context: Any = None) -> None:
         if context is None:
             context = GLib.MainContext.ref_thread_default()

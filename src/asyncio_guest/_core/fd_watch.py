@@ -42,7 +42,9 @@ Invariant (which thread touches what; what orders the hand-over):
   brought it, or the previous tick left work); a tick a worker posted while
   the state is WAITING runs what is ready and leaves I/O and timers to the
   armed watch and timer, as with a backend thread. The watch is
-  level-triggered, so an event no tick has read fires it again.
+  level-triggered, so an event no tick has read fires it again. On a host
+  with ``worker_wakes_by_fd`` a worker posts no tick at all: it writes the
+  self-pipe, and the watch's tick (which polls) runs its callback.
 * Host code outside a tick (``call_soon``, ``stop``, a signal handler) wakes
   the armed watch with one byte on the loop's self-pipe, which the selector
   watches (``Engine.host_wake``): lock-free and signal-safe, as with a thread.
@@ -86,6 +88,16 @@ class FdWatcher(Protocol):
     ``call_later(delay, callback)``: call ``callback()`` once on the host
     thread after ``delay`` seconds (the host's own timer). Returns the function
     that cancels it; harmless after the timer fired or when called again.
+
+    Optional ``worker_wakes_by_fd`` (default False): True when the host's fd
+    watch wakes it sooner than ``run_sync_soon_threadsafe`` does; a worker's
+    ``call_soon_threadsafe`` then only writes the loop's self-pipe (which the
+    watched selector holds), as on a plain loop. Measured per host
+    (``bench/run.py --only threadsafe``): GLib's C fd source beats a
+    ``GLib.Idle`` made per wake-up, and Trio's ``wait_readable`` beats
+    ``TrioToken.run_sync_soon``; the reference host's own pipe, Qt's posted
+    event and Tk's queued event (Tcl watches fds from its notifier thread)
+    beat their fd watch.
     """
 
     def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], object]: ...
@@ -130,11 +142,12 @@ def choose(watcher: FdWatcher | None, fd: int | None) -> int | None:
 class FdWaits:
     """One engine's zero-thread waits: the armed watch and timer (host thread only)."""
 
-    __slots__ = ("_cancel_timer", "_unwatch", "fd", "watcher")
+    __slots__ = ("_cancel_timer", "_unwatch", "fd", "watcher", "worker_wakes_by_fd")
 
     def __init__(self, watcher: FdWatcher, fd: int) -> None:
         self.watcher = watcher
         self.fd = fd
+        self.worker_wakes_by_fd = bool(getattr(watcher, "worker_wakes_by_fd", False))
         # What disarm() must call; each is forgotten only once it succeeded.
         self._unwatch: Callable[[], object] | None = None
         self._cancel_timer: Callable[[], object] | None = None

@@ -331,6 +331,18 @@ class Engine:
                 # Unlocked fast path: a True read means the posted tick has not
                 # yet started (it clears ``posted`` first), so it will see our work.
                 return
+            fdw = self._fdw
+            if fdw is not None and fdw.worker_wakes_by_fd:
+                # Zero-thread wait, on a host whose fd watch is cheaper than
+                # its cross-thread primitive (FdWatcher doc): one byte on the
+                # self-pipe, which the watched selector holds, wakes the host
+                # as plain asyncio's call_soon_threadsafe wakes its loop; the
+                # watch's tick polls, reads it and runs the callback. Never
+                # lost: the watch stays for the whole run and is level-
+                # triggered, so the byte fires it until a tick has read it
+                # (a tick running now, or about to, sees the work).
+                self._loop._guest_wake()
+                return
             with ch.lock:
                 if ch.posted or self._finished:
                     return
