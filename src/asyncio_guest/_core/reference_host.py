@@ -284,7 +284,10 @@ class ReferenceHost:
                         popleft()()
                         if self._stopped:
                             return
-                    if not watches:
+                    if not watches or not queue:
+                        # Nothing queued: the next round's sleep polls the
+                        # watches (returning at once if one is readable), so
+                        # a poll here would only add a system call per round.
                         continue
                     ready = _readable(list(watches), 0)
                 else:
