@@ -126,7 +126,8 @@ class Window(wx.Frame):  # type: ignore[misc]
 
     async def about(self) -> int:
         dialog = self.about_dialog = wx.Dialog(self, title="About")
-        text = wx.StaticText(dialog, label=f"asyncio runs inside wx's loop.\nQuotes so far: {self.quotes}")
+        label = f"asyncio runs inside wx's loop.\nQuotes so far: {self.quotes}"
+        text = wx.StaticText(dialog, label=label)
         column = wx.BoxSizer(wx.VERTICAL)
         column.Add(text, 0, wx.ALL, 10)
         column.Add(dialog.CreateStdDialogButtonSizer(wx.OK), 0, wx.ALL, 10)

@@ -106,7 +106,9 @@ class WxHost:
         if app is None:
             app = wx.GetApp()
             if app is None:
-                raise RuntimeError("WxHost needs a wx.App: make one first (or use asyncio_guest.wx.run)")
+                raise RuntimeError(
+                    "WxHost needs a wx.App: make one first (or use asyncio_guest.wx.run)"
+                )
         if not wx.IsMainThread():
             raise RuntimeError("make the WxHost on wx's main thread")
         self.app: Any = app
