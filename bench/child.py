@@ -23,6 +23,7 @@ GUEST_MODULES = {
     "trio": "asyncio_guest.trio",
     "tk": "asyncio_guest.tk",
     "qt": "asyncio_guest.qt",
+    "wx": "asyncio_guest.wx",
 }
 
 

@@ -23,6 +23,8 @@ that host does, so the ``responsive`` figure is the host's timer in every mode.
   other way round (``trio.lowlevel.start_guest_run`` hosted by ``asyncio.run``):
   the asyncio workload is then the host's main, with a Trio run beside it, and
   the host timer of ``responsive`` is a Trio deadline in that guest run.
+* wx: ``wxasync`` (``await WxAsyncApp.MainLoop()`` inside ``asyncio.run``: asyncio
+  in charge, wx's events dispatched between ``asyncio.sleep(0.02)`` naps).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from harness import (
     tk_root,
     tk_timer,
     trio_timer,
+    wx_app,
+    wx_timer,
 )
 
 
@@ -258,6 +262,32 @@ def _trio_guest_timer(token: Any, nursery: Any) -> HostTimer:
     return timer
 
 
+# ------------------------------------------------------------------ wx
+
+
+def _wx_wxasync(ctx: Ctx, workload: Workload) -> Metrics:
+    from wxasync import WxAsyncApp
+
+    app, frame = wx_app(WxAsyncApp)
+    ctx.timer = wx_timer()
+
+    async def main() -> Metrics:
+        try:
+            return await workload(ctx)
+        finally:
+            app.ExitMainLoop()  # wxasync's way out of its MainLoop coroutine
+
+    async def both() -> Metrics:
+        task = asyncio.create_task(main())
+        await app.MainLoop()
+        return await task
+
+    try:
+        return asyncio.run(both())
+    finally:
+        frame.Destroy()
+
+
 RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("qt", "qasync"): _qt_qasync,
     ("qt", "qtasyncio"): _qt_qtasyncio,
@@ -266,4 +296,5 @@ RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("tk", "aioguest"): _tk_aioguest,
     ("trio", "aioguest"): _trio_aioguest,
     ("trio", "trio-guest"): _trio_guest,
+    ("wx", "wxasync"): _wx_wxasync,
 }

@@ -197,8 +197,10 @@ MODES: tuple[str, str] = ("plain", "guest")
 # The guest mode's host: the reference host (asyncio_guest.run), Trio
 # (asyncio_guest.trio.run: asyncio inside trio.run), Tk (asyncio_guest.tk.run on a
 # real root; needs a display) or Qt (asyncio_guest.qt.run in a QApplication; the
-# binding from ASYNCIO_GUEST_QT, default PySide6). Plain mode is the same for all.
-HOSTS: tuple[str, ...] = ("reference", "trio", "tk", "qt")
+# binding from ASYNCIO_GUEST_QT, default PySide6) or wx (asyncio_guest.wx.run in a wx.App
+# with a frame; Debian's wxPython on the system Python 3.11, a display). Plain mode is
+# the same for all.
+HOSTS: tuple[str, ...] = ("reference", "trio", "tk", "qt", "wx")
 # What a user would pick instead of asyncio-guest on each host (run.py --peers
 # adds a mode "peer:NAME" for each; bench/peers.py runs them).
 PEERS: dict[str, tuple[str, ...]] = {
@@ -206,6 +208,7 @@ PEERS: dict[str, tuple[str, ...]] = {
     "trio": ("aioguest", "trio-guest"),
     "tk": ("async-tkinter-loop", "aioguest"),
     "qt": ("qasync", "qtasyncio", "aioguest"),
+    "wx": ("wxasync",),
 }
 
 
