@@ -384,7 +384,11 @@ async def show_modal(dialog: Any) -> int:
     Built on ``run_modal``: the dialog's nested loop runs outside any tick,
     so the guest keeps running while it is open. If the awaiting task is
     cancelled, the dialog is ended (``EndModal(wx.ID_CANCEL)``), so no dialog
-    is left open with nobody awaiting it.
+    is left open with nobody awaiting it. That works for ``wx.Dialog`` and its
+    wx-drawn subclasses only: a native dialog (on GTK ``wx.MessageDialog``,
+    ``wx.FileDialog``...) runs GTK's own loop (asyncio still runs under it),
+    reports ``IsModal()`` False and cannot be ended from code, so it stays
+    open until the user answers it.
     """
     try:
         return int(await run_modal(dialog.ShowModal))
