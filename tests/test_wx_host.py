@@ -367,3 +367,55 @@ def test_ctrl_c_in_a_plain_wx_program_cancels_main_and_raises_keyboard_interrupt
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt [\"main's finally ran\"] True\n", (out, err)
     assert elapsed < 5.0, elapsed
+
+
+_TWO_CTRL_C_CHILD = """
+import asyncio, sys, time, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)
+frame = wx.Frame(None, title="ctrl-c twice")
+frame.Show()
+
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        print("stubborn", flush=True)
+        await asyncio.shield(asyncio.sleep(30))  # a shutdown that takes its time
+
+try:
+    agwx.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+def test_a_second_ctrl_c_ends_a_stubborn_shutdown_at_once() -> None:
+    proc = _child(_TWO_CTRL_C_CHILD)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line == b"ready\n", (line, proc.stderr.read())
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline()
+        assert line == b"stubborn\n", (line, proc.stderr.read())
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (proc.returncode, out, err)
+    assert out == b"KeyboardInterrupt\n", (out, err)
+    assert elapsed < 5.0, elapsed  # not the 30 s the shutdown wanted

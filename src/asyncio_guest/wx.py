@@ -11,13 +11,19 @@ Three ways in, from the simplest:
 * ``WxHost`` for glue of one's own: the two host primitives.
 
 How the host wakes up: callbacks go to a deque (``_core/wake_queue.py``) and
-at most one wake-up is pending. A wake-up from any thread is ``wx.CallAfter``
-(a ``wx.PostEvent`` to the application: thread-safe, never waits for the GUI
-thread). wxGTK handles posted events in its idle source, at GLib's
-``G_PRIORITY_LOW``: after input, timers and redraw.
+at most one wake-up is pending. A wake-up from any thread is what
+``wx.CallAfter`` does, a ``wx.PostEvent`` to the application (thread-safe,
+never waits for the GUI thread), but of an event type of the host's own,
+bound to its own method rather than to ``CallAfter``'s lambda: so the first
+Python frame a wake-up runs is ours, and a Ctrl+C whose handler runs there is
+recognised as landing in our machinery and delivered by the engine. (In wx's
+lambda, under a program's own ``MainLoop()`` with no frame of ours below, it
+would count as user code and raise into wxPython, which prints and drops it.)
+wxGTK handles posted events in its idle source, at GLib's ``G_PRIORITY_LOW``:
+after input, timers and redraw.
 
-A busy guest (a tick that used its budget and left work) must not re-post with
-``wx.CallAfter``: wx's ``ProcessPendingEvents`` keeps handling events posted
+A busy guest (a tick that used its budget and left work) must not re-post
+such an event: wx's ``ProcessPendingEvents`` keeps handling events posted
 while it runs, so such a chain never returns to the toolkit and a ``wx.Timer``
 never fires again (measured: 0 fires of a 10 ms timer in a second). The next
 tick is an *idle-event* turn instead: ``wx.WakeUpIdle()`` and our ``EVT_IDLE``
@@ -55,7 +61,7 @@ make ``MainLoop()`` return (and wait in ``errors``), anything else is logged.
 
 Thread rule: everything here runs on wx's main thread (the *host thread*),
 except ``WxHost.run_sync_soon_threadsafe`` and ``_post``, which touch only
-``_lock``, ``_closed`` and the queue, and call ``wx.CallAfter``.
+``_lock``, ``_closed`` and the queue, and call ``wx.PostEvent``.
 """
 
 from __future__ import annotations
@@ -90,10 +96,6 @@ CLOSED_MESSAGE = (
 )
 
 
-def _noop() -> None:
-    pass
-
-
 class WxHost:
     """Runs callbacks on wx's main thread, through its event loop (module doc).
 
@@ -122,11 +124,13 @@ class WxHost:
         self._lock = threading.Lock()
         self._closed = False
         self._queue = CoalescingQueue(self._post, self._post_busy)
-        # wx.CallAfter binds its event type to the application at its first
-        # call; made here, on this thread, so that two workers' first calls
-        # cannot race to do it.
-        wx.CallAfter(_noop)
+        # Our wake-up event (module doc): a type per host, so that a host's
+        # events never reach another's handler, and unbinding drops its own.
+        self._wake_type: int = wx.NewEventType()
+        self._wake_binder = wx.PyEventBinder(self._wake_type)
+        self._wake_handler = self._on_wake
         self._idle_handler = self._on_idle
+        app.Bind(self._wake_binder, self._wake_handler)
         app.Bind(wx.EVT_IDLE, self._idle_handler)
 
     # ----------------------------------------------------------- primitives
@@ -152,11 +156,13 @@ class WxHost:
             self._queue.wake_busy_now()
 
     def _post(self) -> None:
-        """Any thread: one ``wx.CallAfter`` (the queue keeps it to one pending)."""
+        """Any thread: post one wake-up event (the queue keeps it to one pending)."""
+        event = wx.PyEvent()
+        event.SetEventType(self._wake_type)
         with self._lock:
             if self._closed:
                 raise RuntimeError("this WxHost is closed")
-            wx.CallAfter(self._on_wake)
+            wx.PostEvent(self.app, event)
 
     def _post_busy(self) -> None:
         """Host thread: a drain left work; the next one at idle time (module doc)."""
@@ -165,8 +171,8 @@ class WxHost:
 
     # ------------------------------------------------------------- drains
 
-    def _on_wake(self) -> None:
-        """Host thread, our ``wx.CallAfter``: drain."""
+    def _on_wake(self, _event: Any) -> None:
+        """Host thread, our posted event: drain."""
         if not self._closed:
             self._drain()
 
@@ -213,8 +219,8 @@ class WxHost:
     def close(self) -> None:
         """Host thread: refuse new callbacks, drop queued ones, unbind (idempotent).
 
-        A ``wx.CallAfter`` already posted finds the host closed and does
-        nothing. Safe from inside one of our own callbacks (wx allows a
+        A wake-up event already posted finds no handler (or the host closed)
+        and does nothing. Safe from inside one of our own callbacks (wx allows a
         handler to be unbound while events are being dispatched).
         """
         if self._closed:
@@ -227,6 +233,7 @@ class WxHost:
         self._busy = False
         try:
             self.app.Unbind(wx.EVT_IDLE, handler=self._idle_handler)
+            self.app.Unbind(self._wake_binder, handler=self._wake_handler)
         except RuntimeError:
             pass  # the application's C++ object is gone already: nothing to unbind
 
