@@ -120,7 +120,7 @@ class WxHost:
         self._depth = 0  # host thread: drains running (nested loops nest them)
         self._busy = False  # host thread: the next drain is an idle-event turn
         # _lock orders _closed against posts from other threads: no
-        # wx.CallAfter is started once close() has set it.
+        # wake-up is posted once close() has set it.
         self._lock = threading.Lock()
         self._closed = False
         self._queue = CoalescingQueue(self._post, self._post_busy)
