@@ -8,6 +8,7 @@
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
 #   make test-glib     the GLib/GTK host (PyGObject 3.50.2, GTK under Xvfb) on GLIB_PYTHONS
+#   make test-wx       the wx host (Debian's wxPython 4.2.0 on /usr/bin/python3, Xvfb)
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
 #   make conformance-windows  tools/conformance.py on Windows CPython WIN_CONF_PYTHONS under Wine
@@ -35,7 +36,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-glib test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-glib test-wx test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -95,7 +96,7 @@ LINUX_LANE_CONF := 3.10 3.11 3.13
 WINDOWS_LANE_CONF := 3.12 3.14 3.15
 
 lane-linux:
-	$(call sequence,test-linux test-qt test-glib conformance-linux-lane)
+	$(call sequence,test-linux test-qt test-glib test-wx conformance-linux-lane)
 
 lane-windows:
 	$(call sequence,test-windows conformance-windows conformance-windows-lane)
@@ -181,6 +182,25 @@ test-glib:
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-glib FAILED on:$$failed"; exit 1; fi; \
 	echo "==================== test-glib passed on: $(GLIB_PYTHONS)"
+
+# wxPython: PyPI has no Linux wheels; Debian's python3-wxgtk4.0 (4.2.0, GTK 3) is
+# built for the system CPython 3.11 only, so the venv is that interpreter's with
+# the system site-packages (.venv/wx, remade when pyproject.toml changes): the
+# wx module's own tests, the scenario set's wx harness and the example, under Xvfb.
+WX_VENV := .venv/wx
+
+$(WX_VENV)/.installed: pyproject.toml
+	@test -x /usr/bin/python3 && /usr/bin/python3 -c 'import wx' || \
+	  { echo "error: no wx for /usr/bin/python3: apt-get install python3-wxgtk4.0"; exit 1; }
+	test -x $(WX_VENV)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(WX_VENV)
+	$(WX_VENV)/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(WX_VENV)/bin/python -c 'import asyncio_guest, pytest, wx'
+	touch $@
+
+test-wx: $(WX_VENV)/.installed
+	@echo; echo "==================== wx host: $$($(WX_VENV)/bin/python -c 'import sys, wx; print(wx.version(), "on Python", sys.version.split()[0])') ===================="
+	ASYNCIO_GUEST_REQUIRE_HOSTS=wx $(XVFB) $(WX_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  -k "wx or required" tests/test_wx_host.py tests/scenarios tests/test_examples.py
 
 # Windows CPython (embeddable, from PyPI) under Debian's Wine: see
 # tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb

@@ -24,6 +24,7 @@ GUEST_MODULES = {
     "tk": "asyncio_guest.tk",
     "qt": "asyncio_guest.qt",
     "glib": "asyncio_guest.glib",
+    "wx": "asyncio_guest.wx",
 }
 
 

@@ -273,12 +273,64 @@ def _run_glib(ctx: Ctx, workload: Workload) -> Metrics:
     return result
 
 
+def wx_app(app_class: Any = None) -> tuple[Any, Any]:
+    """(application, frame): a ``wx.App`` (or ``app_class``) and a frame shown
+    (wx's ``MainLoop`` needs a top-level window). Needs a display.
+
+    An X connection is opened first: without one, wxGTK 4.2.0 under Xvfb
+    fails to start in some 15% of processes (see tests/wx_display.py).
+    """
+    import ctypes
+    import ctypes.util
+
+    libx11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+    libx11.XOpenDisplay.restype = ctypes.c_void_p
+    libx11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    _keep.append(libx11.XOpenDisplay(None))
+    import wx
+
+    app = (app_class or wx.App)(False)
+    frame = wx.Frame(None, title="bench", size=(100, 50))
+    frame.Show()
+    _keep.append(app)
+    return app, frame
+
+
+def wx_timer() -> HostTimer:
+    """``host_call_later`` on wx: a ``wx.CallLater`` (a one-shot ``wx.Timer``).
+    Due time: the whole milliseconds asked of wx (as for Tk)."""
+    import wx
+
+    def timer(delay: float, fn: Callable[[], object]) -> float:
+        ms = _whole_ms(delay)
+        due = time.monotonic() + ms / 1000
+        wx.CallLater(ms, fn)
+        return due
+
+    return timer
+
+
+def _run_wx(ctx: Ctx, workload: Workload) -> Metrics:
+    """The guest of the ``wx.App``'s ``MainLoop()`` through ``asyncio_guest.wx.run``."""
+    import asyncio_guest.wx
+
+    app, frame = wx_app()
+    ctx.timer = wx_timer()
+    try:
+        result: Metrics = asyncio_guest.wx.run(workload, ctx, app=app)
+        return result
+    finally:
+        if frame:
+            frame.Destroy()
+
+
 GUEST_RUNNERS: dict[str, Callable[[Ctx, Workload], Metrics]] = {
     "reference": _run_reference,
     "trio": _run_trio,
     "tk": _run_tk,
     "qt": _run_qt,
     "glib": _run_glib,
+    "wx": _run_wx,
 }
 
 

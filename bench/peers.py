@@ -25,6 +25,8 @@ that host does, so the ``responsive`` figure is the host's timer in every mode.
   the host timer of ``responsive`` is a Trio deadline in that guest run.
 * GLib: ``gi-events`` (PyGObject's ``gi.events.GLibEventLoopPolicy`` with
   ``asyncio.run``: asyncio's loop reimplemented on GLib's main context, in charge).
+* wx: ``wxasync`` (``await WxAsyncApp.MainLoop()`` inside ``asyncio.run``: asyncio
+  in charge, wx's events dispatched between ``asyncio.sleep(0.02)`` naps).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from harness import (
     tk_root,
     tk_timer,
     trio_timer,
+    wx_app,
+    wx_timer,
 )
 
 
@@ -288,6 +292,32 @@ def _glib_gi_events(ctx: Ctx, workload: Workload) -> Metrics:
             asyncio.set_event_loop_policy(previous)
 
 
+# ------------------------------------------------------------------ wx
+
+
+def _wx_wxasync(ctx: Ctx, workload: Workload) -> Metrics:
+    from wxasync import WxAsyncApp
+
+    app, frame = wx_app(WxAsyncApp)
+    ctx.timer = wx_timer()
+
+    async def main() -> Metrics:
+        try:
+            return await workload(ctx)
+        finally:
+            app.ExitMainLoop()  # wxasync's way out of its MainLoop coroutine
+
+    async def both() -> Metrics:
+        task = asyncio.create_task(main())
+        await app.MainLoop()
+        return await task
+
+    try:
+        return asyncio.run(both())
+    finally:
+        frame.Destroy()
+
+
 RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("qt", "qasync"): _qt_qasync,
     ("qt", "qtasyncio"): _qt_qtasyncio,
@@ -297,4 +327,5 @@ RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("trio", "aioguest"): _trio_aioguest,
     ("trio", "trio-guest"): _trio_guest,
     ("glib", "gi-events"): _glib_gi_events,
+    ("wx", "wxasync"): _wx_wxasync,
 }

@@ -197,9 +197,11 @@ MODES: tuple[str, str] = ("plain", "guest")
 # The guest mode's host: the reference host (asyncio_guest.run), Trio
 # (asyncio_guest.trio.run: asyncio inside trio.run), Tk (asyncio_guest.tk.run on a
 # real root; needs a display) or Qt (asyncio_guest.qt.run in a QApplication; the
-# binding from ASYNCIO_GUEST_QT, default PySide6) or GLib (asyncio_guest.glib.run on
-# a GLib.MainLoop; no display needed). Plain mode is the same for all.
-HOSTS: tuple[str, ...] = ("reference", "trio", "tk", "qt", "glib")
+# binding from ASYNCIO_GUEST_QT, default PySide6), GLib (asyncio_guest.glib.run on a
+# GLib.MainLoop; no display needed) or wx (asyncio_guest.wx.run in a wx.App with a
+# frame; Debian's wxPython on the system Python 3.11, a display). Plain mode is the
+# same for all.
+HOSTS: tuple[str, ...] = ("reference", "trio", "tk", "qt", "glib", "wx")
 # What a user would pick instead of asyncio-guest on each host (run.py --peers
 # adds a mode "peer:NAME" for each; bench/peers.py runs them).
 PEERS: dict[str, tuple[str, ...]] = {
@@ -208,6 +210,7 @@ PEERS: dict[str, tuple[str, ...]] = {
     "tk": ("async-tkinter-loop", "aioguest"),
     "qt": ("qasync", "qtasyncio", "aioguest"),
     "glib": ("gi-events",),
+    "wx": ("wxasync",),
 }
 
 

@@ -1,7 +1,8 @@
 """The examples run headless (``--smoke``) and exit cleanly.
 
 The Tk example is run by tests/test_tk_host.py (it needs the display those
-tests get); the Qt one by ``make test-qt`` for each binding.
+tests get); the Qt one by ``make test-qt`` for each binding. The wx one runs
+here where wxPython imports and a display exists (``make test-wx``: Xvfb).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import pytest
 
 from . import loops
+from .scenarios.harness import required_hosts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,3 +32,36 @@ def test_trio_example_smoke() -> None:
         capture_output=True, text=True, timeout=60, env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+_WX_EXAMPLE = """
+import runpy, sys
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # wxGTK under Xvfb: see tests/wx_display.py
+sys.argv = [sys.argv[1], "--smoke"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_wx_example_smoke() -> None:
+    """A real loopback feed, fetches (one cancelled) and a modal dialog, in wx."""
+    try:
+        import wx  # noqa: F401
+    except ImportError:
+        reason = "wxPython does not import here"
+    else:
+        reason = "" if os.environ.get("DISPLAY") or sys.platform != "linux" else "no display"
+    if reason:
+        if "wx" in required_hosts():
+            pytest.fail(f"wx is required here (ASYNCIO_GUEST_REQUIRE_HOSTS) but {reason}")
+        pytest.skip(reason)
+    env = dict(os.environ)
+    paths = [os.path.join(ROOT, "src"), ROOT, env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    proc = subprocess.run(
+        [sys.executable, "-c", _WX_EXAMPLE, os.path.join(ROOT, "examples", "wx_app.py")],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("smoke ok:"), proc.stdout

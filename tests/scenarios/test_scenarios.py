@@ -41,7 +41,8 @@ def _collect() -> tuple[list[Harness], list[str]]:
             found.extend(
                 harness_api.WaitHarness(h, wait)
                 for h in module.HARNESSES
-                for wait in harness_api.wait_strategies()
+                # A host that cannot watch an fd (wx) says which waits it has.
+                for wait in getattr(h, "waits", None) or harness_api.wait_strategies()
             )
     return found, modules
 

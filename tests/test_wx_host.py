@@ -1,0 +1,421 @@
+"""``asyncio_guest.wx`` on real wxPython (wxGTK under Xvfb): what the shared
+scenarios (``tests/scenarios/harness_wx.py``) do not cover.
+
+The wx application is the harness's (one per process, made at import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from .scenarios import harness_wx
+from .scenarios.harness import unavailable
+
+if not harness_wx.HARNESSES:
+    unavailable("wx", "wxPython does not import here (or no display)")
+
+import wx
+
+from asyncio_guest import async_callback
+from asyncio_guest import wx as agwx
+from asyncio_guest._core.fd_watch import WaitChoiceError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_T = TypeVar("_T")
+
+
+def _run_with_frame(main: Callable[[], Awaitable[_T]]) -> tuple[_T, Any]:
+    """``agwx.run(main)`` with a frame shown (destroyed after, unless the run did)."""
+    frame = wx.Frame(None, title="test_wx_host")
+    frame.Show()
+    try:
+        return agwx.run(main), frame
+    finally:
+        if frame:
+            frame.Destroy()
+
+
+def _child(code: str, *, timeout: float = 60, **popen: Any) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), ROOT]))
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
+
+
+def test_a_wx_timer_keeps_its_time_while_200_tasks_spin() -> None:
+    """Busy ticks are idle-event turns: a wx.Timer still fires every 10 ms.
+
+    (A busy tick re-posted with wx.CallAfter would starve it completely: wx
+    handles events posted while it handles posted events in the same pass.)
+    """
+    interval_ms = 10
+    fired: list[float] = []
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timer = wx.Timer()
+        timer.Bind(wx.EVT_TIMER, lambda _evt: fired.append(time.perf_counter()))
+        timer.Start(interval_ms)
+        end = loop.time() + 1.0
+        spins = [0]
+
+        async def spin() -> None:
+            while loop.time() < end:
+                spins[0] += 1
+                await asyncio.sleep(0)
+
+        try:
+            await asyncio.gather(*(spin() for _ in range(200)))
+        finally:
+            timer.Stop()
+        return spins[0]
+
+    spins, _ = _run_with_frame(main)
+    assert spins > 2000, spins  # the guest was busy
+    gaps = sorted(b - a for a, b in itertools.pairwise(fired))
+    assert len(gaps) >= 50, f"the wx.Timer fired {len(fired)} times in 1 s"
+    lateness = gaps[len(gaps) // 2] - interval_ms / 1000
+    assert lateness < 0.005, f"median wx.Timer lateness {lateness * 1e3:.1f} ms"
+
+
+def test_run_sync_soon_threadsafe_from_workers_lands_on_the_wx_thread_in_order() -> None:
+    host = agwx.WxHost()
+    got: dict[int, list[int]] = {t: [] for t in range(4)}
+    on_main: list[bool] = []
+    n = 500
+    loop = wx.GUIEventLoop()
+
+    def record(t: int, i: int) -> None:
+        got[t].append(i)
+        on_main.append(wx.IsMainThread())
+        if sum(map(len, got.values())) == 4 * n:
+            loop.Exit()
+
+    def worker(t: int) -> None:
+        for i in range(n):
+            host.run_sync_soon_threadsafe(lambda t=t, i=i: record(t, i))
+            if i % 50 == 0:
+                time.sleep(0.001)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    watchdog = wx.CallLater(10_000, loop.Exit)
+    try:
+        loop.Run()
+    finally:
+        watchdog.Stop()
+        for thread in threads:
+            thread.join()
+        host.close()
+    assert all(got[t] == list(range(n)) for t in got), {t: len(v) for t, v in got.items()}
+    assert all(on_main)
+
+
+def test_close_is_idempotent_and_drops_what_was_queued() -> None:
+    host = agwx.WxHost()
+    ran: list[str] = []
+    host.run_sync_soon_threadsafe(lambda: ran.append("queued before close"))
+    host.close()
+    host.close()
+    assert host.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        host.run_sync_soon_threadsafe(lambda: ran.append("after"))
+    with pytest.raises(RuntimeError, match="closed"):
+        host.run_sync_soon_not_threadsafe(lambda: ran.append("after"))
+    # The wx.CallAfter already posted finds the host closed.
+    loop = wx.GUIEventLoop()
+    wx.CallLater(50, loop.Exit)
+    loop.Run()
+    assert ran == []
+
+
+def test_the_wait_is_the_backend_thread_and_fd_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.05)  # one real wait
+        backend = getattr(loop, "_guest_backend", None)
+        return getattr(backend, "thread", None) is not None
+
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "auto")
+    assert _run_with_frame(main)[0] is True
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "fd")
+    with pytest.raises(WaitChoiceError, match="fd_watcher"):
+        _run_with_frame(main)
+
+
+def test_exit_main_loop_mid_run_cancels_main_with_a_clear_message_and_loses_nothing() -> None:
+    seen: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wx.CallLater(30, wx.GetApp().ExitMainLoop)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError as exc:
+            seen.append(exc.args)
+            # The guest still runs while it shuts down: a worker's callbacks
+            # sent now arrive, in order.
+            got: list[int] = []
+            done = asyncio.Event()
+
+            def worker() -> None:
+                for i in range(100):
+                    loop.call_soon_threadsafe(got.append, i)
+                loop.call_soon_threadsafe(done.set)
+
+            threading.Thread(target=worker).start()
+            await done.wait()
+            seen.append(got)
+            raise
+
+    with pytest.raises(asyncio.CancelledError, match="wx main loop ended"):
+        _run_with_frame(main)
+    assert seen == [(agwx.CLOSED_MESSAGE,), list(range(100))]
+
+
+def test_the_last_window_closed_mid_run_cancels_main() -> None:
+    async def main() -> str:
+        frame = wx.GetTopLevelWindows()[0]
+        wx.CallLater(30, frame.Close)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)
+            return "closed"
+        return "not closed"
+
+    result, frame = _run_with_frame(main)
+    assert result == "closed"
+    assert not frame  # the frame is gone: destroyed by its close
+
+
+def test_start_guest_run_in_the_programs_own_main_loop() -> None:
+    frame = wx.Frame(None, title="own MainLoop")
+    frame.Show()
+    results: list[Any] = []
+
+    async def main() -> str:
+        await asyncio.sleep(0.01)
+        return await asyncio.to_thread(lambda: "from a thread")
+
+    def done(outcome: Any) -> None:
+        results.append(outcome.unwrap())
+        frame.Close()
+
+    task = agwx.start_guest_run(main, done_callback=done)
+    assert isinstance(task, asyncio.Task)
+    wx.GetApp().MainLoop()
+    assert results == ["from a thread"]
+
+
+def test_run_with_no_window_runs_a_loop_of_its_own() -> None:
+    assert not wx.GetTopLevelWindows()
+
+    async def main() -> str:
+        await asyncio.sleep(0.02)
+        return "no window needed"
+
+    assert agwx.run(main) == "no window needed"
+
+
+def test_show_modal_keeps_asyncio_running_and_cancel_ends_the_dialog() -> None:
+    async def main() -> tuple[int, int, int]:
+        parent = wx.GetTopLevelWindows()[0]
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(100):
+                writer.write(data)
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        dialog = wx.Dialog(parent, title="modal")
+        trips = [0]
+
+        async def meanwhile() -> None:
+            while not dialog.IsModal():
+                await asyncio.sleep(0.005)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(20):  # sockets work while the dialog's loop runs
+                writer.write(b"ping")
+                assert await reader.readexactly(4) == b"ping"
+                trips[0] += 1
+            writer.close()
+            dialog.EndModal(wx.ID_OK)
+
+        helper = asyncio.create_task(meanwhile())
+        code = await asyncio.wait_for(agwx.show_modal(dialog), 10)
+        await helper
+        # Cancelling the awaiting task ends the dialog.
+        waiting = asyncio.create_task(agwx.show_modal(dialog))
+        while not dialog.IsModal():
+            await asyncio.sleep(0.005)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0.02)
+        still_modal = int(dialog.IsModal())
+        dialog.Destroy()
+        server.close()
+        await server.wait_closed()
+        return code, trips[0], still_modal
+
+    result, _ = _run_with_frame(main)
+    assert result == (wx.ID_OK, 20, 0)
+
+
+def test_async_callback_is_a_bind_handler() -> None:
+    async def main() -> list[Any]:
+        parent = wx.GetTopLevelWindows()[0]
+        button = wx.Button(parent, label="async")
+        got: list[Any] = []
+        clicked = asyncio.Event()
+
+        async def on_click(event: Any) -> None:
+            await asyncio.sleep(0.005)
+            got.append((type(event).__name__, event.GetId() == button.GetId()))
+            clicked.set()
+
+        button.Bind(wx.EVT_BUTTON, async_callback(on_click))
+        event = wx.CommandEvent(wx.wxEVT_BUTTON, button.GetId())
+        event.SetEventObject(button)
+        wx.CallAfter(button.GetEventHandler().ProcessEvent, event)
+        await asyncio.wait_for(clicked.wait(), 10)
+        return got
+
+    result, _ = _run_with_frame(main)
+    assert result == [("CommandEvent", True)]
+
+
+def test_an_exception_deep_in_a_task_surfaces_from_run() -> None:
+    async def deep() -> None:
+        await asyncio.sleep(0.001)
+        raise KeyError("deep in a task")
+
+    async def middle() -> None:
+        await asyncio.gather(asyncio.sleep(0.01), asyncio.create_task(deep()))
+
+    async def main() -> None:
+        await asyncio.create_task(middle())
+
+    with pytest.raises(KeyError, match="deep in a task") as info:
+        _run_with_frame(main)
+    assert any(entry.name == "deep" for entry in info.traceback)
+
+
+_CTRL_C_CHILD = """
+import asyncio, signal, sys, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)  # sets SIGINT to SIG_DFL, as every wx program gets it
+frame = wx.Frame(None, title="ctrl-c")
+frame.Show()
+seen = []
+
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(60)
+    finally:
+        seen.append("main's finally ran")
+
+try:
+    agwx.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", seen, signal.getsignal(signal.SIGINT) == signal.SIG_DFL, flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+def test_ctrl_c_in_a_plain_wx_program_cancels_main_and_raises_keyboard_interrupt() -> None:
+    proc = _child(_CTRL_C_CHILD)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line == b"ready\n", (line, proc.stderr.read())
+        time.sleep(0.3)  # wx idles now, blocked in its own wait
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (proc.returncode, out, err)
+    assert out == b"KeyboardInterrupt [\"main's finally ran\"] True\n", (out, err)
+    assert elapsed < 5.0, elapsed
+
+
+_TWO_CTRL_C_CHILD = """
+import asyncio, sys, time, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)
+frame = wx.Frame(None, title="ctrl-c twice")
+frame.Show()
+
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        print("stubborn", flush=True)
+        await asyncio.shield(asyncio.sleep(30))  # a shutdown that takes its time
+
+try:
+    agwx.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+def test_a_second_ctrl_c_ends_a_stubborn_shutdown_at_once() -> None:
+    proc = _child(_TWO_CTRL_C_CHILD)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line == b"ready\n", (line, proc.stderr.read())
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline()
+        assert line == b"stubborn\n", (line, proc.stderr.read())
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (proc.returncode, out, err)
+    assert out == b"KeyboardInterrupt\n", (out, err)
+    assert elapsed < 5.0, elapsed  # not the 30 s the shutdown wanted
