@@ -29,7 +29,8 @@ the loop's thread, within a time budget, and returns. Two patterns:
 
 The doorbell carries nothing: the callbacks live in our own deque
 (``_core/wake_queue.py``), and the queue's pending flag lets at most one
-doorbell be posted between two pumps. pygame's event queue is bounded (SDL:
+doorbell be posted between two pumps (a pump clears it, so call ``pump``
+after taking each batch of events, doorbells included). pygame's event queue is bounded (SDL:
 65535 events); a ``post`` that fails (``pygame.error: Event queue is full``,
 or False: the event was filtered out with ``set_blocked``) loses nothing: the
 callback is queued already, the flag stays set (no retry storm from worker
@@ -212,6 +213,11 @@ class PygameHost:
             if len(queue):
                 queue.drain()
                 ran = True
+            elif queue.pending:
+                # A doorbell rung (by a drain, for a nested loop) for callbacks
+                # that drain has run since: the bell is answered, clear the flag
+                # or no wake-up would ever be posted again.
+                queue.drain()
             if not ran or self._closed:
                 return self._has_work()
             if time.perf_counter() >= deadline:
