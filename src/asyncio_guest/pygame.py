@@ -198,12 +198,14 @@ class PygameHost:
         callback raises propagates (``KeyboardInterrupt`` included), after
         the callbacks behind it are made sure of a next pump.
         """
+        queue = self._queue
+        if not (len(queue) or queue.pending or self._watches or self._timers):
+            return False  # an idle guest with the backend thread: the frame loop's cost
         if self._closed:
             return False
         if threading.get_ident() != self.thread_id:
             raise RuntimeError("PygameHost.pump() must be called on the frame loop's thread")
         deadline = time.perf_counter() + (self.budget if budget is None else budget)
-        queue = self._queue
         while True:
             ran = False
             if self._timers and self._fire_due_timers():
