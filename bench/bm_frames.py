@@ -40,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.abspath(__file__)
@@ -289,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     idle_modes = [*guests, "bare"]
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in io_modes}
     idle: dict[str, list[dict[str, Any]]] = {m: [] for m in idle_modes}
-    print(f"pygame {pygame.version.ver} ({'pygame-ce' if getattr(pygame, 'IS_CE', 0) else 'pygame'})"
+    flavour = "pygame-ce" if getattr(pygame, "IS_CE", 0) else "pygame"
+    print(f"pygame {pygame.version.ver} ({flavour})"
           f", SDL {'.'.join(map(str, pygame.get_sdl_version()))}, Python {sys.version.split()[0]}, "
           f"budget {args.budget * 1e3:g} ms/frame, {args.seconds:g} s x {args.rounds} rounds, "
           f"CPUs {sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}")

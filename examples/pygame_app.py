@@ -27,10 +27,10 @@ if "--smoke" in sys.argv:
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-import pygame  # noqa: E402
+import pygame
 
-from asyncio_guest import async_callback  # noqa: E402
-from asyncio_guest import pygame as guest_pygame  # noqa: E402
+from asyncio_guest import async_callback
+from asyncio_guest import pygame as guest_pygame
 
 CHUNK = b"x" * (256 << 10)
 

@@ -36,8 +36,8 @@ try:
 except pygame.error as exc:
     unavailable("pygame", f"pygame's video system does not start: {exc}")
 
-from asyncio_guest import async_callback  # noqa: E402
-from asyncio_guest import pygame as agp  # noqa: E402
+from asyncio_guest import async_callback
+from asyncio_guest import pygame as agp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE_LIMIT = 65535  # SDL's event queue: post raises "Event queue is full" beyond
@@ -182,7 +182,7 @@ def test_quit_ends_the_run_cleanly(wait: str) -> None:
             finally:
                 seen.append("helper cancelled")
 
-        asyncio.create_task(helper())
+        helper_task = asyncio.create_task(helper())
         pygame.event.post(pygame.event.Event(pygame.QUIT))
         try:
             await asyncio.sleep(60)
@@ -190,6 +190,7 @@ def test_quit_ends_the_run_cleanly(wait: str) -> None:
             seen.append("main cancelled")
             await asyncio.sleep(0.02)  # the guest still runs while it shuts down
             seen.append("main cleaned up")
+            del helper_task  # cancelled by the shutdown, after main
 
     quits: list[int] = []
     n = [0]

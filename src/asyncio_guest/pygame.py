@@ -150,7 +150,9 @@ class PygameHost:
         self._queue = CoalescingQueue(self._post)
         # The zero-thread wait (frame loop, Unix): host thread only.
         self._watches: dict[int, Callable[[], object]] = {}
-        self._poller: Any = select.poll() if _CAN_POLL else None
+        self._poller: Any = None
+        if sys.platform != "win32" and _CAN_POLL:
+            self._poller = select.poll()
         self._timers: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
 
@@ -266,7 +268,7 @@ class PygameHost:
         doorbell. Returns an idempotent ``unwatch``.
         """
         self._check_open()
-        if self._poller is None:
+        if sys.platform == "win32" or self._poller is None:
             raise RuntimeError("PygameHost.watch_readable needs select.poll (Unix)")
         if fd in self._watches:
             raise RuntimeError(f"fd {fd} is watched already")
