@@ -78,6 +78,7 @@ import select
 import sys
 import threading
 import time
+from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -95,11 +96,12 @@ _T = TypeVar("_T")
 DEFAULT_FRAME_BUDGET = 0.004
 """Seconds of guest work one ``pump()`` may run (4 ms: a quarter of a 60 fps frame).
 
-Checked between guest ticks, each of which runs at most ``tick_budget`` (1 ms)
-of callbacks, so a pump overruns it by at most about one tick.
+Checked between callbacks (a pump's last guest tick gets what is left of it),
+so a pump overruns it by about one asyncio callback.
 """
 
 _CAN_POLL = hasattr(select, "poll")
+_MIN_TICK = 0.0002  # the least a tick gets: it always runs what it polled
 
 
 class _Timer:
@@ -208,7 +210,25 @@ class PygameHost:
         if threading.get_ident() != self.thread_id:
             raise RuntimeError("PygameHost.pump() must be called on the frame loop's thread")
         deadline = time.perf_counter() + (self.budget if budget is None else budget)
+        # Each guest tick may run ``tick_budget`` (1 ms) of callbacks; the last
+        # tick of a pump gets only what is left of the pump's budget, so a pump
+        # overruns by at most one callback, not by a whole tick. (The engine
+        # reads its ``budget`` at each tick's start; host thread only; put back
+        # on the way out, also for a nested pump inside a callback.)
+        engine: Any = getattr(events._get_running_loop(), "_guest_engine", None)
+        tick_budget = engine.budget if engine is not None else 0.0
+        try:
+            return self._pump_until(deadline, engine, tick_budget)
+        finally:
+            if engine is not None:
+                engine.budget = tick_budget
+
+    def _pump_until(self, deadline: float, engine: Any, tick_budget: float) -> bool:
+        queue = self._queue
         while True:
+            if engine is not None:
+                left = deadline - time.perf_counter()
+                engine.budget = min(tick_budget, max(left, _MIN_TICK))
             ran = False
             if self._timers and self._fire_due_timers():
                 ran = True
