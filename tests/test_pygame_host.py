@@ -146,6 +146,23 @@ def test_the_zero_thread_wait_needs_no_thread_and_idles_cheaply(
     assert idle_pumps[len(idle_pumps) // 2] < 0.0005, idle_pumps
 
 
+@pytest.mark.parametrize("zero_thread", [False, True])
+def test_the_frame_loop_waits_in_the_backend_thread_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, zero_thread: bool
+) -> None:
+    monkeypatch.delenv("ASYNCIO_GUEST_WAIT", raising=False)  # auto
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.05)  # a real wait
+        backend = getattr(getattr(loop, "_guest_backend", None), "thread", None)
+        return backend is not None
+
+    host = agp.PygameHost(zero_thread=zero_thread)
+    assert agp.run(main, frame_loop=frames, host=host) is not zero_thread
+    host.close()
+
+
 def test_a_socket_stream_and_timers_in_a_frame_loop(wait: str) -> None:
     async def main() -> int:
         payload = os.urandom(1 << 20)

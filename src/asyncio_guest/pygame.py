@@ -10,13 +10,13 @@ the loop's thread, within a time budget, and returns. Two patterns:
   ``PygameHost()``): call ``host.pump()`` once per frame. Guest work gets at
   most ``budget`` seconds of each frame (default 4 ms of a 16.7 ms frame), so
   the frame time stays steady however busy asyncio is; what is left waits for
-  the next frame. Nothing is posted to pygame's event queue. On Linux (epoll)
-  the guest needs no thread at all: ``pump`` polls the guest loop's selector
-  fd with a zero timeout and fires the guest's timers itself (the zero-thread
-  wait, ``_core/fd_watch.py``): no thread hop between "a socket is readable"
-  and the code that reads it, which gives the most I/O per budget. Elsewhere
-  (or with ``ASYNCIO_GUEST_WAIT=thread``) the backend thread waits for I/O and
-  queues the guest's tick for the next ``pump``.
+  the next frame. Nothing is posted to pygame's event queue. The backend
+  thread waits for I/O and timers (while the frame loop draws or sleeps in
+  ``clock.tick``) and queues the guest's tick for the next ``pump``. On Linux
+  the zero-thread wait (``_core/fd_watch.py``) is there too, opt-in
+  (``zero_thread=True`` or ``ASYNCIO_GUEST_WAIT=fd``): ``pump`` then polls the
+  guest loop's epoll fd with a zero timeout and fires its timers itself. It
+  measured no better (``_fd_watcher`` says why), so it is not the default.
 * **Event-driven loop** (a tool, a menu, a board game that only redraws on
   input; ``PygameHost(doorbell=True)``): the loop blocks in
   ``pygame.event.wait()``, so something must wake it when the guest has work.
@@ -85,6 +85,7 @@ from typing import Any, TypeVar
 import outcome
 import pygame
 
+from ._core import fd_watch
 from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.wake_queue import CoalescingQueue
@@ -119,7 +120,10 @@ class PygameHost:
     ``doorbell``: post an event of type ``event_type`` to wake a loop blocked
     in ``pygame.event.wait()`` (needs ``pygame.init()`` first). ``budget``:
     ``pump()``'s default budget. ``quit_cancels_main``: ``handle(QUIT)``
-    cancels the main task of the run this host carries.
+    cancels the main task of the run this host carries. ``zero_thread``
+    (frame loop, Unix): no backend thread, ``pump`` polls the guest's selector
+    (also with ``ASYNCIO_GUEST_WAIT=fd``; see ``_fd_watcher`` for why it is
+    not the default).
 
     Thread rule: ``run_sync_soon_threadsafe`` from any thread; everything else
     on the host thread (the one that made the host). ``close()`` drops the
@@ -133,6 +137,7 @@ class PygameHost:
         event_type: int | None = None,
         budget: float = DEFAULT_FRAME_BUDGET,
         quit_cancels_main: bool = True,
+        zero_thread: bool = False,
     ) -> None:
         if doorbell and not pygame.display.get_init():
             raise RuntimeError(
@@ -140,6 +145,7 @@ class PygameHost:
                 "first: pygame.event.post needs the video system"
             )
         self.doorbell = doorbell
+        self.zero_thread = zero_thread
         self.event_type: int = event_type if event_type is not None else pygame.event.custom_type()
         self.budget = budget
         self.quit_cancels_main = quit_cancels_main
@@ -374,10 +380,22 @@ class PygameHost:
 
 
 def _fd_watcher(host: PygameHost) -> PygameHost | None:
-    """The zero-thread wait only for a frame loop (module doc) on a platform with poll."""
+    """The zero-thread wait: only for a frame loop, and only when asked for.
+
+    Asked for with ``PygameHost(zero_thread=True)`` or ``ASYNCIO_GUEST_WAIT=fd``;
+    the default (``auto``) is the backend thread, which measured better here
+    (``bench/bm_frames.py``, 60 fps, loopback at full speed, 4 ms budget): the
+    same or more I/O per budget, a steadier frame time (p99 16.7 ms against
+    17.8-19.3 ms with the poll in the pump), and less idle cost (an idle pump
+    is a length check, about 1 ms per 3 s, against a ``poll`` system call per
+    frame, about 3 ms per 3 s). A loop blocked in ``event.wait()`` (doorbell)
+    cannot have it at all.
+    """
     if host.doorbell or not _CAN_POLL or sys.platform == "win32":
         return None
-    return host
+    if host.zero_thread or fd_watch.requested() == "fd":
+        return host
+    return None
 
 
 # ------------------------------------------------------------- entries
