@@ -383,13 +383,13 @@ def _fd_watcher(host: PygameHost) -> PygameHost | None:
     """The zero-thread wait: only for a frame loop, and only when asked for.
 
     Asked for with ``PygameHost(zero_thread=True)`` or ``ASYNCIO_GUEST_WAIT=fd``;
-    the default (``auto``) is the backend thread, which measured better here
-    (``bench/bm_frames.py``, 60 fps, loopback at full speed, 4 ms budget): the
-    same or more I/O per budget, a steadier frame time (p99 16.7 ms against
-    17.8-19.3 ms with the poll in the pump), and less idle cost (an idle pump
-    is a length check, about 1 ms per 3 s, against a ``poll`` system call per
-    frame, about 3 ms per 3 s). A loop blocked in ``event.wait()`` (doorbell)
-    cannot have it at all.
+    the default (``auto``) is the backend thread, which measured at least as
+    good here (``bench/bm_frames.py``, 60 fps, loopback at full speed, 4 ms
+    budget, two runs on pygame-ce and pygame): 0.99-1.10x plain asyncio's
+    MB/s against 0.90-1.04x, frame-time p99 no worse, and less idle cost (an
+    idle pump is a length check, 0.6-1.1 ms per 3 s, against a ``poll``
+    system call per frame, 2.6-3.6 ms per 3 s: over the 2 ms idle bar). A
+    loop blocked in ``event.wait()`` (doorbell) cannot have it at all.
     """
     if host.doorbell or not _CAN_POLL or sys.platform == "win32":
         return None
