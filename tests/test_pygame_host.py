@@ -87,7 +87,8 @@ def wait_loop(host: agp.PygameHost, on_event: Callable[[Any], object] | None = N
 
 def test_pump_keeps_to_its_budget_while_the_guest_is_busy(wait: str) -> None:
     budget = 0.004
-    durations: list[float] = []
+    durations: list[float] = []  # wall clock
+    cpu: list[float] = []  # this thread's CPU time: what the pump itself spent
     spins = [0]
 
     async def main() -> None:
@@ -105,21 +106,27 @@ def test_pump_keeps_to_its_budget_while_the_guest_is_busy(wait: str) -> None:
         clock = pygame.time.Clock()
         while host.running:
             pygame.event.get()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             host.pump(budget=budget)
             durations.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
             clock.tick(60)
 
     agp.run(main, frame_loop=frame_loop)
     durations.sort()
-    median = durations[len(durations) // 2]
-    p90 = durations[int(len(durations) * 0.9)]
+    cpu.sort()
     assert spins[0] > 2000, spins  # the guest did run
-    # A pump stops between ticks (each at most tick_budget, 1 ms, of callbacks).
-    assert median < budget + 0.0025, f"median pump {median * 1e3:.2f} ms"
-    assert p90 < budget + 0.006, f"p90 pump {p90 * 1e3:.2f} ms"
-    # And used it: a busy guest gets most of its budget every frame.
-    assert median > budget * 0.8, f"median pump {median * 1e3:.2f} ms"
+    # A pump stops between callbacks (its last tick gets what is left of the
+    # budget). Measured in CPU time: a machine short of cores preempts the
+    # thread mid-pump, and wall time then says more about the machine.
+    median = cpu[len(cpu) // 2]
+    p90 = cpu[int(len(cpu) * 0.9)]
+    assert median < budget + 0.0015, f"median pump {median * 1e3:.2f} ms CPU"
+    assert p90 < budget + 0.004, f"p90 pump {p90 * 1e3:.2f} ms CPU"
+    # And used it: a busy guest gets its budget every frame (wall time, which
+    # preemption only lengthens).
+    wall = durations[len(durations) // 2]
+    assert wall > budget * 0.9, f"median pump {wall * 1e3:.2f} ms"
 
 
 def test_the_zero_thread_wait_needs_no_thread_and_idles_cheaply(
