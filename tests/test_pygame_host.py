@@ -594,3 +594,25 @@ def test_a_doorbell_host_needs_the_video_system() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "refused: PygameHost(doorbell=True) needs pygame.init()" in proc.stdout
     assert "frame host ok" in proc.stdout
+
+
+def test_host_timers_fire_in_order_never_early_and_cancelled_ones_do_not_pile_up() -> None:
+    """``call_later``, the zero-thread wait's timer: fired from ``pump``."""
+    with agp.PygameHost() as host:
+        fired: list[tuple[str, float]] = []
+        t0 = time.monotonic()
+        # The engine cancels and re-sets its timer at every idle tick.
+        for _ in range(1000):
+            host.call_later(100, lambda: fired.append(("dead", 0.0)))()
+        assert len(host._timers) < 100
+        host.call_later(0.02, lambda: fired.append(("b", time.monotonic() - t0)))
+        host.call_later(0.01, lambda: fired.append(("a", time.monotonic() - t0)))
+        cancel = host.call_later(0.005, lambda: fired.append(("cancelled", 0.0)))
+        cancel()
+        cancel()  # idempotent
+        while len(fired) < 2 and time.monotonic() - t0 < 5:
+            host.pump()
+            time.sleep(0.001)
+        assert [name for name, _ in fired] == ["a", "b"]
+        assert fired[0][1] >= 0.01 and fired[1][1] >= 0.02
+        assert host._timers == []

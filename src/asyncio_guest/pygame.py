@@ -150,7 +150,15 @@ class PygameHost:
         self.budget = budget
         self.quit_cancels_main = quit_cancels_main
         self.thread_id = threading.get_ident()
-        self.doorbell_posts = 0  # doorbells posted (any thread; for tests and diagnostics)
+        # Who touches what: the counters, any thread that posts, under
+        # _count_lock (a drain on the host thread may clear the queue's pending
+        # flag while a worker is still inside its post, so two posts can
+        # overlap); the queue, any thread, ordered by its own lock; everything
+        # else, the host thread only. What orders the hand-over of a callback
+        # to the host: the queue's append before its pending flag is read
+        # (``_core/wake_queue.py``), and the pump draining after it.
+        self._count_lock = threading.Lock()
+        self.doorbell_posts = 0  # doorbells posted (for tests and diagnostics)
         self.doorbell_failures = 0  # posts that failed (queue full, blocked, video off)
         self.main_task: asyncio.Task[Any] | None = None  # set by the entries (host thread)
         self._finished = False  # host thread: the run delivered its outcome
@@ -162,6 +170,7 @@ class PygameHost:
         if sys.platform != "win32" and _CAN_POLL:
             self._poller = select.poll()
         self._timers: list[tuple[float, int, _Timer]] = []
+        self._cancelled = 0  # cancelled entries still in _timers
         self._seq = itertools.count()
 
     # ----------------------------------------------------------- primitives
@@ -191,10 +200,11 @@ class PygameHost:
             ok = pygame.event.post(pygame.event.Event(self.event_type))
         except pygame.error:
             ok = False
-        if ok:
-            self.doorbell_posts += 1
-        else:
-            self.doorbell_failures += 1
+        with self._count_lock:
+            if ok:
+                self.doorbell_posts += 1
+            else:
+                self.doorbell_failures += 1
 
     # ------------------------------------------------------------- the pump
 
@@ -319,17 +329,27 @@ class PygameHost:
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
 
         def cancel() -> None:
-            timer.cancelled = True
+            if not timer.cancelled:
+                timer.cancelled = True
+                self._cancelled += 1
+                if self._cancelled > 64 and self._cancelled > len(self._timers) // 2:
+                    # The engine re-arms (cancels and sets) its timer at every
+                    # idle tick: drop the dead entries before they pile up.
+                    self._timers = [e for e in self._timers if not e[2].cancelled]
+                    heapq.heapify(self._timers)
+                    self._cancelled = 0
 
         return cancel
 
     def _fire_due_timers(self) -> bool:
-        timers = self._timers
         now = time.monotonic()
         fired = False
-        while timers and (timers[0][2].cancelled or timers[0][0] <= now):
-            _, _, timer = heapq.heappop(timers)
-            if not timer.cancelled:
+        # self._timers each time round: a callback's cancel may rebuild the list.
+        while self._timers and (self._timers[0][2].cancelled or self._timers[0][0] <= now):
+            _, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                self._cancelled = max(0, self._cancelled - 1)
+            else:
                 timer.cancelled = True
                 fired = True
                 timer.callback()
@@ -367,6 +387,7 @@ class PygameHost:
                 self._poller.unregister(fd)
         self._watches.clear()
         self._timers.clear()
+        self._cancelled = 0
 
     @property
     def closed(self) -> bool:
