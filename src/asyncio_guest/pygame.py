@@ -16,7 +16,7 @@ the loop's thread, within a time budget, and returns. Two patterns:
   the zero-thread wait (``_core/fd_watch.py``) is there too, opt-in
   (``zero_thread=True`` or ``ASYNCIO_GUEST_WAIT=fd``): ``pump`` then polls the
   guest loop's epoll fd with a zero timeout and fires its timers itself. It
-  measured no better (``_fd_watcher`` says why), so it is not the default.
+  measured no better and costs more idle (``_fd_watcher``), so it is opt-in.
 * **Event-driven loop** (a tool, a menu, a board game that only redraws on
   input; ``PygameHost(doorbell=True)``): the loop blocks in
   ``pygame.event.wait()``, so something must wake it when the guest has work.
@@ -30,8 +30,8 @@ the loop's thread, within a time budget, and returns. Two patterns:
 The doorbell carries nothing: the callbacks live in our own deque
 (``_core/wake_queue.py``), and the queue's pending flag lets at most one
 doorbell be posted between two pumps (a pump clears it, so call ``pump``
-after taking each batch of events, doorbells included). pygame's event queue is bounded (SDL:
-65535 events); a ``post`` that fails (``pygame.error: Event queue is full``,
+after taking each batch of events, doorbells included). pygame's event
+queue is bounded (SDL: 65535 events); a ``post`` that fails (``pygame.error: Event queue is full``,
 or False: the event was filtered out with ``set_blocked``) loses nothing: the
 callback is queued already, the flag stays set (no retry storm from worker
 threads), and the next ``pump`` runs it, which a loop whose queue is full
@@ -404,13 +404,14 @@ def _fd_watcher(host: PygameHost) -> PygameHost | None:
     """The zero-thread wait: only for a frame loop, and only when asked for.
 
     Asked for with ``PygameHost(zero_thread=True)`` or ``ASYNCIO_GUEST_WAIT=fd``;
-    the default (``auto``) is the backend thread, which measured at least as
-    good here (``bench/bm_frames.py``, 60 fps, loopback at full speed, 4 ms
-    budget, two runs on pygame-ce and pygame): 0.99-1.10x plain asyncio's
-    MB/s against 0.90-1.04x, frame-time p99 no worse, and less idle cost (an
-    idle pump is a length check, 0.6-1.1 ms per 3 s, against a ``poll``
-    system call per frame, 2.6-3.6 ms per 3 s: over the 2 ms idle bar). A
-    loop blocked in ``event.wait()`` (doorbell) cannot have it at all.
+    the default (``auto``) is the backend thread, which measured steadier
+    here (``bench/bm_frames.py``, 60 fps, loopback at full speed, 4 ms
+    budget, three runs on pygame-ce and pygame): 0.99-1.10x plain asyncio's
+    MB/s against 0.90-1.26x (no better on the whole, more spread), frame-time
+    p99 no worse, and less idle cost (an idle pump is a length check,
+    0.6-1.1 ms per 3 s, against a ``poll`` system call per frame, 2.6-3.6 ms
+    per 3 s: over the 2 ms idle bar). A loop blocked in ``event.wait()``
+    (doorbell) cannot have it at all.
     """
     if host.doorbell or not _CAN_POLL or sys.platform == "win32":
         return None
