@@ -9,6 +9,8 @@
 #   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
 #   make test-glib     the GLib/GTK host (PyGObject 3.50.2, GTK under Xvfb) on GLIB_PYTHONS
 #   make test-wx       the wx host (Debian's wxPython 4.2.0 on /usr/bin/python3, Xvfb)
+#   make test-pygame   the pygame host on pygame-ce and pygame (SDL dummy driver), PYGAME_MATRIX
+#   make bench-pygame  bench/bm_frames.py (60 fps + loopback I/O) in each PYGAME_MATRIX venv
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
 #   make conformance-windows  tools/conformance.py on Windows CPython WIN_CONF_PYTHONS under Wine
@@ -36,7 +38,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-glib test-wx test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -96,7 +98,7 @@ LINUX_LANE_CONF := 3.10 3.11 3.13
 WINDOWS_LANE_CONF := 3.12 3.14 3.15
 
 lane-linux:
-	$(call sequence,test-linux test-qt test-glib test-wx conformance-linux-lane)
+	$(call sequence,test-linux test-qt test-glib test-wx test-pygame conformance-linux-lane)
 
 lane-windows:
 	$(call sequence,test-windows conformance-windows conformance-windows-lane)
@@ -201,6 +203,41 @@ test-wx: $(WX_VENV)/.installed
 	@echo; echo "==================== wx host: $$($(WX_VENV)/bin/python -c 'import sys, wx; print(wx.version(), "on Python", sys.version.split()[0])') ===================="
 	ASYNCIO_GUEST_REQUIRE_HOSTS=wx $(XVFB) $(WX_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	  -k "wx or required" tests/test_wx_host.py tests/scenarios tests/test_examples.py
+
+# pygame-ce and pygame both install the `pygame` import package, so each gets
+# a venv of its own (.venv/pygame-ce-3.12...: tools/python.sh makes named
+# venvs). The pygame host's own tests, the scenario set's pygame harness and
+# the example, headless (SDL dummy video and audio drivers). Wheels: pygame-ce
+# 2.5.8 for 3.10-3.14, pygame 2.6.1 for 3.10-3.13 (none for 3.14/3.15).
+PYGAME_MATRIX ?= 3.12/pygame-ce 3.13/pygame-ce 3.11/pygame
+PYGAME_PACKAGE_pygame-ce := "pygame-ce==2.5.*"
+PYGAME_PACKAGE_pygame := "pygame==2.6.*"
+PYGAME_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy PYGAME_HIDE_SUPPORT_PROMPT=1
+
+# pygame_venv: make the named venv of $$vp (VERSION/PACKAGE), install the package.
+define pygame_venv
+v=$${vp%/*}; p=$${vp#*/}; venv=$$p-$$v; \
+case $$p in pygame-ce) pkg=$(PYGAME_PACKAGE_pygame-ce);; pygame) pkg=$(PYGAME_PACKAGE_pygame);; esac; \
+$(PY) venv $$venv && { $(PY) run $$venv -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; }
+endef
+
+test-pygame:
+	@failed=""; \
+	for vp in $(PYGAME_MATRIX); do \
+	  echo; echo "==================== pygame host ($${vp#*/}): Python $${vp%/*} ===================="; \
+	  $(pygame_venv) || { failed="$$failed $$vp(venv)"; continue; }; \
+	  $(PYGAME_ENV) ASYNCIO_GUEST_REQUIRE_HOSTS=pygame $(PY) run $$venv -m pytest -q -p no:cacheprovider \
+	    -k "pygame or required_hosts" tests/test_pygame_host.py tests/scenarios tests/test_examples.py \
+	    || failed="$$failed $$vp"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "==================== test-pygame FAILED on:$$failed"; exit 1; fi; \
+	echo "==================== test-pygame passed on: $(PYGAME_MATRIX)"
+
+bench-pygame:
+	@for vp in $(PYGAME_MATRIX); do \
+	  $(pygame_venv) || exit 1; \
+	  $(PYGAME_ENV) $(PY) run $$venv bench/bm_frames.py $(BENCH_ARGS) || exit 1; \
+	done
 
 # Windows CPython (embeddable, from PyPI) under Debian's Wine: see
 # tools/windows/ and ../shared/windows-under-wine.md. Installs Wine and Xvfb

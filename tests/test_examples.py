@@ -2,7 +2,8 @@
 
 The Tk example is run by tests/test_tk_host.py (it needs the display those
 tests get); the Qt one by ``make test-qt`` for each binding. The wx one runs
-here where wxPython imports and a display exists (``make test-wx``: Xvfb).
+here where wxPython imports and a display exists (``make test-wx``: Xvfb); the
+pygame one here, required by ``make test-pygame``.
 """
 
 from __future__ import annotations
@@ -65,3 +66,24 @@ def test_wx_example_smoke() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("smoke ok:"), proc.stdout
+
+
+def test_pygame_example_smoke() -> None:
+    """The 60 fps game streaming over loopback (SDL dummy driver); required by
+    ``make test-pygame`` (ASYNCIO_GUEST_REQUIRE_HOSTS=pygame) in each pygame venv."""
+    from .scenarios.harness import unavailable
+
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        unavailable("pygame", "pygame (pygame-ce or pygame) is not installed")
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
+    paths = [os.path.join(ROOT, "src"), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "pygame_app.py"), "--smoke"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "frame time p50" in proc.stdout and "bytes over loopback" in proc.stdout
+    assert not proc.stderr, proc.stderr  # no asyncio error logged on the way out

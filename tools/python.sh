@@ -8,12 +8,15 @@
 # 3.14 and 3.15 are Debian's builds, run inside the chroot that
 # tools/newer/setup.sh makes (it is made on first use, as root).
 # A venv is refreshed only when pyproject.toml is newer than its stamp.
+# VERSION may carry a name: `venv pygame-ce-3.12` makes .venv/pygame-ce-3.12
+# on Python 3.12 (a toolkit that must have a venv of its own: make test-pygame).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd=${1:?usage: tools/python.sh venv|run VERSION [ARGS...]}
 version=${2:?usage: tools/python.sh venv|run VERSION [ARGS...]}
 shift 2
 venv=.venv/$version
+version=${version##*-}  # the Python version of a named venv (pygame-ce-3.12 -> 3.12)
 
 in_chroot() { [[ "$version" == 3.14 || "$version" == 3.15 ]]; }
 
@@ -77,7 +80,7 @@ case $cmd in
   venv)
     # One maker per venv at a time: `make test`'s two lanes may both ask for it.
     mkdir -p .venv
-    exec 9>".venv/.lock-$version"
+    exec 9>".venv/.lock-${venv#.venv/}"
     flock 9
     make_venv ;;
   run)
