@@ -159,6 +159,82 @@ def test_a_busy_guest_with_a_readable_socket_does_not_livelock(
     assert time.monotonic() - t0 < 10
 
 
+class _WakesBelowTheWatchHost(glib.GLibHost):
+    """Every wake-up posted below the fd watch, which is never lowered, and
+    workers posting through the host: the shape of a host whose posted
+    callbacks run when it is idle (wxGTK's pending events)."""
+
+    worker_wakes_by_fd = False
+
+    def _attach_wake(self, priority: int) -> None:
+        super()._attach_wake(glib.BUSY_PRIORITY)
+
+    def _post_busy(self) -> None:
+        self._attach_wake(glib.BUSY_PRIORITY)
+
+
+def test_a_readable_watch_does_not_starve_a_tick_posted_below_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker posts a tick, then makes the epoll fd readable: the watch fires
+    first and finds the tick owed. It must step aside (until the next arming)
+    rather than fire at every iteration above the posted tick for ever."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "fd")
+    host = _WakesBelowTheWatchHost()
+    loop_g = GLib.MainLoop()
+    out: list[Any] = []
+    timed_out: list[bool] = []
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        try:
+            await asyncio.sleep(0.02)  # an idle wait first: the fd watch is made
+            fut = loop.create_future()
+
+            def worker() -> None:
+                loop.call_soon_threadsafe(fut.set_result, "posted")  # a tick owed
+                b.send(b"x")  # then the watched fd is readable
+
+            def in_host() -> bool:
+                # On the GLib thread between two iterations, the guest idle: the
+                # worker's tick is posted and the fd readable before GLib looks.
+                thread = threading.Thread(target=worker)
+                thread.start()
+                thread.join()
+                return False
+
+            recv = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            GLib.timeout_add(10, in_host)
+            assert await fut == "posted"
+            return await recv
+        finally:
+            a.close()
+            b.close()
+
+    def done(result: Any) -> None:
+        out.append(result)
+        loop_g.quit()
+
+    def watchdog() -> bool:
+        timed_out.append(True)
+        loop_g.quit()
+        return False
+
+    watchdog_id = GLib.timeout_add(5_000, watchdog)
+    try:
+        glib.start_guest_run(main, done_callback=done, host=host)
+        loop_g.run()
+    finally:
+        if not timed_out:
+            GLib.source_remove(watchdog_id)
+        host.close()
+    assert not timed_out, "the posted tick never ran"
+    assert out[0].unwrap() == b"x"
+
+
 # ------------------------------------------------------------ the host object
 
 

@@ -14,12 +14,16 @@ can therefore own the whole wait, and the guest needs no backend thread:
   cancelled) and it runs a tick, which polls the selector with a zero timeout
   itself.
 
-The fd watch, once made, stays for the whole run: arming again only sets the
-state and the timer. Removing and re-adding it at every wake-up would cost a
-host call each way per round trip (a ``QSocketNotifier`` made and deleted, a
-Tcl file handler deleted and created), and a watch left in place while a tick
-runs is harmless: it is level-triggered, and a wake-up that finds a tick
-posted only makes that tick poll. Only the run's ending (``disarm``) removes it.
+The fd watch, once made, stays while ticks come from it: arming again only
+sets the state and the timer. Removing and re-adding it at every wake-up would
+cost a host call each way per round trip (a ``QSocketNotifier`` made and
+deleted, a Tcl file handler deleted and created). A wake-up that finds a tick
+already owed (posted by a worker, or a busy guest's next tick) makes that tick
+poll and removes the watch until the next arming: left in place, the
+level-triggered watch would fire at every host iteration until the owed tick
+ran, and for ever on a host that dispatches posted callbacks below its fd
+watches (GLib idle sources; wxGTK's pending events, handled when idle). The
+run's ending (``disarm``) removes whatever is left.
 
 The channel's states keep their meaning (``backend.py``), with the host's
 watch in the backend's place: IDLE is "no timer armed, the host thread owns the
@@ -36,8 +40,8 @@ Invariant (which thread touches what; what orders the hand-over):
 * ``posted`` keeps its rule (whoever flips it False -> True posts or runs that
   one tick): ``ready`` takes it under ``Channel.lock`` exactly as a worker's
   ``request_tick`` does, so a wake-up that finds a tick already posted only
-  makes the state IDLE (that tick then polls and arms afresh), and never a
-  second tick is started.
+  makes the state IDLE and removes the watch (that tick then polls and arms
+  afresh), and never a second tick is started.
 * A tick polls the selector when the state is IDLE (the host's wake-up
   brought it, or the previous tick left work); a tick a worker posted while
   the state is WAITING runs what is ready and leaves I/O and timers to the
@@ -215,9 +219,13 @@ class FdWaits:
 
         The timer is cancelled and the state becomes IDLE (the next tick
         polls, and arms afresh after it); then the tick runs, unless one is
-        posted already (that one polls). A late call for an ended run removes
-        what is left; a failing host primitive here is our machinery failing
-        (raised on the host thread).
+        posted already (that one polls): the watch is then removed until the
+        next arming. Left in place, the level-triggered watch would fire at
+        every host iteration until the owed tick ran, and never stop on a host
+        that dispatches posted callbacks below its fd watches (GLib idle
+        sources, wx's pending events, which wxGTK handles when idle). A late
+        call for an ended run removes what is left; a failing host primitive
+        here is our machinery failing (raised on the host thread).
         """
         if engine._run != tok.run or engine._finished:
             self.remove()  # a run's ending removes it first; never leave it firing
@@ -227,9 +235,13 @@ class FdWaits:
             ch = engine._ch
             ch.state = IDLE
             with ch.lock:
-                if ch.posted:
-                    return
+                owed = ch.posted
                 ch.posted = True
+            if owed:
+                unwatch, self._unwatch = self._unwatch, None
+                if unwatch is not None:
+                    unwatch()
+                return
         except BaseException as exc:
             engine._fatal(exc)
             engine._raise_to_host()
