@@ -188,7 +188,8 @@ test-glib:
 # wxPython: PyPI has no Linux wheels; Debian's python3-wxgtk4.0 (4.2.0, GTK 3) is
 # built for the system CPython 3.11 only, so the venv is that interpreter's with
 # the system site-packages (.venv/wx, remade when pyproject.toml changes): the
-# wx module's own tests, the scenario set's wx harness and the example, under Xvfb.
+# wx module's own tests, the scenario set's wx harness under both waits (the
+# zero-thread one through Debian's PyGObject, python3-gi) and the example, under Xvfb.
 WX_VENV := .venv/wx
 
 $(WX_VENV)/.installed: pyproject.toml
@@ -201,7 +202,7 @@ $(WX_VENV)/.installed: pyproject.toml
 
 test-wx: $(WX_VENV)/.installed
 	@echo; echo "==================== wx host: $$($(WX_VENV)/bin/python -c 'import sys, wx; print(wx.version(), "on Python", sys.version.split()[0])') ===================="
-	ASYNCIO_GUEST_REQUIRE_HOSTS=wx $(XVFB) $(WX_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	ASYNCIO_GUEST_REQUIRE_HOSTS="wx,wx[fd]" $(XVFB) $(WX_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	  -k "wx or required" tests/test_wx_host.py tests/scenarios tests/test_examples.py
 
 # pygame-ce and pygame both install the `pygame` import package, so each gets

@@ -147,18 +147,41 @@ def test_close_is_idempotent_and_drops_what_was_queued() -> None:
     assert ran == []
 
 
-def test_the_wait_is_the_backend_thread_and_fd_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def main() -> bool:
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(0.05)  # one real wait
-        backend = getattr(loop, "_guest_backend", None)
-        return getattr(backend, "thread", None) is not None
+async def _uses_a_backend_thread() -> bool:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.05)  # one real wait
+    backend = getattr(loop, "_guest_backend", None)
+    return getattr(backend, "thread", None) is not None
 
+
+def test_without_a_glib_watch_the_wait_is_the_backend_thread_and_fd_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """wxMSW, wxMac, or wxGTK without PyGObject: nothing can watch the fd."""
+    monkeypatch.setattr(agwx, "_glib_watcher", lambda: None)
     monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "auto")
-    assert _run_with_frame(main)[0] is True
+    assert _run_with_frame(_uses_a_backend_thread)[0] is True
     monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "fd")
     with pytest.raises(WaitChoiceError, match="fd_watcher"):
-        _run_with_frame(main)
+        _run_with_frame(_uses_a_backend_thread)
+
+
+def _glib_watch_here() -> bool:
+    watcher = agwx._glib_watcher()
+    if watcher is None:
+        return False
+    watcher.close()
+    return True
+
+
+@pytest.mark.skipif(
+    not _glib_watch_here(), reason="wxGTK with PyGObject only (GLib watches the fd)"
+)
+def test_on_wxgtk_with_pygobject_glib_watches_the_fd_and_no_thread_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", "auto")
+    assert _run_with_frame(_uses_a_backend_thread)[0] is False
 
 
 def test_exit_main_loop_mid_run_cancels_main_with_a_clear_message_and_loses_nothing() -> None:

@@ -36,9 +36,17 @@ loops (``ShowModal``), so asyncio keeps running under a modal dialog opened
 with ``run_modal`` (``show_modal``).
 
 The wait: wxPython cannot watch a file descriptor (wxWidgets'
-``wxEventLoopSource`` is not wrapped), so the guest waits on its selector in
-the backend thread; no ``fd_watcher`` is given, and ``ASYNCIO_GUEST_WAIT=fd``
-raises ``WaitChoiceError``.
+``wxEventLoopSource`` is not wrapped). But wxGTK's event loop is GLib's main
+loop (``gtk_main`` on the default main context, nested loops too): where
+PyGObject imports, the host watches the selector's fd and sets the guest's
+timer with GLib sources there (``asyncio_guest.glib.GLibHost``), so the guest
+needs no backend thread, and a worker's ``call_soon_threadsafe`` is a byte on
+the self-pipe rather than a posted event. Elsewhere (wxMSW, wxMac, no
+PyGObject) the guest waits on its selector in the backend thread, and
+``ASYNCIO_GUEST_WAIT=fd`` raises ``WaitChoiceError``. The fd watch runs at
+GLib's default priority, above wx's pending events (handled when idle): a
+wake-up that finds a tick already owed removes the watch until the tick has
+run (``_core/fd_watch.py``), so a readable fd cannot starve it.
 
 Ending (``run``): the last top-level window closed (wx then calls
 ``ExitMainLoop``) or ``app.ExitMainLoop()`` before ``main`` is done cancels
@@ -69,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -132,6 +141,52 @@ class WxHost:
         self._idle_handler = self._on_idle
         app.Bind(self._wake_binder, self._wake_handler)
         app.Bind(wx.EVT_IDLE, self._idle_handler)
+        self._glib: Any = _glib_watcher()  # wxGTK + PyGObject: the fd watch (module doc)
+
+    # --------------------------------- waits for a zero-thread wait (wxGTK)
+
+    @property
+    def watches_fds(self) -> bool:
+        """True where the host can watch an fd (wxGTK with PyGObject): no backend thread."""
+        return self._glib is not None
+
+    @property
+    def worker_wakes_by_fd(self) -> bool:
+        """The self-pipe wakes a watching host sooner than a posted event (``FdWatcher``)."""
+        return self._glib is not None
+
+    def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], object]:
+        """Host thread: call ``callback()`` while ``fd`` is readable (a GLib source)."""
+        if self._glib is None:
+            raise RuntimeError("this WxHost cannot watch fds (wxGTK with PyGObject only)")
+        unwatch: Callable[[], object] = self._glib.watch_readable(fd, self._then_idle(callback))
+        return unwatch
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Callable[[], object]:
+        """Host thread: call ``callback()`` once after ``delay`` seconds (a GLib timeout)."""
+        if self._glib is None:
+            raise RuntimeError("this WxHost cannot set GLib timers (wxGTK with PyGObject only)")
+        cancel: Callable[[], object] = self._glib.call_later(delay, self._then_idle(callback))
+        return cancel
+
+    @staticmethod
+    def _then_idle(callback: Callable[[], object]) -> Callable[[], None]:
+        """``callback()`` from a GLib source, then wx's idle processing asked for.
+
+        wx defers work to idle time (a closed frame is deleted there, and the
+        last one's deletion ends ``MainLoop``); after its own event handlers
+        it asks for that turn itself, not after a GLib source of ours. The
+        guest's ticks run wx code (``frame.Close()`` in a task or a
+        ``done_callback``), so each ends as a wx handler would.
+        """
+
+        def call() -> None:
+            try:
+                callback()
+            finally:
+                wx.WakeUpIdle()
+
+        return call
 
     # ----------------------------------------------------------- primitives
 
@@ -231,6 +286,8 @@ class WxHost:
             self._closed = True
         self._queue.clear()
         self._busy = False
+        if self._glib is not None:
+            self._glib.close()  # its fd watch and timers
         try:
             self.app.Unbind(wx.EVT_IDLE, handler=self._idle_handler)
             self.app.Unbind(self._wake_binder, handler=self._wake_handler)
@@ -246,6 +303,19 @@ class WxHost:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _glib_watcher() -> Any:
+    """A ``GLibHost`` on the default main context, where wx's loop is GLib's; else None."""
+    if sys.platform == "win32" or wx.Platform != "__WXGTK__":
+        return None
+    try:
+        from gi.repository import GLib
+
+        from .glib import GLibHost
+    except ImportError:
+        return None
+    return GLibHost(GLib.MainContext.default())
 
 
 # ------------------------------------------------------------- entries
@@ -278,7 +348,7 @@ def start_guest_run(
         host=the_host,
         own_host=host is None,
         done_callback=done_callback,
-        fd_watcher=None,  # wxPython cannot watch an fd: the backend thread waits
+        fd_watcher=the_host if the_host.watches_fds else None,  # module doc, "The wait"
         loop_factory=loop_factory,
         debug=debug,
         tick_budget=tick_budget,
@@ -375,7 +445,7 @@ def run(
             stop_host=stop_host,
             close_host=host.close,
             entry_name="asyncio_guest.wx.run",
-            fd_watcher=None,
+            fd_watcher=host if host.watches_fds else None,
             loop_factory=loop_factory,
             debug=debug,
             tick_budget=tick_budget,

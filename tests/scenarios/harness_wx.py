@@ -13,8 +13,9 @@
 wx allows one application per process: it is made here, at import
 (collection), with what it opens once (the X connection). ``wx.App()`` sets
 SIGINT to ``SIG_DFL``; Python's handler is put back at once, so the session
-runs as without wx. Only the backend-thread wait exists for wx (wxPython
-cannot watch an fd): ``waits`` says so to the scenario module.
+runs as without wx. The zero-thread wait exists only on wxGTK with
+PyGObject (GLib watches the fd for wx's loop): ``waits`` tells the scenario
+module which waits this process has.
 
 Under Xvfb here, Debian's wxPython 4.2.0 fails to start in some 15% of
 processes ("wxEntryStart failed ... Is DISPLAY set properly?", then a GTK
@@ -79,9 +80,13 @@ def _warm_up(wx: Any) -> None:
 class WxHarness:
     name = "wx"
     capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
-    waits = ("thread",)
-
     def __init__(self, wx: Any) -> None:
+        from asyncio_guest.wx import _glib_watcher
+
+        watcher = _glib_watcher()
+        self.waits: tuple[str, ...] = ("thread",) if watcher is None else ("thread", "fd")
+        if watcher is not None:
+            watcher.close()
         self.wx = wx
         self.frame: Any = None
         self.panel: Any = None
