@@ -2,6 +2,7 @@
 
     python examples/pygame_app.py            # a window: a bouncing ball, the stream's rate
     python examples/pygame_app.py --smoke    # headless, ~2 s: prints frame times and bytes
+    python examples/pygame_app.py --screenshot out.png  # headless, the screen after ~1.5 s
 
 asyncio runs on the game's own thread, inside its frame loop: each frame calls
 ``host.pump()``, which gives asyncio at most 4 ms (``budget``) of the 16.7 ms
@@ -22,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-if "--smoke" in sys.argv:
+if "--smoke" in sys.argv or "--screenshot" in sys.argv:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -38,6 +39,7 @@ CHUNK = b"x" * (256 << 10)
 class Stats:
     received = 0
     rtt_ms: float | None = None
+    screenshot: str | None = None  # a PNG to write once, ~1.5 s in
 
 
 async def stream(stats: Stats) -> None:
@@ -108,7 +110,7 @@ def game(host: guest_pygame.PygameHost, stats: Stats, frame_times: list[float]) 
     clock = pygame.time.Clock()
     on_space = async_callback(ping, on_busy="ignore")
     x, y, dx, dy = 40.0, 40.0, 240.0, 180.0
-    last = time.perf_counter()
+    started = last = time.perf_counter()
     while host.running:
         for event in pygame.event.get():
             host.handle(event)  # QUIT cancels main; the loop goes on until asyncio is done
@@ -133,6 +135,10 @@ def game(host: guest_pygame.PygameHost, stats: Stats, frame_times: list[float]) 
         for i, text in enumerate(lines):
             screen.blit(font.render(text, True, (220, 220, 220)), (10, 10 + 24 * i))
         pygame.display.flip()
+        if stats.screenshot and now - started > 1.5:
+            pygame.image.save(screen, stats.screenshot)
+            print(f"screenshot written to {stats.screenshot}")
+            stats.screenshot = None
         clock.tick(60)
 
 
@@ -141,11 +147,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(seconds: float | None) -> tuple[int, list[float]]:
+def run(seconds: float | None, screenshot: str | None = None) -> tuple[int, list[float]]:
     pygame.init()
     pygame.display.set_caption("asyncio-guest: pygame")
     pygame.display.set_mode((480, 320))
     stats = Stats()
+    stats.screenshot = screenshot
     frame_times: list[float] = []
     try:
         received: Any = guest_pygame.run(
@@ -161,8 +168,9 @@ def run(seconds: float | None) -> tuple[int, list[float]]:
 def cli() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="headless, about 2 s, then report")
+    parser.add_argument("--screenshot", metavar="PNG", help="save the screen as a PNG, then exit")
     args = parser.parse_args()
-    received, frame_times = run(2.0 if args.smoke else None)
+    received, frame_times = run(2.0 if args.smoke or args.screenshot else None, args.screenshot)
     steady = frame_times[10:]  # after the first frames (window set-up, first connect)
     if steady:
         print(f"frames {len(frame_times)}, frame time p50 {percentile(steady, 0.5) * 1e3:.2f} ms, "

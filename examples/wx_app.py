@@ -8,6 +8,7 @@ with ``show_modal`` while the feed keeps running. Closing the window cancels
 
     python examples/wx_app.py            # needs a display (on Linux: xvfb-run for headless)
     python examples/wx_app.py --smoke    # clicks through it in a few seconds, exit 0 if all worked
+    python examples/wx_app.py --screenshot out.png  # the window after ~1.5 s
 
 On Linux wxPython comes from the distribution (Debian: ``python3-wxgtk4.0``).
 """
@@ -143,12 +144,17 @@ class Window(wx.Frame):  # type: ignore[misc]
 # ------------------------------------------------------------ main
 
 
-async def main(window: Window, smoke: bool) -> int:
+async def main(window: Window, smoke: bool, screenshot: str | None = None) -> int:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     window.port = server.sockets[0].getsockname()[1]
     feed = asyncio.create_task(window.live_feed())
     try:
-        if smoke:
+        if screenshot:
+            click(window.fetch_button)
+            await asyncio.sleep(1.5)
+            save_window_png(window, screenshot)
+            print(f"screenshot written to {screenshot}")
+        elif smoke:
             await click_through(window)
             print(f"smoke ok: {window.quotes} quotes, {window.fetched} fetch(es)")
         else:
@@ -157,6 +163,18 @@ async def main(window: Window, smoke: bool) -> int:
         feed.cancel()
         server.close()
     return 0
+
+
+def save_window_png(window: wx.Frame, path: str) -> None:
+    """The window as it is on screen (its client area and frame), as a PNG."""
+    window.Update()
+    x, y, width, height = window.GetScreenRect()
+    bitmap = wx.Bitmap(width, height)
+    memory = wx.MemoryDC(bitmap)
+    memory.Blit(0, 0, width, height, wx.ScreenDC(), x, y)
+    memory.SelectObject(wx.NullBitmap)
+    if not bitmap.SaveFile(path, wx.BITMAP_TYPE_PNG):
+        raise RuntimeError(f"could not write {path}")
 
 
 def click(button: wx.Button) -> None:
@@ -194,12 +212,13 @@ async def click_through(window: Window) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="click through it and exit")
+    parser.add_argument("--screenshot", metavar="PNG", help="save the window as a PNG, then exit")
     args = parser.parse_args()
     app = wx.App(False)
     window = Window()
     window.Show()
     try:
-        code = agwx.run(main, window, args.smoke)
+        code = agwx.run(main, window, args.smoke, args.screenshot)
     except asyncio.CancelledError:
         code = 0  # the window was closed
     if window:
