@@ -169,7 +169,7 @@ test-qt:
 # GLib 2.74: built from source into the venv; GTK under Xvfb): the GLib host's
 # own tests and the scenario set's glib and gtk3 harnesses, then (GTK 4 cannot
 # share a process with GTK 3) the set's gtk4 harness, on GLIB_PYTHONS.
-GLIB_PYTHONS ?= 3.11
+GLIB_PYTHONS ?= 3.11 3.13
 
 test-glib:
 	@failed=""; \
