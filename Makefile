@@ -210,7 +210,7 @@ test-wx: $(WX_VENV)/.installed
 # venvs). The pygame host's own tests, the scenario set's pygame harness and
 # the example, headless (SDL dummy video and audio drivers). Wheels: pygame-ce
 # 2.5.8 for 3.10-3.14, pygame 2.6.1 for 3.10-3.13 (none for 3.14/3.15).
-PYGAME_MATRIX ?= 3.12/pygame-ce 3.13/pygame-ce 3.11/pygame
+PYGAME_MATRIX ?= 3.13/pygame-ce 3.14/pygame-ce 3.11/pygame
 PYGAME_PACKAGE_pygame-ce := "pygame-ce==2.5.*"
 PYGAME_PACKAGE_pygame := "pygame==2.6.*"
 PYGAME_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy PYGAME_HIDE_SUPPORT_PROMPT=1
