@@ -440,6 +440,67 @@ def test_run_with_nothing_given_runs_a_glib_main_loop() -> None:
 @pytest.mark.skipif(
     sys.platform.startswith("linux") and not os.environ.get("DISPLAY"), reason="needs a display"
 )
+def test_gtk3_redraws_keep_their_rate_while_the_guest_streams_at_full_speed() -> None:
+    """Asyncio I/O must not starve GTK's redraw (GDK_PRIORITY_REDRAW, below
+    the default priority of our wake-ups and fd watch): a window asking for a
+    redraw every 16 ms keeps most of its frames while the guest moves data
+    over loopback as fast as it can (busy ticks yield to the GUI)."""
+    proc = _child(
+        """
+        import asyncio, time
+        import gi
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import GLib, Gtk
+        from asyncio_guest import glib
+
+        win = Gtk.Window(title="redraws")
+        area = Gtk.DrawingArea()
+        area.set_size_request(200, 200)
+        win.add(area)
+        win.show_all()
+        draws = [0]
+        area.connect("draw", lambda *_: draws.__setitem__(0, draws[0] + 1))
+        GLib.timeout_add(16, lambda: area.queue_draw() or True)
+        chunk = b"x" * (256 << 10)
+
+        async def main():
+            async def serve(r, w):
+                try:
+                    while True:
+                        w.write(chunk)
+                        await w.drain()
+                except (ConnectionError, asyncio.CancelledError):
+                    pass
+                finally:
+                    w.close()
+
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            await asyncio.sleep(0.3)
+            d0 = draws[0]
+            await asyncio.sleep(1.0)
+            idle = draws[0] - d0
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            got, d0, t0 = 0, draws[0], time.monotonic()
+            while time.monotonic() - t0 < 1.0:
+                got += len(await reader.read(1 << 20))
+            busy = draws[0] - d0
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            return idle, busy, got
+
+        idle, busy, got = glib.run(main)
+        print(idle, busy, got)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    idle, busy, got = map(int, proc.stdout.split())
+    assert got > 10_000_000, got  # the guest really streamed (tens of MB/s at least)
+    assert idle >= 30, idle  # the display redraws at all
+    assert busy >= idle // 2, (idle, busy)  # and keeps at least half its rate meanwhile
+
+
 def test_gtk4_application_window_closed_mid_run_cancels_main() -> None:
     proc = _child(
         """
