@@ -139,6 +139,7 @@ def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
     else:
         _run_forever_setup(aloop)
     owner: SelfHostedRuns | None = None
+    started = False  # the engine ran (else the first slice stopped the loop)
     failed = True
     try:
         owner = loop._guest_self_host
@@ -147,6 +148,7 @@ def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
         engine = owner.engine
         loop._guest_attach(engine)
         if not _first_slice(loop, engine.budget):
+            started = True
             engine.start()
             owner.host.run()
         failed = owner.error is not None
@@ -160,8 +162,11 @@ def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
             if owner is not None:
                 try:
                     # A signal handler may have raised out of host.run(): stop
-                    # the backend whatever state it is in.
-                    owner.engine.abort()
+                    # the backend whatever state it is in. Not when the engine
+                    # never started (a restart that only ran ready callbacks):
+                    # the last run's end has stopped and joined it already.
+                    if started:
+                        owner.engine.abort()
                 except BaseException:
                     if not failed:
                         raise
