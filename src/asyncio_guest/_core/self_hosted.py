@@ -134,6 +134,18 @@ def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
     cancelled after the base clean-up too.
     """
     aloop: Any = loop
+    previous = loop._guest_self_host
+    if previous is not None and previous.engine._backend.retiring:
+        # A backend thread the last run's end failed to join (only a failing
+        # join leaves one) is joined now, outside the running loop (a join
+        # blocks), before this run can start another: never two backend
+        # threads at once. On a proactor loop both would wait on the one
+        # completion port, and under Wine a waiting thread's packet can be
+        # taken by another thread's dequeue: the new thread took the old one's
+        # exit packet, the old one then took the wake-up meant for the new one
+        # and exited with it (CI: tests/test_edges.py's failing-join test hung,
+        # the host asleep and the one thread left waiting).
+        previous.engine.join_backend()
     if _HAS_SETUP:
         aloop._run_forever_setup()  # a subclass's override included
     else:
