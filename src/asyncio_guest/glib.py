@@ -75,6 +75,7 @@ import outcome
 from gi.repository import GLib
 
 from ._core.entry import run_beside, start_with_host
+from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.wake_queue import CoalescingQueue
 
@@ -212,10 +213,7 @@ class GLibHost:
 
     def raise_errors(self) -> None:
         """Host thread: raise the first exception ``_report`` kept, if any (and forget them)."""
-        if self.errors:
-            first = self.errors[0]
-            self.errors.clear()
-            raise first
+        raise_first(self.errors)
 
     # ------------------------------------------- waits for a zero-thread wait
 

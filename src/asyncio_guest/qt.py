@@ -73,6 +73,7 @@ import outcome
 
 from . import _qt_binding
 from ._core.entry import run_beside, start_with_host
+from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
@@ -248,10 +249,7 @@ class QtHost:
 
     def raise_errors(self) -> None:
         """Host thread: raise the first exception ``_report`` kept, if any (and forget them)."""
-        if self.errors:
-            first, *_ = self.errors
-            self.errors.clear()
-            raise first
+        raise_first(self.errors)
 
     # ------------------------------------------- waits for a zero-thread wait
 

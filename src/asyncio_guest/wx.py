@@ -86,6 +86,7 @@ import outcome
 import wx
 
 from ._core.entry import run_beside, start_with_host
+from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
@@ -264,10 +265,7 @@ class WxHost:
 
     def raise_errors(self) -> None:
         """Host thread: raise the first exception ``_report`` kept, if any (and forget them)."""
-        if self.errors:
-            first = self.errors[0]
-            self.errors.clear()
-            raise first
+        raise_first(self.errors)
 
     # ------------------------------------------------------------- ending
 

@@ -24,3 +24,15 @@ def cleanup_twice(step: Callable[[], object], errors: list[BaseException]) -> No
             step()
         except BaseException:
             pass
+
+
+def raise_first(errors: list[BaseException]) -> None:
+    """Raise the first of ``errors`` (and forget them all), if there is one.
+
+    The host modules keep what their callbacks raised (a GUI loop would only
+    print it) and raise it on the host thread once its loop has returned.
+    """
+    if errors:
+        first = errors[0]
+        errors.clear()
+        raise first
