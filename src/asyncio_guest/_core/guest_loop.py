@@ -35,8 +35,10 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from . import linger as _linger
 from .backend import Backend
 from .iocp_wait import IocpIO, Taken
+from .linger import Linger
 from .selector_wait import EpollIO, KqueueIO, SelectorIO, io_for
 from .self_hosted import run_forever_self_hosted
 
@@ -94,6 +96,7 @@ class GuestLoopMixin:
     _guest_regs_dirty = False
     _guest_batch = 0  # callbacks at the head of _ready still in the current iteration
     _guest_pending_raw: Any = None  # backend events held until the batch is done
+    _guest_linger: Linger | None = None  # linger.py; set at attach where the loop has one fd
     _guest_escaped: BaseException | None = None  # what a callback let escape
     _guest_keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
     _guest_loop_hooks: tuple[Any, Any] | None = None  # installed during ticks (guest runs)
@@ -184,6 +187,7 @@ class GuestLoopMixin:
             io = sel_io
             self._guest_waker = self._write_to_self
         self._guest_io = io
+        self._guest_linger = _linger.for_fd(self._guest_pollable_fd())
         self._guest_engine = engine
         self._guest_batch = 0
         self._guest_pending_raw = None
@@ -201,6 +205,7 @@ class GuestLoopMixin:
         self._guest_host_owns_wakeup = False
         io = self._guest_io
         self._guest_io = None
+        self._guest_linger = None
         held, self._guest_pending_raw = self._guest_pending_raw, None
         if isinstance(self, _BaseProactorEventLoop):
             if isinstance(io, IocpIO) and not self.is_closed():
@@ -539,6 +544,7 @@ class GuestLoopMixin:
         io = self._guest_io
         assert io is not None
         poll_raw = io.poll_raw if may_poll else None
+        linger = self._guest_linger
         decode = io.decode
         # Every exit stores the batch left (_guest_batch) and drops ``handle``:
         # _run_once's "handle = None  # Needed to break cycles when an exception
@@ -595,6 +601,14 @@ class GuestLoopMixin:
             # for an event we could have read in a microsecond.
             if self._guest_pending_raw is None and poll_raw is not None:
                 events = poll_raw()
+                if (
+                    not events
+                    and linger is not None
+                    and not ready
+                    and not self._stopping
+                    and linger.wait(deadline - clock(), self._guest_next_timer_in())
+                ):
+                    events = poll_raw()  # linger.py: the reply came within the tick
                 if events:
                     events = decode(events)
                     if events:
@@ -659,6 +673,13 @@ class GuestLoopMixin:
             timeout = None
         self._guest_regs_dirty = False
         return timeout
+
+    def _guest_next_timer_in(self) -> float | None:
+        """Host thread: seconds until the loop's first timer (None without timers)."""
+        sched = self._scheduled
+        if not sched:
+            return None
+        return sched[0]._when - self.time()  # type: ignore[attr-defined,no-any-return]
 
     def _guest_pollable_fd(self) -> int | None:
         """Host thread, attached: the one fd that is readable when a poll has events.

@@ -1,0 +1,106 @@
+"""Lingering: a tick that has just run callbacks waits a little for the reply.
+
+Why. A request/response exchange (an echo, an RPC, a database round trip, a
+subprocess answering on a pipe) often replies within tens of microseconds of
+our write. Handed over, that reply reaches the guest through the host: the
+host's watch of the selector fd, or the backend thread and a posted tick, and
+then the host's own dispatch (a Tcl notifier thread and a condition variable,
+a Qt posted event, a Trio task step): 10-30 us per round trip that plain
+asyncio does not pay, since its ``epoll_wait`` returns on the loop's own
+thread. So before the hand-over a tick that ran callbacks and finds nothing
+ready waits on the selector's fd itself, briefly, the way plain asyncio's
+``epoll_wait`` would; if I/O arrives, the same tick runs it.
+
+What it costs, and the bounds that keep the host in charge:
+
+* the host thread sleeps in ``select()`` (no CPU is spent) for at most
+  ``LINGER`` per wait, never past the tick's budget (so a host timer is late
+  by no more than the budget allows already) and never past the loop's next
+  timer;
+* a wait that times out (a *miss*: the peer is slower than ``LINGER``) makes
+  the next ticks skip lingering, twice as many after each further miss, up to
+  ``_MAX_SKIP`` ticks; a wait that brings I/O (a *hit*) makes lingering eager
+  again. A steady slow exchange therefore costs the host about
+  ``LINGER / _MAX_SKIP`` per tick, a fast one saves a host round trip each time.
+
+Only for loops with one pollable selector fd (epoll, kqueue: the zero-thread
+strategy's fd, ``GuestLoopMixin._guest_pollable_fd``), whichever strategy
+waits, and only in ticks that own the poll (the backend is parked or the
+host's watch has fired): nothing else may be waiting on the selector. A
+worker's ``call_soon_threadsafe`` during a linger is not lost: it posts its
+tick as usual (or, on ``worker_wakes_by_fd`` hosts, writes the self-pipe, which
+ends the wait at once); the lingering tick runs the callback when its wait
+ends, or the posted tick does. A Ctrl+C's handler runs inside the wait (then
+the wait resumes, PEP 475): it lands in our own frame, so its
+``KeyboardInterrupt`` is deferred to the tick's end (``interrupts.py``), and
+the first one's cancellation of ``main`` is a ready callback that runs when
+the wait ends: at most ``LINGER`` later either way.
+
+Host thread only (the state lives on the loop, which only the host thread runs).
+"""
+
+from __future__ import annotations
+
+import select
+
+LINGER = 0.0001
+"""Seconds a tick waits for I/O after running callbacks (0 disables lingering).
+
+Above a loopback or same-machine round trip (20-80 us here, including the
+peer's own scheduling), far below a frame (16 ms) or a host timer's 1 ms bar.
+"""
+
+_MAX_SKIP = 64
+"""Ticks skipped after a run of misses, at most (see module doc)."""
+_MAX_MISSES = 7  # 2**7 - 1 >= _MAX_SKIP
+
+
+_SELECT_LIMIT = 1024
+"""FD_SETSIZE on Linux and macOS: ``select()`` cannot wait on a higher fd. The
+waits here are shorter than a millisecond, which ``poll()`` and ``epoll_wait()``
+cannot express (both count whole milliseconds); a loop whose selector fd is that
+high (a program with over a thousand files open) does not linger."""
+
+
+def for_fd(fd: int | None) -> Linger | None:
+    """The policy for a loop whose selector is ``fd`` (None: no such fd, or lingering off)."""
+    if fd is None or fd >= _SELECT_LIMIT or LINGER <= 0:
+        return None
+    return Linger(fd, LINGER)
+
+
+class Linger:
+    """The lingering policy of one loop: how long, and whether to try now."""
+
+    __slots__ = ("fd", "misses", "seconds", "skip")
+
+    def __init__(self, fd: int, seconds: float) -> None:
+        self.fd = fd
+        self.seconds = seconds
+        self.misses = 0  # misses since the last hit
+        self.skip = 0  # ticks left that do not linger
+
+    def wait(self, budget_left: float, timer_in: float | None) -> bool:
+        """Wait until the selector has events, at most ``seconds``; True when it has.
+
+        ``budget_left`` is what remains of the tick's budget, ``timer_in`` the
+        time until the loop's next timer (None: no timer). Returns False at
+        once when lingering is off, backed off, or has no time left.
+        """
+        if self.skip:
+            self.skip -= 1
+            return False
+        timeout = seconds = self.seconds
+        if budget_left < timeout:
+            timeout = budget_left
+        if timer_in is not None and timer_in < timeout:
+            timeout = timer_in
+        if timeout <= 0.0:
+            return False
+        if select.select((self.fd,), (), (), timeout)[0]:
+            self.misses = 0
+            return True
+        if timeout == seconds:  # a wait cut short by the budget or a timer tells nothing
+            misses = self.misses = min(self.misses + 1, _MAX_MISSES)
+            self.skip = min((1 << misses) - 1, _MAX_SKIP)
+        return False

@@ -1,0 +1,200 @@
+"""Lingering (``_core/linger.py``): a tick that ran callbacks waits briefly for the reply.
+
+The policy is tested on a real pipe; the engine's use of it on a real socket
+pair with a peer process, on the strict host, under both wait strategies.
+Where a test needs the reply to come "within the linger", the linger and the
+tick budget are made seconds long, so that a busy machine cannot turn the
+outcome around; the control run (lingering off) shows the test can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import asyncio_guest
+from asyncio_guest._core import fd_watch, handover, linger
+
+from .hosts import LONG, StrictHost
+
+needs_pollable_selector = pytest.mark.skipif(
+    not (hasattr(selectors, "EpollSelector") or hasattr(selectors, "KqueueSelector")),
+    reason=f"no epoll or kqueue selector on {sys.platform}: lingering needs one fd to wait on",
+)
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    try:
+        yield r, w
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# ------------------------------------------------------------ the policy
+
+
+def test_a_readable_fd_is_a_hit(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    policy = linger.Linger(r, 5.0)
+    policy.misses = 3
+    os.write(w, b"x")
+    assert policy.wait(10.0, None)
+    assert (policy.misses, policy.skip) == (0, 0)
+
+
+def test_misses_back_off_and_a_hit_makes_it_eager_again(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    policy = linger.Linger(r, 1e-4)
+    skipped: list[int] = []
+    for _ in range(9):
+        assert not policy.wait(10.0, None)  # a miss: nothing is written
+        skipped.append(policy.skip)
+        while policy.skip:
+            assert not policy.wait(10.0, None)  # skipped: returns at once
+    assert skipped == [1, 3, 7, 15, 31, 63, 64, 64, 64]
+    os.write(w, b"x")
+    assert policy.wait(10.0, None)
+    assert policy.misses == 0
+    os.read(r, 1)
+    assert not policy.wait(10.0, None)
+    assert policy.skip == 1  # the backoff starts again from one
+
+
+def test_a_wait_cut_short_by_the_budget_or_a_timer_is_no_miss(pipe: tuple[int, int]) -> None:
+    r, _ = pipe
+    policy = linger.Linger(r, 5.0)
+    assert not policy.wait(0.001, None)
+    assert not policy.wait(10.0, 0.001)
+    assert (policy.misses, policy.skip) == (0, 0)
+
+
+def test_no_time_left_means_no_wait(pipe: tuple[int, int]) -> None:
+    r, _ = pipe
+    policy = linger.Linger(r, 5.0)
+    t0 = time.monotonic()
+    assert not policy.wait(0.0, None)
+    assert not policy.wait(10.0, -1.0)  # a timer is due: run it, do not wait
+    assert time.monotonic() - t0 < 1.0
+    assert (policy.misses, policy.skip) == (0, 0)
+
+
+def test_lingering_off_or_no_single_fd_means_no_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert linger.for_fd(None) is None
+    assert linger.for_fd(1024) is None  # beyond select()'s reach
+    assert linger.for_fd(3) is not None
+    monkeypatch.setattr(linger, "LINGER", 0.0)
+    assert linger.for_fd(3) is None
+
+
+# -------------------------------------------------------- in the engine
+
+
+@pytest.fixture(params=["fd", "thread"])
+def wait_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(fd_watch.ENV, request.param)
+    return str(request.param)
+
+
+def _pollable_loop() -> asyncio.AbstractEventLoop:
+    return asyncio_guest.GuestSelectorEventLoop()  # DefaultSelector: epoll or kqueue
+
+
+def _count_ticks(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """Every tick the engine runs, whoever started it (a posted tick, the fd watch)."""
+    ticks: list[None] = []
+    run_tick = handover.Engine._run_tick
+
+    def counted(self: handover.Engine, tok: handover._Token) -> None:
+        ticks.append(None)
+        run_tick(self, tok)
+
+    monkeypatch.setattr(handover.Engine, "_run_tick", counted)
+    return ticks
+
+
+_ECHO_PEER = """
+import os, sys, time
+fd = int(sys.argv[1])
+while data := os.read(fd, 4096):
+    time.sleep(0.02)
+    os.write(fd, data)
+"""
+
+
+async def _round_trips(n: int) -> None:
+    """``n`` round trips with a peer process that echoes after 20 ms: far later than a
+    tick's zero-timeout poll, well within the test's linger. (A process, not a
+    thread: a thread's reply would be paced by the GIL, not by the wait.)"""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        peer = subprocess.Popen(
+            [sys.executable, "-c", _ECHO_PEER, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+        )
+    try:
+        reader, writer = await asyncio.open_connection(sock=ours)
+        for i in range(n):
+            writer.write(b"%d\n" % i)
+            assert await reader.readline() == b"%d\n" % i
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await asyncio.to_thread(peer.wait)
+
+
+@needs_pollable_selector
+@pytest.mark.parametrize("lingering", [True, False], ids=["linger", "control"])
+def test_replies_are_taken_in_the_tick_that_asked(
+    strict_host: StrictHost,
+    wait_strategy: str,
+    lingering: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Round trips with a peer that answers in 20 ms: lingering (1 s here), the tick
+    that wrote a request also reads its reply, so a few host ticks carry the
+    whole exchange; without it (the control) each reply costs a tick."""
+    monkeypatch.setattr(linger, "LINGER", 1.0 if lingering else 0.0)
+    ticks = _count_ticks(monkeypatch)
+    n = 20
+    fut = strict_host.start_guest(_round_trips, n, loop_factory=_pollable_loop, tick_budget=5.0)
+    fut.result(LONG).unwrap()
+    if lingering:
+        assert len(ticks) < n // 4, len(ticks)
+    else:
+        assert len(ticks) >= n, len(ticks)
+
+
+@needs_pollable_selector
+def test_a_linger_never_outlasts_the_next_timer(
+    strict_host: StrictHost, wait_strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that has gone quiet: the tick lingers, but the loop's timer (a
+    0.05 s timeout) still fires on time, not after the 3 s linger."""
+    monkeypatch.setattr(linger, "LINGER", 3.0)
+
+    async def main() -> float:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            reader, writer = await asyncio.open_connection(sock=ours)
+            writer.write(b"ping\n")
+            await asyncio.sleep(0)  # a tick that ran callbacks: it will linger
+            t0 = time.monotonic()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.readline(), 0.05)
+            took = time.monotonic() - t0
+            writer.close()
+        return took
+
+    fut = strict_host.start_guest(main, loop_factory=_pollable_loop, tick_budget=10.0)
+    took = fut.result(LONG).unwrap()
+    assert took < 1.5, f"the 0.05 s timer fired after {took:.2f} s"
