@@ -96,7 +96,7 @@ class GuestLoopMixin:
     _guest_regs_dirty = False
     _guest_batch = 0  # callbacks at the head of _ready still in the current iteration
     _guest_pending_raw: Any = None  # backend events held until the batch is done
-    _guest_linger: Linger | None = None  # linger.py; set at attach where the loop has one fd
+    _guest_linger: Linger | None = None  # linger.py; made with _guest_selector_io, kept
     _guest_escaped: BaseException | None = None  # what a callback let escape
     _guest_keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
     _guest_loop_hooks: tuple[Any, Any] | None = None  # installed during ticks (guest runs)
@@ -184,10 +184,12 @@ class GuestLoopMixin:
             sel_io = self._guest_selector_io
             if sel_io is None or sel_io.selector is not self._selector:
                 sel_io = self._guest_selector_io = io_for(self._selector)
+                self._guest_io = sel_io
+                # Kept with the selector's strategy (a restart costs nothing).
+                self._guest_linger = _linger.for_fd(self._guest_pollable_fd())
             io = sel_io
             self._guest_waker = self._write_to_self
         self._guest_io = io
-        self._guest_linger = _linger.for_fd(self._guest_pollable_fd())
         self._guest_engine = engine
         self._guest_batch = 0
         self._guest_pending_raw = None
@@ -205,7 +207,6 @@ class GuestLoopMixin:
         self._guest_host_owns_wakeup = False
         io = self._guest_io
         self._guest_io = None
-        self._guest_linger = None
         held, self._guest_pending_raw = self._guest_pending_raw, None
         if isinstance(self, _BaseProactorEventLoop):
             if isinstance(io, IocpIO) and not self.is_closed():
