@@ -1,6 +1,6 @@
 """Lingering (``_core/linger.py``): a tick that ran callbacks waits briefly for the reply.
 
-The policy is tested on a real pipe; the engine's use of it on a real socket
+The policy is tested on a real socket pair; the engine's use of it on a real socket
 pair with a peer process, on the strict host, under both wait strategies.
 Where a test needs the reply to come "within the linger", the linger and the
 tick budget are made seconds long, so that a busy machine cannot turn the
@@ -10,7 +10,6 @@ outcome around; the control run (lingering off) shows the test can fail.
 from __future__ import annotations
 
 import asyncio
-import os
 import selectors
 import socket
 import subprocess
@@ -31,31 +30,32 @@ needs_pollable_selector = pytest.mark.skipif(
 )
 
 
+Pair = tuple[socket.socket, socket.socket]
+
+
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    try:
+def pipe() -> Iterator[Pair]:
+    """A connected socket pair (select() takes only sockets on Windows)."""
+    r, w = socket.socketpair()
+    with r, w:
         yield r, w
-    finally:
-        os.close(r)
-        os.close(w)
 
 
 # ------------------------------------------------------------ the policy
 
 
-def test_a_readable_fd_is_a_hit(pipe: tuple[int, int]) -> None:
+def test_a_readable_fd_is_a_hit(pipe: Pair) -> None:
     r, w = pipe
-    policy = linger.Linger(r, 5.0)
+    policy = linger.Linger(r.fileno(), 5.0)
     policy.misses = 3
-    os.write(w, b"x")
+    w.send(b"x")
     assert policy.wait(10.0, None)
     assert (policy.misses, policy.skip) == (0, 0)
 
 
-def test_misses_back_off_and_a_hit_makes_it_eager_again(pipe: tuple[int, int]) -> None:
+def test_misses_back_off_and_a_hit_makes_it_eager_again(pipe: Pair) -> None:
     r, w = pipe
-    policy = linger.Linger(r, 1e-4)
+    policy = linger.Linger(r.fileno(), 1e-4)
     skipped: list[int] = []
     for _ in range(9):
         assert not policy.wait(10.0, None)  # a miss: nothing is written
@@ -63,25 +63,25 @@ def test_misses_back_off_and_a_hit_makes_it_eager_again(pipe: tuple[int, int]) -
         while policy.skip:
             assert not policy.wait(10.0, None)  # skipped: returns at once
     assert skipped == [1, 3, 7, 15, 31, 63, 64, 64, 64]
-    os.write(w, b"x")
+    w.send(b"x")
     assert policy.wait(10.0, None)
     assert policy.misses == 0
-    os.read(r, 1)
+    r.recv(1)
     assert not policy.wait(10.0, None)
     assert policy.skip == 1  # the backoff starts again from one
 
 
-def test_a_wait_cut_short_by_the_budget_or_a_timer_is_no_miss(pipe: tuple[int, int]) -> None:
+def test_a_wait_cut_short_by_the_budget_or_a_timer_is_no_miss(pipe: Pair) -> None:
     r, _ = pipe
-    policy = linger.Linger(r, 5.0)
+    policy = linger.Linger(r.fileno(), 5.0)
     assert not policy.wait(0.001, None)
     assert not policy.wait(10.0, 0.001)
     assert (policy.misses, policy.skip) == (0, 0)
 
 
-def test_no_time_left_means_no_wait(pipe: tuple[int, int]) -> None:
+def test_no_time_left_means_no_wait(pipe: Pair) -> None:
     r, _ = pipe
-    policy = linger.Linger(r, 5.0)
+    policy = linger.Linger(r.fileno(), 5.0)
     t0 = time.monotonic()
     assert not policy.wait(0.0, None)
     assert not policy.wait(10.0, -1.0)  # a timer is due: run it, do not wait
