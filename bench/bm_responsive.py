@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
+import resource
 import statistics
 import time
 
@@ -25,11 +27,14 @@ async def responsive(ctx: Ctx) -> Metrics:
     (``ReferenceHost.call_later``), which runs between guest ticks. Plain mode: a
     ``loop.call_later`` on the same loop, which is what a plain asyncio app has.
 
-    The thread that runs the timer never sleeps here, so between arming and firing,
-    wall time minus its CPU time (``time.thread_time``) is time the OS gave the CPU
-    to someone else (another process on a shared machine). Periods that lost more
-    than 100 µs that way are counted (``preempted``), and ``max`` is taken over the
-    others (``max_raw`` over all)."""
+    Periods in which the OS gave the timer's thread's CPU to someone else (another
+    process on a shared machine) are counted (``preempted``), and ``max`` is taken
+    over the others (``max_raw`` over all). On Linux a period is preempted when the
+    thread had an involuntary context switch in it (``getrusage(RUSAGE_THREAD)``):
+    a host that sleeps inside its own dispatch (Tk's threaded notifier waits on a
+    condition variable at every event) switches voluntarily, which is not lost CPU.
+    Elsewhere the thread is assumed never to sleep here, and wall time minus its CPU
+    time (``time.thread_time``) above 100 µs counts as preempted."""
     loop = asyncio.get_running_loop()
     perf = time.perf_counter
     stopping = False
@@ -53,17 +58,26 @@ async def responsive(ctx: Ctx) -> Metrics:
     due = 0.0
     armed_wall = armed_cpu = 0.0
     mono, thread_time = time.monotonic, time.thread_time
+    by_switches = hasattr(resource, "RUSAGE_THREAD")
+    thread_usage = functools.partial(resource.getrusage, getattr(resource, "RUSAGE_THREAD", 0))
 
     def arm() -> None:
         nonlocal due, armed_wall, armed_cpu
-        armed_wall, armed_cpu = mono(), thread_time()
+        if by_switches:
+            armed_cpu = thread_usage().ru_nivcsw
+        else:
+            armed_wall, armed_cpu = mono(), thread_time()
         due = ctx.host_call_later(rng.uniform(_MIN_DELAY, _MAX_DELAY), fire)
 
     def fire() -> None:
-        t, cpu = mono(), thread_time()
+        t = mono()
         late = t - due
         lateness.append(late)
-        if (t - armed_wall) - (cpu - armed_cpu) < _STOLEN_LIMIT:
+        if by_switches:
+            unpreempted = thread_usage().ru_nivcsw == armed_cpu
+        else:
+            unpreempted = (t - armed_wall) - (thread_time() - armed_cpu) < _STOLEN_LIMIT
+        if unpreempted:
             clean.append(late)
         if t < t_end:
             arm()
