@@ -2,8 +2,9 @@
 #
 #   make demo          run examples/reference_demo.py in .venv/3.11
 #   make test          everything CI checks, in two lanes side by side (2 cores):
-#                      Linux (test-linux, then conformance) and Windows under Wine
-#                      (test-windows, then conformance-windows); fails if either did
+#                      Linux (test-linux and the toolkit hosts) and Windows under Wine
+#                      (test-windows, conformance-windows), then both share gate-pool;
+#                      fails if either lane did
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
@@ -13,6 +14,7 @@
 #   make bench-pygame  bench/bm_frames.py (60 fps + loopback I/O) in each PYGAME_MATRIX venv
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
+#   make gate-pool     the same on GATE_POOL, each Python once between the lanes of make test
 #   make conformance-windows  tools/conformance.py on Windows CPython WIN_CONF_PYTHONS under Wine
 #                      (proactor and selector guest loops)
 #   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
@@ -38,7 +40,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows conformance-linux-lane conformance-windows-lane test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows gate-pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -68,15 +70,19 @@ define each_python
 endef
 
 # The README's test command, and what CI runs after lint: two lanes at once,
-# each line of output labelled with its lane. The shared venv (the Windows
-# lane's host Python) is made first, so the lanes never build the same one.
-# Each lane's output is also kept in build/test-logs/, and a failed run ends
-# with a digest of what failed in either lane (a CI page often shows only the
-# tail of the log).
+# each line of output labelled with its lane (and each "====" heading with the
+# time it began). The shared venv (the Windows lane's host Python) is made
+# first, so the lanes never build the same one. Each lane's output is also
+# kept in build/test-logs/, and a failed run ends with a digest of what failed
+# in either lane (a CI page often shows only the tail of the log).
+lane_label = while IFS= read -r l || [ -n "$$l" ]; do if [[ $$l == ====================* ]]; \
+  then printf '%s%s (%(%H:%M:%S)T)\n' '$(1)' "$$l" -1; else printf '%s%s\n' '$(1)' "$$l"; fi; done
+
 test: venv-$(LINT_PY)
-	@rc=0; mkdir -p build/test-logs; \
-	( $(MAKE) --no-print-directory lane-linux 2>&1 | sed -u 's/^/[linux]   /' | tee build/test-logs/linux.log ) & linux=$$!; \
-	( $(MAKE) --no-print-directory lane-windows 2>&1 | sed -u 's/^/[windows] /' | tee build/test-logs/windows.log ) & windows=$$!; \
+	@rc=0; mkdir -p build/test-logs; rm -rf build/gate-claims; mkdir -p build/gate-claims; \
+	export GATE_CLAIMS=build/gate-claims; \
+	( $(MAKE) --no-print-directory lane-linux 2>&1 | $(call lane_label,[linux]   ) | tee build/test-logs/linux.log ) & linux=$$!; \
+	( $(MAKE) --no-print-directory lane-windows 2>&1 | $(call lane_label,[windows] ) | tee build/test-logs/windows.log ) & windows=$$!; \
 	wait $$linux || rc=1; wait $$windows || rc=1; \
 	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
 	echo "==================== make test: a lane FAILED; what failed, per lane:"; \
@@ -91,23 +97,29 @@ define sequence
 	@rc=0; for t in $(1); do $(MAKE) --no-print-directory $$t || rc=1; done; exit $$rc
 endef
 
-# The lanes' work is balanced by hand (about 20 min each on 2 cores): the
-# Linux lane runs the conformance gate on the older Pythons, the Windows lane
-# (whose own work is shorter) on 3.12 and the newest.
-LINUX_LANE_CONF := 3.10 3.11 3.13
-WINDOWS_LANE_CONF := 3.12 3.14 3.15
+# Each lane first does its own work (Linux: the suites and the toolkit hosts;
+# Windows: the suites and the gate under Wine), then both share the Linux
+# conformance gate: a lane that is free claims the next Python nobody claimed
+# yet (mkdir is atomic), the slowest first, so the lanes end close together
+# however this shared machine's speed varies between their parts.
+GATE_POOL := 3.15 3.14 3.12 3.13 3.11 3.10
 
 lane-linux:
-	$(call sequence,test-linux test-qt test-glib test-wx test-pygame conformance-linux-lane)
+	$(call sequence,test-linux test-qt test-glib test-wx test-pygame gate-pool)
 
 lane-windows:
-	$(call sequence,test-windows conformance-windows conformance-windows-lane)
+	$(call sequence,test-windows conformance-windows gate-pool)
 
-conformance-linux-lane:
-	@$(MAKE) --no-print-directory conformance PYTHONS="$(LINUX_LANE_CONF)"
-
-conformance-windows-lane:
-	@$(MAKE) --no-print-directory conformance PYTHONS="$(WINDOWS_LANE_CONF)"
+# The conformance gate on each Python of GATE_POOL that no lane has claimed
+# in the directory GATE_CLAIMS (which `make test` makes afresh for its two
+# lanes); without GATE_CLAIMS, on all of them.
+gate-pool:
+	@rc=0; \
+	for v in $(GATE_POOL); do \
+	  if [ -n "$$GATE_CLAIMS" ]; then mkdir "$$GATE_CLAIMS/$$v" 2>/dev/null || continue; fi; \
+	  $(MAKE) --no-print-directory conformance PYTHONS=$$v || rc=1; \
+	done; \
+	exit $$rc
 
 # The line-by-line sweeps (tests/sampling.py) run whole on 3.13 and 3.15; on
 # 3.10-3.12 each takes an interleaved third (together, every case once more),
