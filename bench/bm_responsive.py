@@ -56,15 +56,16 @@ async def responsive(ctx: Ctx) -> Metrics:
     finished: asyncio.Future[None] = loop.create_future()
     t_end = time.monotonic() + ctx.sizes.responsive_seconds
     due = 0.0
-    armed_wall = armed_cpu = 0.0
+    armed_wall = armed_cpu = 0.0  # without RUSAGE_THREAD: preempted = off-CPU time
+    armed_switches = 0  # with it: preempted = involuntary context switches
     mono, thread_time = time.monotonic, time.thread_time
     by_switches = hasattr(resource, "RUSAGE_THREAD")
     thread_usage = functools.partial(resource.getrusage, getattr(resource, "RUSAGE_THREAD", 0))
 
     def arm() -> None:
-        nonlocal due, armed_wall, armed_cpu
+        nonlocal due, armed_wall, armed_cpu, armed_switches
         if by_switches:
-            armed_cpu = thread_usage().ru_nivcsw
+            armed_switches = thread_usage().ru_nivcsw
         else:
             armed_wall, armed_cpu = mono(), thread_time()
         due = ctx.host_call_later(rng.uniform(_MIN_DELAY, _MAX_DELAY), fire)
@@ -74,7 +75,7 @@ async def responsive(ctx: Ctx) -> Metrics:
         late = t - due
         lateness.append(late)
         if by_switches:
-            unpreempted = thread_usage().ru_nivcsw == armed_cpu
+            unpreempted = thread_usage().ru_nivcsw == armed_switches
         else:
             unpreempted = (t - armed_wall) - (thread_time() - armed_cpu) < _STOLEN_LIMIT
         if unpreempted:

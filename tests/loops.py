@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import selectors
 import sys
 import threading
 import time
@@ -43,6 +44,16 @@ NO_SUBPROCESS = "selector loops cannot run subprocesses on Windows (asyncio on W
 
 class LoopChoiceError(RuntimeError):
     """ASYNCIO_GUEST_TEST_LOOP names a loop that does not exist here."""
+
+
+HAS_POLLABLE_SELECTOR = hasattr(selectors, "EpollSelector") or hasattr(selectors, "KqueueSelector")
+"""Whether a selector here is one pollable fd (epoll, kqueue): the zero-thread
+wait and lingering need one; select() and poll() selectors are not."""
+
+
+def pollable_loop() -> asyncio.AbstractEventLoop:
+    """A guest selector loop whose selector is one pollable fd (where HAS_POLLABLE_SELECTOR)."""
+    return asyncio_guest.GuestSelectorEventLoop()  # DefaultSelector: epoll or kqueue
 
 
 def requested_kind() -> str:

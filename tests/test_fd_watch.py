@@ -25,15 +25,12 @@ import asyncio_guest.testing
 from asyncio_guest._core import fd_watch
 
 from .hosts import LONG, QueueHost, StrictHost, wait_long
+from .loops import HAS_POLLABLE_SELECTOR, pollable_loop
 
 pytestmark = pytest.mark.skipif(
-    not (hasattr(selectors, "EpollSelector") or hasattr(selectors, "KqueueSelector")),
+    not HAS_POLLABLE_SELECTOR,
     reason=f"no epoll or kqueue selector on {sys.platform}: the zero-thread wait needs one",
 )
-
-
-def _pollable_loop() -> asyncio.AbstractEventLoop:
-    return asyncio_guest.GuestSelectorEventLoop()  # DefaultSelector: epoll or kqueue
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +94,7 @@ def test_no_backend_thread_and_a_worker_wakes_the_idle_guest(
             srv.close()
             await srv.wait_closed()
 
-    assert asyncio_guest.run(outer, host=ref_host, loop_factory=_pollable_loop) == "woken"
+    assert asyncio_guest.run(outer, host=ref_host, loop_factory=pollable_loop) == "woken"
     assert seen == [[]]
 
 
@@ -156,7 +153,7 @@ def test_workers_wake_the_watch_through_the_self_pipe_in_order() -> None:
                 await asyncio.to_thread(th.join)
 
     try:
-        asyncio_guest.run(main, host=host, loop_factory=_pollable_loop)
+        asyncio_guest.run(main, host=host, loop_factory=pollable_loop)
     finally:
         host.close()
     assert host.worker_posts == 0
@@ -173,7 +170,7 @@ def test_host_timer_on_time_while_tasks_spin(ref_host: asyncio_guest.ReferenceHo
         while time.monotonic() < end:
             await asyncio.sleep(0)
 
-    asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    asyncio_guest.run(main, host=ref_host, loop_factory=pollable_loop)
     assert lateness and lateness[0] < 0.03, lateness  # ~1 ms tick budget; busy machine
 
 
@@ -188,7 +185,7 @@ def test_loop_timers_fire_on_time_through_the_host_timer(
             out.append(time.monotonic() - t0 - delay)
         return out
 
-    late = asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    late = asyncio_guest.run(main, host=ref_host, loop_factory=pollable_loop)
     assert all(-0.002 < x < 0.05 for x in late), late
 
 
@@ -209,7 +206,7 @@ def test_host_code_outside_ticks_wakes_and_rearms(ref_host: asyncio_guest.Refere
         far.cancel()
         return time.monotonic() - t0
 
-    took = asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+    took = asyncio_guest.run(main, host=ref_host, loop_factory=pollable_loop)
     assert events == ["soon", "at"]
     assert took < 1.0, took
 
@@ -243,7 +240,7 @@ def test_strict_host_one_tick_in_flight(strict_host: StrictHost) -> None:
         assert not _backend_threads()
         return count
 
-    fut = strict_host.start_guest(main, loop_factory=_pollable_loop)
+    fut = strict_host.start_guest(main, loop_factory=pollable_loop)
     assert fut.result(LONG).unwrap() == 2000
     assert not strict_host._watches and not strict_host.watching
 
@@ -283,13 +280,13 @@ def test_ctrl_c_while_the_host_sleeps(ref_host: asyncio_guest.ReferenceHost) -> 
         await asyncio.get_running_loop().create_future()  # idle: only the fd watch
 
     with pytest.raises(KeyboardInterrupt):
-        asyncio_guest.run(main, host=ref_host, loop_factory=_pollable_loop)
+        asyncio_guest.run(main, host=ref_host, loop_factory=pollable_loop)
     time.sleep(0.06)  # the timer thread is done
 
 
 def test_fd_without_a_watcher_is_a_clear_error(host: QueueHost) -> None:
     with pytest.raises(fd_watch.WaitChoiceError, match="no fd_watcher"):
-        host.start(asyncio.sleep, 0, fd_watcher=None, loop_factory=_pollable_loop)
+        host.start(asyncio.sleep, 0, fd_watcher=None, loop_factory=pollable_loop)
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
 
@@ -297,7 +294,7 @@ def test_fd_without_a_watcher_is_a_clear_error(host: QueueHost) -> None:
 def test_a_bad_choice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, host: QueueHost) -> None:
     monkeypatch.setenv(fd_watch.ENV, "both")
     with pytest.raises(ValueError, match="ASYNCIO_GUEST_WAIT='both'"):
-        host.start(asyncio.sleep, 0, loop_factory=_pollable_loop)
+        host.start(asyncio.sleep, 0, loop_factory=pollable_loop)
 
 
 def test_loops_without_one_fd_keep_the_thread(host: QueueHost) -> None:

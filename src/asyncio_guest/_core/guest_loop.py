@@ -184,9 +184,8 @@ class GuestLoopMixin:
             sel_io = self._guest_selector_io
             if sel_io is None or sel_io.selector is not self._selector:
                 sel_io = self._guest_selector_io = io_for(self._selector)
-                self._guest_io = sel_io
                 # Kept with the selector's strategy (a restart costs nothing).
-                self._guest_linger = _linger.for_fd(self._guest_pollable_fd())
+                self._guest_linger = _linger.for_fd(_pollable_fd(sel_io, self._selector))
             io = sel_io
             self._guest_waker = self._write_to_self
         self._guest_io = io
@@ -535,11 +534,19 @@ class GuestLoopMixin:
             self._guest_pending_raw = raw  # finish the current batch first
             raw = None
         n = self._guest_batch
+        ready = self._ready
         if not n:
-            n = self._guest_begin(raw, may_poll)
+            if raw is None and not may_poll and self._guest_pending_raw is None:
+                # A worker's tick while the wait is handed over (the common one
+                # on call_soon_threadsafe's path): no I/O to take. _guest_begin's
+                # other case, inline (see Engine._tick: no call to spare here).
+                if self._scheduled:
+                    self._guest_due_timers()
+                n = self._guest_batch = len(ready)
+            else:
+                n = self._guest_begin(raw, may_poll)
             if not n and not self._stopping:
                 return False
-        ready = self._ready
         clock = time.perf_counter  # the tick budget's clock (see Engine._tick)
         debug = self._debug
         io = self._guest_io
@@ -606,7 +613,6 @@ class GuestLoopMixin:
                     not events
                     and linger is not None
                     and not ready
-                    and not self._stopping
                     and linger.wait(deadline - clock(), self._guest_next_timer_in())
                 ):
                     events = poll_raw()  # linger.py: the reply came within the tick
@@ -683,16 +689,8 @@ class GuestLoopMixin:
         return sched[0]._when - self.time()  # type: ignore[attr-defined,no-any-return]
 
     def _guest_pollable_fd(self) -> int | None:
-        """Host thread, attached: the one fd that is readable when a poll has events.
-
-        Only epoll and kqueue selectors of exactly the stdlib classes (the
-        kernel keeps their registrations, so the fd tells everything); poll and
-        select selectors and the IOCP proactor have none (``fd_watch.py``).
-        """
-        if isinstance(self._guest_io, (EpollIO, KqueueIO)):
-            fd: int = self._selector.fileno()
-            return fd
-        return None
+        """Host thread, attached: the one fd that is readable when a poll has events."""
+        return _pollable_fd(self._guest_io, getattr(self, "_selector", None))
 
     def _guest_wait_is_stale(self, deadline: float) -> bool:
         """Host thread: does the backend's current wait miss something we added?"""
@@ -723,6 +721,19 @@ class GuestLoopMixin:
         ``asyncio.run`` with this loop) exercise the real backend thread.
         """
         run_forever_self_hosted(self)
+
+
+def _pollable_fd(io: WaitStrategy | None, selector: Any) -> int | None:
+    """The one fd of ``selector`` that is readable when a poll of it has events.
+
+    Only epoll and kqueue selectors of exactly the stdlib classes (the kernel
+    keeps their registrations, so the fd tells everything); poll and select
+    selectors and the IOCP proactor have none (``fd_watch.py``).
+    """
+    if isinstance(io, (EpollIO, KqueueIO)):
+        fd: int = selector.fileno()
+        return fd
+    return None
 
 
 # Where a callback's exception comes from, seen from _guest_run_slice.

@@ -95,6 +95,7 @@ class GuestLoop(Protocol):
     """
 
     _guest_escaped: BaseException | None
+    _debug: bool  # asyncio's debug mode (BaseEventLoop)
 
     def _guest_backend_for_run(self) -> Backend: ...
     def _guest_enter_tick(self) -> None: ...
@@ -400,7 +401,13 @@ class Engine:
     # ------------------------------------------------------------- ticks
 
     def _tick(self, tok: _Token) -> None:
-        """Host thread: one host callback's worth of asyncio work (see class doc)."""
+        """Host thread: one host callback's worth of asyncio work (see class doc).
+
+        One frame from the host's call to the first callback, on purpose: a
+        worker's ``call_soon_threadsafe`` wakes a host thread whose caches went
+        cold while it slept, and there every extra call on the way to the
+        callback costs about a microsecond (bench ``threadsafe``).
+        """
         if self._in_tick:
             # A nested host loop (a modal dialog opened from a callback) ran us.
             # Leave ``posted`` set (the tick is owed) and re-post when the
@@ -409,10 +416,57 @@ class Engine:
             self._deferred = True
             return
         try:
-            self._run_tick(tok)
+            ch = self._ch
+            with ch.lock:
+                ch.posted = False
+                state = ch.state
+                if state is RETURNED:
+                    ch.state = state = IDLE
+            if not self._finished:  # else a late tick of an ended run
+                if state is IDLE:
+                    self._deadline = -math.inf
+                # IDLE: nothing waits on the selector, so this tick polls it. WAITING:
+                # the backend thread, or in the zero-thread strategy the host's armed
+                # watch, owns the wake-up for I/O and timers; this tick (a worker
+                # posted it) runs what is ready and leaves the poll to that owner. The
+                # host's watch is level-triggered, so I/O that is ready meanwhile fires
+                # it as soon as this callback returns; polling here as well would put
+                # a system call on every call_soon_threadsafe's path for nothing.
+                owns_poll = state is IDLE
+                loop = self._loop
+                self._in_tick = True
+                self._nested_warned = False
+                if loop._debug:
+                    # Debug mode: if this runs while the tick still runs, a callback
+                    # ran a nested host loop (a modal dialog): say so, and how to avoid it.
+                    self._post_local(self._probe_nesting)
+                loop._guest_enter_tick()
+                try:
+                    if self.interrupt_pending:
+                        # A Ctrl+C deferred since the last tick: as if a callback raised it.
+                        self.interrupt_pending = False
+                        self._owner.on_callback_raised(KeyboardInterrupt())
+                    raw = None if ch.result is None else self._take_result()
+                    if self._finish_requested:
+                        # Finishing: no more iterations (what a worker's callback
+                        # scheduled after loop.stop() belongs to the next run_forever).
+                        stopped = False
+                        if raw:
+                            loop._guest_keep_raw(raw)
+                    else:
+                        # perf_counter: the budget is ~1 ms, finer than time.monotonic()
+                        # on Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
+                        stopped = loop._guest_run_slice(
+                            raw, owns_poll, time.perf_counter() + self.budget
+                        )
+                finally:
+                    self._in_tick = False
+                    loop._guest_leave_tick()
+                self._after_tick(tok, stopped)
         except BaseException as exc:
             self._recover(tok, exc)
-        self._raise_to_host()
+        if self._to_host is not None:
+            self._raise_to_host()
 
     def _raise_to_host(self) -> None:
         """What the owner's ending let out leaves into the host loop (see _owner_ending)."""
@@ -420,56 +474,6 @@ class Engine:
         if to_host is not None:
             self._to_host = None
             raise to_host
-
-    def _run_tick(self, tok: _Token) -> None:
-        ch = self._ch
-        with ch.lock:
-            ch.posted = False
-            state = ch.state
-            if state is RETURNED:
-                ch.state = state = IDLE
-        if self._finished:
-            return
-        if state is IDLE:
-            self._deadline = -math.inf
-        # IDLE: nothing waits on the selector, so this tick polls it. WAITING:
-        # the backend thread, or in the zero-thread strategy the host's armed
-        # watch, owns the wake-up for I/O and timers; this tick (a worker
-        # posted it) runs what is ready and leaves the poll to that owner. The
-        # host's watch is level-triggered, so I/O that is ready meanwhile fires
-        # it as soon as this callback returns; polling here as well would put
-        # a system call on every call_soon_threadsafe's path for nothing.
-        owns_poll = state is IDLE
-        loop = self._loop
-        self._in_tick = True
-        self._nested_warned = False
-        if getattr(loop, "_debug", False):
-            # Debug mode: if this runs while the tick still runs, a callback
-            # ran a nested host loop (a modal dialog): say so, and how to avoid it.
-            self._post_local(self._probe_nesting)
-        loop._guest_enter_tick()
-        try:
-            if self.interrupt_pending:
-                # A Ctrl+C deferred since the last tick: as if a callback raised it.
-                self.interrupt_pending = False
-                self._owner.on_callback_raised(KeyboardInterrupt())
-            raw = self._take_result()
-            if self._finish_requested:
-                # Finishing: no more iterations (what a worker's callback
-                # scheduled after loop.stop() belongs to the next run_forever).
-                stopped = False
-                if raw:
-                    loop._guest_keep_raw(raw)
-            else:
-                # perf_counter: the budget is ~1 ms, finer than time.monotonic()
-                # on Windows before Python 3.11 (GetTickCount64, 15.6 ms steps).
-                stopped = loop._guest_run_slice(
-                    raw, owns_poll, time.perf_counter() + self.budget
-                )
-        finally:
-            self._in_tick = False
-            loop._guest_leave_tick()
-        self._after_tick(tok, stopped)
 
     def _take_result(self) -> Any:
         """Host thread: what the backend's last wait returned, if no tick took it yet."""

@@ -104,9 +104,21 @@ class _Waker:
         else:
             _close_fds(self._fds)
 
+    def select_list(self, watched: Collection[int]) -> list[int] | None:
+        """The fds for ``select()`` to wait on (the pipe first, then ``watched``),
+        or None when one of them is beyond what ``select()`` takes (``wait``)."""
+        fds = [self._rfd, *watched]
+        if sys.platform == "win32" or max(fds) < 1024:  # FD_SETSIZE on Linux and BSDs
+            return fds
+        return None
+
     def wait(self, timeout: float | None, watched: Collection[int]) -> list[int]:
         """Host thread: block until a byte is in the pipe, a ``watched`` fd is
-        readable or ``timeout`` passes; return the readable watched fds."""
+        readable or ``timeout`` passes; return the readable watched fds.
+
+        ``ReferenceHost._sleep`` waits with ``select()`` itself when it can
+        (``select_list``); this is for fds that only ``poll()`` takes.
+        """
         rfd = self._rfd
         if not watched:
             if self._poll is not None:
@@ -180,6 +192,9 @@ class ReferenceHost:
         # Sleep/wake hand-shake, lock-free (see ``run_sync_soon_threadsafe``).
         self._waker = _Waker()
         self._wake = self._waker._write
+        # What _sleep hands select(): the pipe, then the watched fds (None:
+        # one is beyond select(), _Waker.wait polls). Made when watches change.
+        self._select_fds = self._waker.select_list(())
         self._sleeping = False
         self._woken = False
         self.thread_id: int | None = None
@@ -236,11 +251,13 @@ class ReferenceHost:
         if fd in self._watches:
             raise ValueError(f"fd {fd} is watched already")
         self._watches[fd] = callback
+        self._select_fds = self._waker.select_list(self._watches)
         return functools.partial(self._unwatch, fd, callback)
 
     def _unwatch(self, fd: int, callback: Callable[[], object]) -> None:
         if self._watches.get(fd) is callback:
             del self._watches[fd]
+            self._select_fds = self._waker.select_list(self._watches)
 
     def stop(self) -> None:
         """Host thread: make ``run()`` return after the current callback."""
@@ -308,11 +325,27 @@ class ReferenceHost:
             self.thread_id = None
 
     def _sleep(self, timeout: float | None) -> list[int]:
+        """Wait for a post, a watched fd or ``timeout``; the readable fds.
+
+        The list may hold the pipe's own fd, which no watch has (the run loop
+        skips it). ``select()`` is called right here: this is the path of every
+        worker's wake-up, run on a thread whose caches went cold while it slept.
+        """
         # The order matters (see run_sync_soon_threadsafe): any byte written
         # after _woken is cleared arrives after the drain, so it ends the wait.
-        self._waker.drain()
+        waker = self._waker
+        waker.drain()
         self._woken = False
         self._sleeping = True
-        ready = self._waker.wait(timeout, self._watches) if not self._queue else []
+        if self._queue:
+            ready: list[int] = []
+        else:
+            fds = self._select_fds
+            if fds is not None:
+                ready = select.select(fds, (), (), timeout)[0]
+                if ready and ready[0] == fds[0]:  # in the order given: the pipe first
+                    waker._pending = True
+            else:
+                ready = waker.wait(timeout, self._watches)
         self._sleeping = False
         return ready
