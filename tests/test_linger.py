@@ -10,11 +10,15 @@ outcome around; the control run (lingering off) shows the test can fail.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
+import types
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -86,6 +90,47 @@ def test_no_time_left_means_no_wait(pipe: Pair) -> None:
     assert not policy.wait(10.0, -1.0)  # a timer is due: run it, do not wait
     assert time.monotonic() - t0 < 1.0
     assert (policy.misses, policy.skip) == (0, 0)
+
+
+def _recording_select(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The timeouts of the real select() calls a linger makes."""
+    timeouts: list[float] = []
+    real_select = select.select
+
+    def recorded(r: Any, w: Any, x: Any, timeout: float) -> Any:
+        timeouts.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(linger, "select", types.SimpleNamespace(select=recorded))
+    return timeouts
+
+
+def test_a_linger_polls_for_spin_then_sleeps_the_rest(
+    pipe: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, _ = pipe
+    monkeypatch.setattr(linger, "SPIN", 0.002)
+    timeouts = _recording_select(monkeypatch)
+    assert not linger.Linger(r.fileno(), 0.005).wait(10.0, None)
+    polls, sleeps = timeouts[:-1], timeouts[-1:]
+    assert polls and set(polls) == {0}, timeouts[:5]
+    assert sleeps == [pytest.approx(0.003)]
+
+
+def test_a_reply_within_the_spin_is_found_by_polling_without_sleeping(
+    pipe: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer (a thread: select() lets the GIL go) writes 10 ms into a 5 s spin."""
+    r, w = pipe
+    monkeypatch.setattr(linger, "SPIN", 5.0)
+    timeouts = _recording_select(monkeypatch)
+    peer = threading.Timer(0.01, w.send, (b"x",))
+    peer.start()
+    try:
+        assert linger.Linger(r.fileno(), 5.0).wait(10.0, None)
+    finally:
+        peer.join()
+    assert len(timeouts) > 1 and set(timeouts) == {0}, timeouts[-5:]
 
 
 def test_lingering_off_or_no_single_fd_means_no_policy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -549,11 +549,11 @@ class GuestLoopMixin:
                 return False
         clock = time.perf_counter  # the tick budget's clock (see Engine._tick)
         debug = self._debug
-        io = self._guest_io
-        assert io is not None
-        poll_raw = io.poll_raw if may_poll else None
-        linger = self._guest_linger
-        decode = io.decode
+        # What the next iteration's poll needs, looked up after the first batch
+        # (off the path from a wake-up to its callback).
+        poll_raw: Callable[[], Any] | None = None
+        decode: Callable[[Any], Any] | None = None
+        linger: Linger | None = None
         # Every exit stores the batch left (_guest_batch) and drops ``handle``:
         # _run_once's "handle = None  # Needed to break cycles when an exception
         # occurs". A failed Task's traceback reaches this frame through f_back
@@ -607,7 +607,13 @@ class GuestLoopMixin:
             # the wait to the backend". Yielding before it would hand a wait that
             # is already satisfied to the backend thread: two thread hand-offs
             # for an event we could have read in a microsecond.
-            if self._guest_pending_raw is None and poll_raw is not None:
+            if self._guest_pending_raw is None and may_poll:
+                if poll_raw is None:
+                    io = self._guest_io
+                    assert io is not None
+                    poll_raw = io.poll_raw
+                    decode = io.decode
+                    linger = self._guest_linger
                 events = poll_raw()
                 if (
                     not events
@@ -617,6 +623,7 @@ class GuestLoopMixin:
                 ):
                     events = poll_raw()  # linger.py: the reply came within the tick
                 if events:
+                    assert decode is not None  # set with poll_raw
                     events = decode(events)
                     if events:
                         self._process_events(events)
