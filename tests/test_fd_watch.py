@@ -10,6 +10,7 @@ import asyncio
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -356,3 +357,50 @@ def test_abandoned_idle_run_is_reported_at_exit() -> None:
     assert "ABANDONED" in proc.stdout and "RESULT" not in proc.stdout, (proc.stdout, proc.stderr)
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" in proc.stderr and "abandoned" in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def high_fd_pair() -> Iterator[tuple[int, socket.socket]]:
+    """A socket pair whose reading end is fd 1500, beyond what select() takes."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1600:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit here is {hard}: no fd 1500")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1600), hard))
+    r, w = socket.socketpair()
+    try:
+        high = os.dup2(r.fileno(), 1500)
+        try:
+            yield high, w
+        finally:
+            os.close(high)
+    finally:
+        r.close()
+        w.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_watched_fd_beyond_select_wakes_the_reference_host(
+    ref_host: asyncio_guest.ReferenceHost, high_fd_pair: tuple[int, socket.socket]
+) -> None:
+    """With an fd select() cannot take, the host sleeps in poll(): the fd and a
+    worker's post still wake it."""
+    high, peer = high_fd_pair
+    seen: list[str] = []
+
+    def on_readable() -> None:
+        seen.append("fd")
+        unwatch()
+        threading.Timer(0.02, ref_host.run_sync_soon_threadsafe, (on_post,)).start()
+
+    def on_post() -> None:
+        seen.append("post")
+        ref_host.stop()
+
+    unwatch = ref_host.watch_readable(high, on_readable)
+    assert ref_host._select_fds is None
+    threading.Timer(0.02, peer.send, (b"x",)).start()
+    guard = ref_host.call_later(LONG, ref_host.stop)  # a hang ends the test, failing it
+    ref_host.run()
+    guard.cancel()
+    assert seen == ["fd", "post"]

@@ -88,13 +88,7 @@ class _Waker:
             self._rfd = rfd
             self._read = lambda: os.read(rfd, 4096)
             self._write = functools.partial(os.write, wfd, b"\0")
-        # select() takes a timeout in microseconds, poll() in milliseconds (a host
-        # timer would fire up to 1 ms late); poll() only for fds select() can't take.
         self._pending = False  # bytes may be in the pipe (drained before the next sleep)
-        self._poll = None
-        if sys.platform != "win32" and self._rfd >= 1024:  # FD_SETSIZE on Linux and BSDs
-            self._poll = select.poll()
-            self._poll.register(self._rfd, select.POLLIN)
 
     def close(self) -> None:
         """Close the pipe (idempotent; finishes a close that failed part-way)."""
@@ -106,32 +100,11 @@ class _Waker:
 
     def select_list(self, watched: Collection[int]) -> list[int] | None:
         """The fds for ``select()`` to wait on (the pipe first, then ``watched``),
-        or None when one of them is beyond what ``select()`` takes (``wait``)."""
+        or None when one is beyond what ``select()`` takes (``ReferenceHost._sleep``
+        then polls). select() takes a timeout in microseconds, poll() in
+        milliseconds (a host timer would fire up to 1 ms late)."""
         fds = [self._rfd, *watched]
-        if sys.platform == "win32" or max(fds) < 1024:  # FD_SETSIZE on Linux and BSDs
-            return fds
-        return None
-
-    def wait(self, timeout: float | None, watched: Collection[int]) -> list[int]:
-        """Host thread: block until a byte is in the pipe, a ``watched`` fd is
-        readable or ``timeout`` passes; return the readable watched fds.
-
-        ``ReferenceHost._sleep`` waits with ``select()`` itself when it can
-        (``select_list``); this is for fds that only ``poll()`` takes.
-        """
-        rfd = self._rfd
-        if not watched:
-            if self._poll is not None:
-                ms = None if timeout is None else max(0, int(timeout * 1e3 + 0.999))
-                self._pending = bool(self._poll.poll(ms))
-            else:
-                self._pending = bool(select.select([rfd], [], [], timeout)[0])
-            return []
-        ready = _readable([rfd, *watched], timeout)
-        if rfd in ready:
-            self._pending = True
-            ready.remove(rfd)
-        return ready
+        return fds if _select_takes(fds) else None
 
     def drain(self) -> None:
         """Host thread: consume the bytes of earlier wake-ups.
@@ -149,13 +122,18 @@ class _Waker:
             pass
 
 
+def _select_takes(fds: list[int]) -> bool:
+    """Can select() wait on all of ``fds``? (FD_SETSIZE on Linux, BSDs; any socket on Windows)"""
+    return sys.platform == "win32" or max(fds) < 1024
+
+
 def _readable(fds: list[int], timeout: float | None) -> list[int]:
     """Which of ``fds`` are readable, waiting up to ``timeout`` (None: no limit).
 
     select() where it can take every fd (its timeout counts microseconds),
     else poll() (milliseconds, rounded up: a host timer never fires early).
     """
-    if sys.platform == "win32" or max(fds) < 1024:  # FD_SETSIZE on Linux and BSDs
+    if _select_takes(fds):
         return list(select.select(fds, [], [], timeout)[0])
     poll = select.poll()
     for fd in fds:
@@ -343,9 +321,9 @@ class ReferenceHost:
             fds = self._select_fds
             if fds is not None:
                 ready = select.select(fds, (), (), timeout)[0]
-                if ready and ready[0] == fds[0]:  # in the order given: the pipe first
-                    waker._pending = True
             else:
-                ready = waker.wait(timeout, self._watches)
+                ready = _readable([waker._rfd, *self._watches], timeout)
+            if waker._rfd in ready:
+                waker._pending = True
         self._sleeping = False
         return ready
