@@ -104,7 +104,9 @@ class _Waker:
         then polls). select() takes a timeout in microseconds, poll() in
         milliseconds (a host timer would fire up to 1 ms late)."""
         fds = [self._rfd, *watched]
-        return fds if _select_takes(fds) else None
+        if sys.platform == "win32" or max(fds) < _FD_SETSIZE:
+            return fds
+        return None
 
     def drain(self) -> None:
         """Host thread: consume the bytes of earlier wake-ups.
@@ -122,9 +124,8 @@ class _Waker:
             pass
 
 
-def _select_takes(fds: list[int]) -> bool:
-    """Can select() wait on all of ``fds``? (FD_SETSIZE on Linux, BSDs; any socket on Windows)"""
-    return sys.platform == "win32" or max(fds) < 1024
+_FD_SETSIZE = 1024
+"""select() takes no fd at or above this on Linux and the BSDs (any socket on Windows)."""
 
 
 def _readable(fds: list[int], timeout: float | None) -> list[int]:
@@ -133,7 +134,7 @@ def _readable(fds: list[int], timeout: float | None) -> list[int]:
     select() where it can take every fd (its timeout counts microseconds),
     else poll() (milliseconds, rounded up: a host timer never fires early).
     """
-    if _select_takes(fds):
+    if sys.platform == "win32" or max(fds) < _FD_SETSIZE:
         return list(select.select(fds, [], [], timeout)[0])
     poll = select.poll()
     for fd in fds:
