@@ -1,4 +1,5 @@
-"""Latency and idle benchmarks: ``threadsafe``, ``idle`` and ``timers``."""
+"""Latency and idle benchmarks: ``threadsafe`` (and ``threadsafe_timer``), ``idle``
+and ``timers``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import statistics
 import threading
 import time
 
-from harness import Ctx, Metrics, percentile
+from harness import Ctx, Metrics, percentile, with_far_timer
 
 _THREADSAFE_WARMUP = 200
 _THREADSAFE_GAP = 0.0002  # s the worker sleeps between calls, so the loop is asleep
@@ -19,6 +20,16 @@ async def threadsafe(ctx: Ctx) -> Metrics:
     (it waits for ``cb`` to run before sleeping briefly and sending the next), so
     every call finds the loop asleep and has to wake it. Latency = perf_counter()
     in ``cb`` on the loop thread minus perf_counter() just before the call."""
+    return await _threadsafe(ctx)
+
+
+async def threadsafe_timer(ctx: Ctx) -> Metrics:
+    """``threadsafe`` with one loop timer pending far off (a periodic task's sleep,
+    a timeout), as in most applications: each of the loop's waits has a deadline."""
+    return await with_far_timer(_threadsafe(ctx))
+
+
+async def _threadsafe(ctx: Ctx) -> Metrics:
     loop = asyncio.get_running_loop()
     n = ctx.sizes.threadsafe_n
     total = _THREADSAFE_WARMUP + n

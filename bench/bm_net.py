@@ -1,5 +1,6 @@
 """Socket benchmarks: ``echo`` (in-process ping-pong), ``echo_ext`` (ping-pong with
-another process) and ``stream`` (bulk transfer)."""
+another process), ``echo_timer`` and ``echo_timeout`` (the same with a timer
+pending, or a timeout per reply) and ``stream`` (bulk transfer)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from harness import Ctx, Metrics, now
+from harness import Ctx, Metrics, now, with_far_timer
 
 _MSG = b"x" * 64
 _WARMUP_TRIPS = 1000
@@ -17,22 +18,41 @@ _PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo_peer.py")
 
 
 async def _ping_pong(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, duration: float
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    duration: float,
+    timeout: float | None = None,
 ) -> float:
-    """Client side: write 64 bytes, read 64 back; round trips per second."""
+    """Client side: write 64 bytes, read 64 back; round trips per second.
+
+    With ``timeout``, each read has a timer of its own, cancelled when the reply
+    is in (``asyncio.timeout``'s pattern, written out: 3.10 has no
+    ``asyncio.timeout``, and ``wait_for`` there makes a task per call)."""
     size = len(_MSG)
-    for _ in range(_WARMUP_TRIPS):
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    assert me is not None
+
+    async def trip() -> None:
         writer.write(_MSG)
         await writer.drain()
-        await reader.readexactly(size)
+        if timeout is None:
+            await reader.readexactly(size)
+        else:
+            timer = loop.call_later(timeout, me.cancel)
+            try:
+                await reader.readexactly(size)
+            finally:
+                timer.cancel()
+
+    for _ in range(_WARMUP_TRIPS):
+        await trip()
     n = 0
     t0 = now()
     end = t0 + duration
     while True:
         for _ in range(_CHECK_EVERY):
-            writer.write(_MSG)
-            await writer.drain()
-            await reader.readexactly(size)
+            await trip()
         n += _CHECK_EVERY
         t = now()
         if t >= end:
@@ -74,6 +94,25 @@ async def echo_ext(ctx: Ctx) -> Metrics:
     a hand-over to the backend thread and back). By default the loop runs on one CPU
     and the peer on another, like a remote peer (see README: unpinned, the OS's
     placement makes this figure bimodal, 13k or 45k round trips/s)."""
+    return await _echo_with_peer(ctx)
+
+
+async def echo_timer(ctx: Ctx) -> Metrics:
+    """``echo_ext`` with one asyncio timer pending far off, as nearly every application
+    has one (a periodic task's sleep, a request's timeout): each wait then has a
+    deadline, which a host that owns the wait (the zero-thread strategy) must keep
+    as one of its own timers across round trips."""
+    return await with_far_timer(_echo_with_peer(ctx))
+
+
+async def echo_timeout(ctx: Ctx) -> Metrics:
+    """``echo_ext`` with each reply awaited under its own 10 s timeout (a timer made
+    and cancelled per round trip, as ``asyncio.timeout`` and client libraries'
+    read timeouts do): the loop's next deadline moves at every wait."""
+    return await _echo_with_peer(ctx, timeout=10.0)
+
+
+async def _echo_with_peer(ctx: Ctx, timeout: float | None = None) -> Metrics:
     peer = subprocess.Popen(
         [sys.executable, _PEER], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
     )
@@ -82,7 +121,7 @@ async def echo_ext(ctx: Ctx) -> Metrics:
         assert peer.stdout is not None
         port = int(peer.stdout.readline())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        rate = await _ping_pong(reader, writer, ctx.sizes.duration)
+        rate = await _ping_pong(reader, writer, ctx.sizes.duration, timeout)
         writer.close()
         await writer.wait_closed()
     finally:

@@ -20,7 +20,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,3 +345,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def now() -> float:
     return time.perf_counter()
+
+
+async def with_far_timer(work: Awaitable[Metrics]) -> Metrics:
+    """Await ``work`` with one loop timer pending far off (another task's
+    ``asyncio.sleep(3600)``), as nearly every application has one (a periodic
+    task, a timeout): each of the loop's waits then has a deadline."""
+    pending = asyncio.ensure_future(asyncio.sleep(3600))
+    try:
+        return await work
+    finally:
+        pending.cancel()

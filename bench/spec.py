@@ -66,6 +66,11 @@ class Benchmark:
 
 
 INFO = Bar("info")
+_THREADSAFE_METRICS = (
+    Metric("median", "median latency", "us", False, Bar("ratio_max", 1.15), 1e6),
+    Metric("p10", "p10 latency", "us", False, INFO, 1e6),
+    Metric("p90", "p90 latency", "us", False, INFO, 1e6),
+)
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
@@ -85,6 +90,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         affinity="split",
     ),
     Benchmark(
+        "echo_timer", "bm_net",
+        (Metric("rate", "round trips/s", "rt/s", True, Bar("ratio_min", 0.8)),),
+        "echo_ext with one asyncio timer pending (a far sleep), as in most applications",
+        affinity="split",
+    ),
+    Benchmark(
+        "echo_timeout", "bm_net",
+        (Metric("rate", "round trips/s", "rt/s", True, Bar("ratio_min", 0.8)),),
+        "echo_ext with a timeout on each reply: the next deadline moves at every wait",
+        affinity="split",
+    ),
+    Benchmark(
         "stream", "bm_net",
         (Metric("rate", "MB/s", "MB/s", True, Bar("ratio_min", 0.95)),),
         "bulk loopback transfer through streams, both ends in the loop",
@@ -97,12 +114,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         "threadsafe", "bm_latency",
-        (
-            Metric("median", "median latency", "us", False, Bar("ratio_max", 1.15), 1e6),
-            Metric("p10", "p10 latency", "us", False, INFO, 1e6),
-            Metric("p90", "p90 latency", "us", False, INFO, 1e6),
-        ),
+        _THREADSAFE_METRICS,
         "worker thread -> call_soon_threadsafe -> callback on the loop thread",
+    ),
+    Benchmark(
+        "threadsafe_timer", "bm_latency",
+        _THREADSAFE_METRICS,
+        "threadsafe with one loop timer pending (a far sleep), as in most applications",
     ),
     Benchmark(
         "idle", "bm_latency",

@@ -212,6 +212,74 @@ def test_host_code_outside_ticks_wakes_and_rearms(ref_host: asyncio_guest.Refere
     assert took < 1.0, took
 
 
+class _TimerCountingHost(asyncio_guest.ReferenceHost):
+    """A reference host that records the delay of every host timer set on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+
+    def call_later(self, delay: float, fn: Any) -> Any:
+        self.delays.append(delay)
+        return super().call_later(delay, fn)
+
+
+def _slow_echo(sock: socket.socket) -> None:
+    """Echo each byte 2 ms later: past the linger, so every reply arms the host's wait."""
+    with sock:
+        while data := sock.recv(1):
+            time.sleep(0.002)
+            sock.sendall(data)
+
+
+def test_the_host_timer_is_kept_while_the_loop_deadline_stays() -> None:
+    """A far loop timer and many fd wake-ups: one host timer, not one per wake-up.
+    When the deadline moves, the host timer moves with it, and fires on time."""
+    host = _TimerCountingHost()
+    trips = 20
+
+    async def main() -> tuple[list[float], list[float], float]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        peer = threading.Thread(target=_slow_echo, args=(theirs,))
+        peer.start()
+        try:
+            reader, writer = await asyncio.open_connection(sock=ours)
+            far = loop.call_later(LONG, lambda: None)
+            await asyncio.sleep(0)
+            host.delays.clear()
+            for _ in range(trips):
+                writer.write(b"x")
+                assert await reader.readexactly(1) == b"x"
+            with_far = list(host.delays)
+            far.cancel()
+            host.delays.clear()
+            t0 = time.monotonic()
+            for _ in range(3):
+                writer.write(b"x")
+                assert await reader.readexactly(1) == b"x"
+                await asyncio.sleep(0.01)  # a new deadline each time
+            took = time.monotonic() - t0
+            moved = list(host.delays)
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            await asyncio.to_thread(peer.join)
+        return with_far, moved, took
+
+    try:
+        with_far, moved, took = asyncio_guest.run(main, host=host, loop_factory=pollable_loop)
+    finally:
+        host.close()
+    # Each trip sleeps in the host's wait (the reply comes after the linger): the
+    # far deadline's host timer is set at most once, wherever the first arming was.
+    assert len(with_far) <= 1, with_far
+    assert all(d > LONG / 2 for d in with_far), with_far
+    # Each sleep(0.01) is a new, nearer deadline: a host timer of its own, on time.
+    assert sum(1 for d in moved if d < 0.02) >= 3, moved
+    assert took < 3 * 0.01 + 1.0, took
+
+
 def test_strict_host_one_tick_in_flight(strict_host: StrictHost) -> None:
     """Worker posts, fd wake-ups and timers together never put two ticks in flight."""
 

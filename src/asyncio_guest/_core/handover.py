@@ -604,8 +604,8 @@ class Engine:
         timeout = loop._guest_wait_timeout()
         # From here on, host_wake writes one byte for this wait (see above).
         self._wake_sent = False
-        self._deadline = math.inf if timeout is None else loop.time() + timeout
-        fdw.arm(self, tok, timeout)
+        self._deadline = deadline = math.inf if timeout is None else loop.time() + timeout
+        fdw.arm(self, tok, timeout, deadline)
 
     # ----------------------------------------------------------- endings
 
