@@ -24,6 +24,7 @@ import pytest
 import asyncio_guest
 import asyncio_guest.testing
 from asyncio_guest._core import fd_watch
+from asyncio_guest._core.backend import WAITING
 
 from .hosts import LONG, QueueHost, StrictHost, wait_long
 from .loops import HAS_POLLABLE_SELECTOR, pollable_loop
@@ -159,6 +160,61 @@ def test_workers_wake_the_watch_through_the_self_pipe_in_order() -> None:
         host.close()
     assert host.worker_posts == 0
     assert all(seen[t] == list(range(per_thread)) for t in range(n_threads))
+
+
+def test_a_workers_callback_runs_before_the_watchs_tick_polls() -> None:
+    """On a host whose fd watch a worker wakes, the watch's tick runs the callback
+    the worker queued first and polls the selector after it: the callback does
+    not wait for an epoll_wait and the self-pipe's read (bench threadsafe)."""
+    host = _FdWakeHost()
+    calls = 20
+
+    async def main() -> list[tuple[int, int]]:
+        loop = asyncio.get_running_loop()
+        io: Any = loop._guest_io  # type: ignore[attr-defined]
+        polls = [0]
+        poll_raw = io.poll_raw
+
+        def counting_poll() -> Any:
+            polls[0] += 1
+            return poll_raw()
+
+        io.poll_raw = counting_poll
+        seen: list[tuple[int, int]] = []
+        ran = threading.Event()
+
+        def record(posted_at: int) -> None:
+            seen.append((posted_at, polls[0]))
+            ran.set()
+
+        channel = loop._guest_engine._ch  # type: ignore[attr-defined]
+
+        def worker() -> None:
+            for _ in range(calls):
+                # Wait until the guest is idle (armed: the host watches the fd),
+                # however slowly the machine lets the last tick finish.
+                give_up = time.monotonic() + LONG
+                while channel.state is not WAITING and time.monotonic() < give_up:
+                    time.sleep(0.001)
+                ran.clear()
+                loop.call_soon_threadsafe(record, polls[0])
+                ran.wait(LONG)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        io.poll_raw = poll_raw
+        return seen
+
+    try:
+        seen = asyncio_guest.run(main, host=host, loop_factory=pollable_loop)
+    finally:
+        host.close()
+    assert host.worker_posts == 0
+    assert len(seen) == calls
+    # No poll between the worker's call and its callback (the guest was idle,
+    # so no other tick ran in between to poll).
+    assert all(at_call == polls for at_call, polls in seen), seen
 
 
 def test_host_timer_on_time_while_tasks_spin(ref_host: asyncio_guest.ReferenceHost) -> None:

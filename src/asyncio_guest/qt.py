@@ -151,6 +151,14 @@ class QtHost:
     thread. ``close()`` deletes the receiver; callbacks still queued are dropped.
     """
 
+    # A worker's call_soon_threadsafe wakes the fd watch (a QSocketNotifier on
+    # the selector, which holds the loop's self-pipe) rather than posting an
+    # event: a posted event costs the worker a QEvent made in Python and Qt a
+    # Python event() call, the notifier neither (threadsafe median, PySide6,
+    # 3.11, same run: 18.8 -> 15.9 us; a pipe read by a bare QSocketNotifier
+    # slot takes 6.9 us, a bare postEvent 13.4 us, plain asyncio 8.0 us).
+    worker_wakes_by_fd = True
+
     def __init__(self, app: Any = None, *, binding: str | None = None) -> None:
         b = _binding_for(app, binding)
         if app is None:

@@ -104,10 +104,10 @@ class FdWatcher(Protocol):
     ``call_soon_threadsafe`` then only writes the loop's self-pipe (which the
     watched selector holds), as on a plain loop. Measured per host
     (``bench/run.py --only threadsafe``): GLib's C fd source beats a
-    ``GLib.Idle`` made per wake-up, and Trio's ``wait_readable`` beats
-    ``TrioToken.run_sync_soon``; the reference host's own pipe, Qt's posted
-    event and Tk's queued event (Tcl watches fds from its notifier thread)
-    beat their fd watch.
+    ``GLib.Idle`` made per wake-up, Trio's ``wait_readable`` beats
+    ``TrioToken.run_sync_soon``, and Qt's ``QSocketNotifier`` beats a posted
+    event; the reference host's own pipe and Tk's queued event (Tcl watches
+    fds from its notifier thread) beat their fd watch.
     """
 
     def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], object]: ...

@@ -554,10 +554,15 @@ class GuestLoopMixin:
         n = self._guest_batch
         ready = self._ready
         if not n:
-            if raw is None and not may_poll and self._guest_pending_raw is None:
-                # A worker's tick while the wait is handed over (the common one
-                # on call_soon_threadsafe's path): no I/O to take. _guest_begin's
-                # other case, inline (see Engine._tick: no call to spare here).
+            if raw is None and self._guest_pending_raw is None and (ready or not may_poll):
+                # Callbacks are ready already, or I/O is not ours to take: a
+                # worker's call_soon_threadsafe (its tick while the wait is handed
+                # over, or, on a host whose fd watch a worker wakes, the watch's
+                # tick). They run first, and the poll follows the batch: the
+                # order of callbacks is _run_once's (these were queued before any
+                # I/O the poll would add), and the callback does not wait for an
+                # epoll_wait and a self-pipe read (bench threadsafe). Inline, as
+                # _guest_begin's other case (see Engine._tick: no call to spare).
                 if self._scheduled:
                     self._guest_due_timers()
                 n = self._guest_batch = len(ready)
