@@ -390,14 +390,19 @@ class TrioFdWatcher:
         return stop
 
     def watch_readable(self, fd: int, callback: HostFn) -> Callable[[], None]:
+        scopes = self._scopes
+
         async def body(scope: trio.CancelScope) -> None:
             # Unwatched before this task first ran, the fd may be closed already
             # (the guest loop closes its selector right after ``stop``), and
             # Trio registers an fd before its cancellation checkpoint: a closed
-            # one would fail there (EBADF). So look before each wait.
-            while not scope.cancel_called:
+            # one would fail there (EBADF). So look before each wait. "Still
+            # in ``scopes``" is "not cancelled" here (stop() and close() take a
+            # scope out as they cancel it) without ``cancel_called``'s clock
+            # read, twice per wake-up on a worker's call_soon_threadsafe path.
+            while scope in scopes:
                 await trio.lowlevel.wait_readable(fd)
-                if scope.cancel_called:
+                if scope not in scopes:
                     return  # unwatched while the readiness was on its way
                 callback()
 
