@@ -168,16 +168,18 @@ class FdWaits:
     def arm(self, engine: Engine, tok: _Token, timeout: float | None, deadline: float) -> None:
         """IDLE, end of a tick with nothing to run: let the host own the wake-up.
 
-        ``deadline`` is ``timeout`` as a loop time (inf for None). The fd watch
-        is made at the first arming and kept; the host timer is kept when it is
-        set for this deadline already, else set afresh (none without a
+        ``deadline`` is the loop time at which the wait ends (the first
+        timer's own ``_when``; inf without a timeout: ``_guest_wait_timeout``),
+        so the same loop timer gives the same deadline at every arming. The fd
+        watch is made at the first arming and kept; the host timer is kept when
+        it is set for this deadline already, else set afresh (none without a
         timeout). The state becomes WAITING only once both are in place.
         """
         if self._unwatch is None:
             self._unwatch = self.watcher.watch_readable(
                 self.fd, functools.partial(self.ready, engine, tok)
             )
-        if not _same_deadline(self._timer_at, deadline):
+        if self._timer_at != deadline:
             self.cancel_timer()
             if timeout is not None:
                 self._set_timer(engine, tok, timeout, deadline)
@@ -265,16 +267,3 @@ class FdWaits:
             engine._raise_to_host()
             return
         engine._tick(tok)
-
-
-_SAME_DEADLINE = 1e-5
-"""Seconds within which two deadlines are one: the engine computes a deadline as
-``loop.time() + timeout`` with ``timeout`` from an earlier ``loop.time()``, so the
-same loop timer gives deadlines that differ by the time between the two reads
-(microseconds, more on a thread just woken). A kept timer is then at most this
-late, far below what the hosts' own timers resolve (Tk, Qt and GLib count
-whole milliseconds)."""
-
-
-def _same_deadline(a: float, b: float) -> bool:
-    return a == b or abs(a - b) < _SAME_DEADLINE

@@ -686,30 +686,40 @@ class GuestLoopMixin:
         sched = self._scheduled
         return bool(sched) and sched[0]._when < self._guest_due_limit()  # type: ignore[attr-defined]
 
-    def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]:
-        """Host thread, backend parked: the timeout and blocking call for the backend."""
-        timeout = self._guest_wait_timeout()
+    def _guest_wait_plan(self) -> tuple[float | None, float, Callable[[], Any]]:
+        """Host thread, backend parked: the wait's timeout and deadline (as
+        ``_guest_wait_timeout``) and the blocking call for the backend."""
+        timeout, deadline = self._guest_wait_timeout()
         io = self._guest_io
         assert io is not None
-        return timeout, io.blocking_call(timeout)
+        return timeout, deadline, io.blocking_call(timeout)
 
-    def _guest_wait_timeout(self) -> float | None:
-        """Host thread, nothing armed: how long the next wait may last (None: no timer)."""
+    def _guest_wait_timeout(self) -> tuple[float | None, float]:
+        """Host thread, nothing armed: how long the next wait may last (None: no
+        timer), and the loop time at which it ends (inf: never).
+
+        The deadline is the first timer's own ``_when`` when that timer ends the
+        wait. ``_guest_wait_is_stale`` compares the first timer with it later on;
+        a deadline worked back from the timeout (``time() + timeout``) would lie
+        after that timer by the time between two clock reads, the same timer
+        would look earlier than the wait, and every worker's tick would end the
+        wait for nothing: a backend thread woken, or the host's watch armed
+        again (seen: one backend round trip per ``call_soon_threadsafe`` while
+        any timer was pending).
+        """
         self._guest_drop_cancelled_timers()
-        sched = self._scheduled
-        timeout: float | None
-        if self._ready or self._stopping:
-            timeout = 0.0
-        elif sched:
-            timeout = sched[0]._when - self.time()  # type: ignore[attr-defined]
-            if timeout > _MAX_TIMEOUT:
-                timeout = _MAX_TIMEOUT
-            elif timeout < 0:
-                timeout = 0.0
-        else:
-            timeout = None
         self._guest_regs_dirty = False
-        return timeout
+        if self._ready or self._stopping:
+            return 0.0, self.time()
+        sched = self._scheduled
+        if not sched:
+            return None, math.inf
+        when: float = sched[0]._when  # type: ignore[attr-defined]
+        now = self.time()
+        timeout = when - now
+        if timeout > _MAX_TIMEOUT:
+            return _MAX_TIMEOUT, now + _MAX_TIMEOUT
+        return (timeout if timeout > 0 else 0.0), when
 
     def _guest_next_timer_in(self) -> float | None:
         """Host thread: seconds until the loop's first timer (None without timers)."""

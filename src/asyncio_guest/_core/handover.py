@@ -102,9 +102,9 @@ class GuestLoop(Protocol):
     def _guest_leave_tick(self) -> None: ...
     def _guest_run_slice(self, raw: Any, may_poll: bool, deadline: float) -> bool: ...
     def _guest_has_work(self) -> bool: ...
-    def _guest_wait_plan(self) -> tuple[float | None, Callable[[], Any]]: ...
+    def _guest_wait_plan(self) -> tuple[float | None, float, Callable[[], Any]]: ...
     def _guest_wait_is_stale(self, deadline: float) -> bool: ...
-    def _guest_wait_timeout(self) -> float | None: ...
+    def _guest_wait_timeout(self) -> tuple[float | None, float]: ...
     def _guest_pollable_fd(self) -> int | None: ...
     def _guest_wake(self) -> None: ...
     def _guest_keep_raw(self, raw: Any) -> None: ...
@@ -579,9 +579,9 @@ class Engine:
             self._arm(fdw, tok)
         else:
             # IDLE: only this thread moves the state away from IDLE.
-            timeout, call = loop._guest_wait_plan()
-            # The loop's own clock, as its timers (host_timer_added compares).
-            deadline = math.inf if timeout is None else loop.time() + timeout
+            # The deadline is on the loop's own clock, as its timers
+            # (host_timer_added and _guest_wait_is_stale compare).
+            _timeout, deadline, call = loop._guest_wait_plan()
             self._backend.ensure_thread(f"asyncio-guest backend for {loop!r}")
             # From here on, host_wake writes one byte for this wait. (A byte
             # written earlier, while this thread owned the poll, was read by
@@ -600,11 +600,10 @@ class Engine:
 
     def _arm(self, fdw: FdWaits, tok: _Token) -> None:
         """Host thread, nothing to run: the host's watch and timer own the wake-up."""
-        loop = self._loop
-        timeout = loop._guest_wait_timeout()
+        timeout, deadline = self._loop._guest_wait_timeout()
         # From here on, host_wake writes one byte for this wait (see above).
         self._wake_sent = False
-        self._deadline = deadline = math.inf if timeout is None else loop.time() + timeout
+        self._deadline = deadline
         fdw.arm(self, tok, timeout, deadline)
 
     # ----------------------------------------------------------- endings
