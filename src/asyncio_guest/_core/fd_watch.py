@@ -23,18 +23,20 @@ I/O wakes the loop many times, and a host timer made and cancelled at each of
 those wake-ups is a ``QTimer``, a Tcl ``after`` and command, a GLib source or
 a Trio task per round trip (bench ``threadsafe_timer``: inside ``trio.run``
 39 us per call before, 21 us with the timer kept). A kept timer that fires
-while a tick is owed anyway finds that tick posted and does nothing. A wake-up that finds a tick
-already owed (posted by a worker, or a busy guest's next tick) makes that tick
-poll and removes the watch until the next arming: left in place, the
-level-triggered watch would fire at every host iteration until the owed tick
-ran, and for ever on a host that dispatches posted callbacks below its fd
-watches (GLib idle sources; wxGTK's pending events, handled when idle). The
-run's ending (``disarm``) removes whatever is left.
+while a tick is owed anyway finds that tick posted and does nothing. A
+wake-up of the watch that finds a tick already owed (posted by a worker, or a
+busy guest's next tick) makes that tick poll and removes the watch until the
+next arming: left in place, the level-triggered watch would fire at every host
+iteration until the owed tick ran, and for ever on a host that dispatches
+posted callbacks below its fd watches (GLib idle sources; wxGTK's pending
+events, handled when idle). The run's ending (``disarm``) removes whatever is
+left.
 
 The channel's states keep their meaning (``backend.py``), with the host's
-watch in the backend's place: IDLE is "no timer armed, the host thread owns the
-poll", WAITING is "the host's fd watch and timer own the wake-up". RETURNED is
-never used here: a wake-up runs its tick at once.
+watch in the backend's place: IDLE is "the host thread owns the poll" (a host
+timer may stay set, for the next arming to keep), WAITING is "the host's fd
+watch and timer own the wake-up". RETURNED is never used here: a wake-up runs
+its tick at once.
 
 Invariant (which thread touches what; what orders the hand-over):
 
