@@ -25,7 +25,11 @@ deque (``_core/wake_queue.py``). A posted event, not ``QTimer.singleShot``
 (from a thread Qt did not start, a single-shot timer never fires) nor a
 queued signal (needs a slot declared per binding). Posted events are also
 delivered inside nested loops (``QDialog.exec()``, ``QMessageBox``), so
-asyncio keeps running under a modal dialog opened with ``run_modal``.
+asyncio keeps running under a modal dialog opened with ``run_modal``. On
+Linux and macOS, where a ``QSocketNotifier`` on the loop's epoll/kqueue fd
+does the waiting (no backend thread), a worker's ``call_soon_threadsafe``
+skips the deque: its byte on the loop's self-pipe fires the notifier
+(``worker_wakes_by_fd``), which nested loops serve as well.
 
 Keeping the GUI smooth: a tick runs at most the engine's tick budget (1 ms)
 of asyncio callbacks. When it leaves work, the next tick is posted from
@@ -41,8 +45,9 @@ anything else that makes ``exec()`` return before ``main`` is done cancels
 shut down (windows still paint meanwhile), and returns or raises.
 
 Ctrl+C: Qt's loop does not run Python signal handlers while it sleeps, but
-the run's signal wakeup fd wakes the backend thread, whose wake-up is a
-posted event: the handler runs as soon as our ``event()`` runs Python code,
+the run's signal wakeup fd wakes the guest (its byte fires the notifier, or
+wakes the backend thread, whose wake-up is a posted event): the handler runs
+as soon as our code runs Python,
 so the first Ctrl+C cancels ``main`` promptly and ``run`` raises
 ``KeyboardInterrupt`` (``host_uses_signal_set_wakeup_fd`` stays False: Qt
 does not use that fd).
