@@ -154,6 +154,22 @@ def wine_version() -> str | None:
     return (raw or b"?").decode("ascii", "replace")
 
 
+def until_handed_over(loop: asyncio.AbstractEventLoop, bound: float = 10.0) -> None:
+    """Any thread: return once the guest run of ``loop`` has handed its wait over
+    (to the backend thread or the host's fd watch), or after ``bound`` seconds.
+
+    The channel's state, read from this thread: WAITING is set once the wait is
+    handed over. Under load the host thread may take long to get there (its
+    tick preempted); a test that needs an idle guest waits here, not a fixed time.
+    """
+    engine = getattr(loop, "_guest_engine", None)
+    if engine is None:
+        return
+    give_up = time.monotonic() + bound
+    while engine._ch.state is not WAITING and time.monotonic() < give_up:
+        time.sleep(0.001)
+
+
 async def backend_wait(delay: float = 0.005, result: object = None) -> object:
     """Wait in the backend thread for certain, then return ``result``.
 
@@ -165,18 +181,10 @@ async def backend_wait(delay: float = 0.005, result: object = None) -> object:
     """
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    engine = getattr(loop, "_guest_engine", None)
 
     def wake() -> None:
-        # Under load the host thread may not have reached the hand-over when
-        # the delay is up (its tick was preempted): wake the loop only once it
-        # waits (the channel's state, read from this thread: WAITING is set
-        # once the wait is handed over, to the backend thread or the host's
-        # fd watch), or after a generous bound.
-        if engine is not None:
-            give_up = time.monotonic() + 10.0
-            while engine._ch.state is not WAITING and time.monotonic() < give_up:
-                time.sleep(0.001)
+        # Wake the loop only once it waits, however late the hand-over comes.
+        until_handed_over(loop)
         if not loop.is_closed():
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
 

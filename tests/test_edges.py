@@ -86,9 +86,9 @@ def test_done_callback_exception_propagates_from_reference_run() -> None:
 
 @pytest.mark.usefixtures("thread_wait")  # Trio host: no fd_watcher here
 def test_sniffio_and_anyio_see_asyncio_inside_a_trio_hosted_guest() -> None:
-    trio = pytest.importorskip("trio")
-    sniffio = pytest.importorskip("sniffio")
-    anyio = pytest.importorskip("anyio")
+    import anyio  # test dependencies ('.[test]'): a missing one is a failure
+    import sniffio
+    import trio
     if loops.wine_version() is not None:
         pytest.skip("trio cannot run under Wine (its AFD ioctls are not implemented)")
 

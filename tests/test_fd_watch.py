@@ -24,10 +24,9 @@ import pytest
 import asyncio_guest
 import asyncio_guest.testing
 from asyncio_guest._core import fd_watch
-from asyncio_guest._core.backend import WAITING
 
 from .hosts import LONG, QueueHost, StrictHost, wait_long
-from .loops import HAS_POLLABLE_SELECTOR, pollable_loop
+from .loops import HAS_POLLABLE_SELECTOR, pollable_loop, until_handed_over
 
 pytestmark = pytest.mark.skipif(
     not HAS_POLLABLE_SELECTOR,
@@ -187,15 +186,11 @@ def test_a_workers_callback_runs_before_the_watchs_tick_polls() -> None:
             seen.append((posted_at, polls[0]))
             ran.set()
 
-        channel = loop._guest_engine._ch  # type: ignore[attr-defined]
-
         def worker() -> None:
             for _ in range(calls):
-                # Wait until the guest is idle (armed: the host watches the fd),
-                # however slowly the machine lets the last tick finish.
-                give_up = time.monotonic() + LONG
-                while channel.state is not WAITING and time.monotonic() < give_up:
-                    time.sleep(0.001)
+                # The guest idle (armed: the host watches the fd), however
+                # slowly the machine lets the last tick finish.
+                until_handed_over(loop, LONG)
                 ran.clear()
                 loop.call_soon_threadsafe(record, polls[0])
                 ran.wait(LONG)

@@ -530,8 +530,8 @@ def test_dialog_exec_straight_from_a_task_fails_safe_and_says_so(
 
 
 def test_sniffio_and_anyio_inside_the_guest() -> None:
-    anyio = pytest.importorskip("anyio")
-    sniffio = pytest.importorskip("sniffio")
+    import anyio  # test dependencies ('.[test]'): a missing one is a failure
+    import sniffio
 
     async def main() -> tuple[str, int, bool]:
         library = sniffio.current_async_library()

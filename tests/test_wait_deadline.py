@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
 
 import asyncio_guest
 from asyncio_guest._core import fd_watch, handover
-from asyncio_guest._core.backend import WAITING
 
 from .hosts import LONG
-from .loops import HAS_POLLABLE_SELECTOR, pollable_loop, test_loop_factory
+from .loops import HAS_POLLABLE_SELECTOR, pollable_loop, test_loop_factory, until_handed_over
 
 CALLS = 40
 
@@ -55,7 +53,6 @@ def test_workers_calls_leave_a_timed_wait_alone(
     async def main() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
         far = loop.call_later(LONG, lambda: None)
-        channel = loop._guest_engine._ch  # type: ignore[attr-defined]
         ran = threading.Event()
         calls = [0]
 
@@ -66,9 +63,7 @@ def test_workers_calls_leave_a_timed_wait_alone(
         def worker() -> None:
             for _ in range(CALLS):
                 # Each call finds the wait handed over (however slow the machine).
-                give_up = time.monotonic() + LONG
-                while channel.state is not WAITING and time.monotonic() < give_up:
-                    time.sleep(0.001)
+                until_handed_over(loop, LONG)
                 ran.clear()
                 loop.call_soon_threadsafe(callback)
                 ran.wait(LONG)

@@ -10,7 +10,8 @@ blocking wait in the backend thread and everything else on the host thread:
   ``_ready``, in order, and ``_guest_batch`` remembers how many of them still
   belong to the current iteration, so the next tick finishes that batch before
   it polls again, exactly as ``_run_once`` would;
-* ``_guest_wait_plan`` gives the backend its timeout and blocking call;
+* ``_guest_wait_plan`` gives the backend its blocking call (with the timeout)
+  and the engine the wait's deadline;
 * the overrides of ``call_soon``/``call_at``/``stop``/reader-writer registration
   wake the backend when *host code outside a tick* adds work. Inside a tick
   they cost one attribute test.
@@ -686,13 +687,14 @@ class GuestLoopMixin:
         sched = self._scheduled
         return bool(sched) and sched[0]._when < self._guest_due_limit()  # type: ignore[attr-defined]
 
-    def _guest_wait_plan(self) -> tuple[float | None, float, Callable[[], Any]]:
-        """Host thread, backend parked: the wait's timeout and deadline (as
-        ``_guest_wait_timeout``) and the blocking call for the backend."""
+    def _guest_wait_plan(self) -> tuple[float, Callable[[], Any]]:
+        """Host thread, backend parked: the wait's deadline (as
+        ``_guest_wait_timeout``) and the blocking call, with its timeout, for
+        the backend."""
         timeout, deadline = self._guest_wait_timeout()
         io = self._guest_io
         assert io is not None
-        return timeout, deadline, io.blocking_call(timeout)
+        return deadline, io.blocking_call(timeout)
 
     def _guest_wait_timeout(self) -> tuple[float | None, float]:
         """Host thread, nothing armed: how long the next wait may last (None: no
