@@ -162,7 +162,7 @@ def until_handed_over(loop: asyncio.AbstractEventLoop, bound: float = 10.0) -> N
     handed over. Under load the host thread may take long to get there (its
     tick preempted); a test that needs an idle guest waits here, not a fixed time.
     """
-    engine = getattr(loop, "_guest_engine", None)
+    engine = guest_loop.engine_of(loop)
     if engine is None:
         return
     give_up = time.monotonic() + bound

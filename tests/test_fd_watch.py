@@ -170,7 +170,7 @@ def test_a_workers_callback_runs_before_the_watchs_tick_polls() -> None:
 
     async def main() -> list[tuple[int, int]]:
         loop = asyncio.get_running_loop()
-        io: Any = loop._guest_io  # type: ignore[attr-defined]
+        io: Any = loop._guest.io  # type: ignore[attr-defined]
         polls = [0]
         poll_raw = io.poll_raw
 
@@ -379,7 +379,7 @@ def test_stop_and_restart_of_a_testing_loop() -> None:
 
             assert loop.run_until_complete(step()) == i
             assert not _backend_threads()
-            hosted = loop._guest_self_host  # type: ignore[attr-defined]
+            hosted = loop._guest.self_host  # type: ignore[attr-defined]
             host = hosted.host
             assert not host._watches, "the run ended with its fd still watched"
             assert all(entry[2].cancelled for entry in host._timers)

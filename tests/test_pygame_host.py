@@ -162,7 +162,7 @@ def test_the_frame_loop_waits_in_the_backend_thread_unless_asked(
     async def main() -> bool:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(0.05)  # a real wait
-        backend = getattr(getattr(loop, "_guest_backend", None), "thread", None)
+        backend = getattr(getattr(getattr(loop, "_guest", None), "backend", None), "thread", None)
         return backend is not None
 
     host = agp.PygameHost(zero_thread=zero_thread)

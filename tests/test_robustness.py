@@ -370,7 +370,7 @@ a.setblocking(False)
 
 
 def backend_state():
-    engine = loop._guest_engine
+    engine = loop._guest.engine
     return None if engine is None else engine._ch.state.name
 
 

@@ -150,7 +150,7 @@ def test_close_is_idempotent_and_drops_what_was_queued() -> None:
 async def _uses_a_backend_thread() -> bool:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(0.05)  # one real wait
-    backend = getattr(loop, "_guest_backend", None)
+    backend = getattr(getattr(loop, "_guest", None), "backend", None)
     return getattr(backend, "thread", None) is not None
 
 

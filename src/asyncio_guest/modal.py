@@ -24,6 +24,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._core.guest_loop import engine_of
+
 __all__ = ["run_modal"]
 
 _T = TypeVar("_T")
@@ -38,7 +40,7 @@ async def run_modal(fn: Callable[..., _T], *args: Any) -> _T:
     cancelled); any other exception is raised here.
     """
     loop = asyncio.get_running_loop()
-    engine = getattr(loop, "_guest_engine", None)
+    engine = engine_of(loop)
     if engine is None:
         raise RuntimeError(
             "run_modal() needs an asyncio-guest run: a plain asyncio loop cannot "

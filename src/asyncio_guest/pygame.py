@@ -87,6 +87,7 @@ import pygame
 
 from ._core import fd_watch
 from ._core.entry import run_beside, start_with_host
+from ._core.guest_loop import engine_of
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.wake_queue import CoalescingQueue
 
@@ -231,7 +232,7 @@ class PygameHost:
         # overruns by at most one callback, not by a whole tick. (The engine
         # reads its ``budget`` at each tick's start; host thread only; put back
         # on the way out, also for a nested pump inside a callback.)
-        engine: Any = getattr(events._get_running_loop(), "_guest_engine", None)
+        engine = engine_of(events._get_running_loop())
         tick_budget = engine.budget if engine is not None else 0.0
         try:
             return self._pump_until(deadline, engine, tick_budget)

@@ -125,7 +125,7 @@ def wait_strategies() -> list[str]:
 
 def _backend_threads(loop: asyncio.AbstractEventLoop) -> list[str]:
     """The loop's backend thread, if it was started (the loop keeps it between runs)."""
-    backend = getattr(loop, "_guest_backend", None)
+    backend = getattr(getattr(loop, "_guest", None), "backend", None)
     thread = getattr(backend, "thread", None)
     return [] if thread is None else [thread.name]
 

@@ -94,12 +94,12 @@ class GuestLoop(Protocol):
     blocking call that ``_guest_wait_plan`` returns (run by the backend thread).
     """
 
-    _guest_escaped: BaseException | None
     _debug: bool  # asyncio's debug mode (BaseEventLoop)
 
     def _guest_backend_for_run(self) -> Backend: ...
     def _guest_enter_tick(self) -> None: ...
     def _guest_leave_tick(self) -> None: ...
+    def _guest_took_escape(self, exc: BaseException) -> bool: ...
     def _guest_run_slice(self, raw: Any, may_poll: bool, deadline: float) -> bool: ...
     def _guest_has_work(self) -> bool: ...
     def _guest_wait_plan(self) -> tuple[float, Callable[[], Any]]: ...
@@ -507,11 +507,10 @@ class Engine:
                     ch.wait_call = ch.token = None
             loop = self._loop
             loop._guest_leave_tick()
-            if exc is loop._guest_escaped or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if loop._guest_took_escape(exc):
                 # What a callback let out ends the run as run_forever would, and
                 # so does a Ctrl+C wherever it hit. The owner begins the ending;
                 # deciding again puts something in flight to carry it.
-                loop._guest_escaped = None
                 self._owner.on_callback_raised(exc)
                 del exc
                 self._after_tick(tok, False)

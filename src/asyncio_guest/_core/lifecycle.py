@@ -134,14 +134,14 @@ class RunLifecycle:
             take_fd = not self.host_uses_wakeup_fd
         else:
             take_fd = False
-        self.loop._guest_host_owns_wakeup = self.host_uses_wakeup_fd
+        self.loop._guest.host_owns_wakeup = self.host_uses_wakeup_fd
         if take_fd:
             fd = loop._csock.fileno()
             # Learnt (and recorded for the restore) before it is replaced.
             old_fd = signal.set_wakeup_fd(-1)
             self._wakeup_fd_to_restore = old_fd
             signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-            self.loop._guest_keep_wakeup_fd = fd
+            self.loop._guest.keep_wakeup_fd = fd
             if old_fd != -1:
                 warnings.warn(
                     "asyncio-guest's signal handling code replaced the host's signal "

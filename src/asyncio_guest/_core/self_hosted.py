@@ -18,18 +18,20 @@ import sys
 import threading
 import time
 from asyncio import base_events, events
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InternalError
 from .handover import DEFAULT_TICK_BUDGET, Engine, GuestLoop
 from .reference_host import ReferenceHost
 
+if TYPE_CHECKING:
+    from .guest_loop import GuestLoopState
+
 
 class SelfHostedLoop(GuestLoop, Protocol):
     """What this module uses of a guest loop besides what the engine uses."""
 
-    _guest_self_host: SelfHostedRuns | None
-
+    def _guest_state(self) -> GuestLoopState: ...
     def _guest_attach(self, engine: Engine) -> None: ...
     def _guest_detach(self) -> None: ...
 
@@ -115,8 +117,7 @@ def _first_slice(loop: SelfHostedLoop, budget: float) -> bool:
         stopped: bool = loop._guest_run_slice(None, True, time.perf_counter() + budget)
         return stopped
     except BaseException as exc:
-        if exc is loop._guest_escaped or isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            loop._guest_escaped = None
+        if loop._guest_took_escape(exc):
             raise
         raise InternalError(f"asyncio-guest machinery failed: {exc!r}") from exc
     finally:
@@ -134,7 +135,7 @@ def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
     cancelled after the base clean-up too.
     """
     aloop: Any = loop
-    previous = loop._guest_self_host
+    previous = loop._guest_state().self_host
     if previous is not None and previous.engine._backend.retiring:
         # A backend thread the last run's end failed to join (only a failing
         # join leaves one) is joined now, outside the running loop (a join
@@ -154,9 +155,10 @@ def run_forever_self_hosted(loop: SelfHostedLoop) -> None:
     started = False  # the engine ran (else the first slice stopped the loop)
     failed = True
     try:
-        owner = loop._guest_self_host
+        state = loop._guest_state()
+        owner = state.self_host
         if owner is None:
-            owner = loop._guest_self_host = SelfHostedRuns(loop)
+            owner = state.self_host = SelfHostedRuns(loop)
         engine = owner.engine
         loop._guest_attach(engine)
         if not _first_slice(loop, engine.budget):
