@@ -18,6 +18,7 @@ import pytest
 
 import asyncio_guest
 from asyncio_guest import testing
+from asyncio_guest._core.guest_loop import GuestLoopMixin
 
 from . import loops
 
@@ -142,3 +143,27 @@ def test_add_reader_runs_its_callback_in_the_given_context() -> None:
         return seen[0], seen[1]
 
     assert asyncio_guest.run(main, loop_factory=loops.test_loop_factory()) == ("writer", "reader")
+
+
+
+def test_a_running_guest_loop_keeps_its_attributes_inline() -> None:
+    """CPython 3.11+ keeps an instance's first 29 attributes inline (found at an
+    index cached in the bytecode); past that, every attribute lookup of the loop's
+    code, asyncio's own included, goes through a dict. A running guest loop has
+    two attributes more than a running loop of its stock class
+    (``GuestLoopState`` holds the rest)."""
+    guest_class = loops.loop_class()
+    stock_class = next(c for c in guest_class.__mro__ if not issubclass(c, GuestLoopMixin))
+
+    async def attributes() -> set[str]:
+        await asyncio.sleep(0)
+        return set(vars(asyncio.get_running_loop()))
+
+    plain_loop = stock_class()
+    try:
+        plain = plain_loop.run_until_complete(attributes())
+    finally:
+        plain_loop.close()
+    guest = asyncio_guest.run(attributes, loop_factory=guest_class)
+    assert guest - plain == {"_guest", "_guest_outside_tick"}
+    assert len(guest) < 30, sorted(guest)
