@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import sys
 import threading
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import outcome
@@ -222,3 +223,83 @@ def test_host_agen_without_host_hooks_is_closed_in_place(host: QueueHost) -> Non
 
     assert sys.get_asyncgen_hooks() == (None, None)
     assert host.guest_run(main) == outcome.Value(["closed"])
+
+
+def _drop_unfinished_host_agen_awaiting_in_finally(record: list[str]) -> None:
+    """Host code iterates an async generator by hand, then drops it unfinished; its
+    ``finally`` awaits, which a synchronous close cannot let it do."""
+
+    async def agen() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+        finally:
+            record.append("finally")
+            await asyncio.sleep(0)
+            record.append("after the await")  # never: the close cannot wait
+
+    gen = agen()
+    with pytest.raises(StopIteration):
+        gen.asend(None).send(None)
+    del gen
+    gc.collect()
+
+
+def test_host_agen_closed_in_place_fails_as_python_does(host: QueueHost) -> None:
+    """No host hooks: the close in place of a host generator that awaits in its
+    ``finally`` is reported as CPython reports it on a thread without hooks."""
+
+    def unraisables(run: Callable[[], object]) -> tuple[list[str], list[str]]:
+        record: list[str] = []
+        seen: list[str] = []
+        old_hook = sys.unraisablehook
+        sys.unraisablehook = lambda args: seen.append(
+            f"{type(args.exc_value).__name__}: {args.exc_value}"
+        )
+        try:
+            run_it = functools.partial(_drop_unfinished_host_agen_awaiting_in_finally, record)
+            run(run_it)
+        finally:
+            sys.unraisablehook = old_hook
+        return record, seen
+
+    assert sys.get_asyncgen_hooks() == (None, None)
+    plain = unraisables(lambda drop: drop())
+
+    def in_guest_run(drop: Callable[[], None]) -> None:
+        async def main() -> None:
+            fut = asyncio.get_running_loop().create_future()
+
+            def host_code() -> None:
+                drop()
+                fut.set_result(None)
+
+            host.in_host(host_code)
+            await wait_long(fut)
+
+        assert host.guest_run(main) == outcome.Value(None)
+
+    guest = unraisables(in_guest_run)
+    assert plain == (["finally"], ["RuntimeError: async generator ignored GeneratorExit"])
+    assert guest == plain
+
+
+def test_hooks_the_host_sets_during_the_run_are_left_in_place(host: QueueHost) -> None:
+    """Host code that replaces the thread's hooks mid-run keeps them after the run;
+    the run puts the host's earlier pair back only over its own."""
+    replacement = HostHooks()
+
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+
+        def host_code() -> None:
+            sys.set_asyncgen_hooks(replacement.firstiter, replacement.finalizer)
+            fut.set_result(None)
+
+        host.in_host(host_code)
+        await wait_long(fut)
+
+    try:
+        assert host.guest_run(main) == outcome.Value(None)
+        assert sys.get_asyncgen_hooks() == (replacement.firstiter, replacement.finalizer)
+    finally:
+        sys.set_asyncgen_hooks(None, None)

@@ -12,6 +12,7 @@ Read in this order (each module says what it holds and who may touch it):
 * ``guest_loop.py``: the loop split into plan / wait / run-within-budget, and the
   host-side hooks that wake the backend (``GuestLoopMixin`` and its classes);
 * ``linger.py``: a tick that ran callbacks waits briefly for the reply itself;
+* ``asyncgen_hooks.py``: a run's async generators, the loop's or the host's;
 * ``selector_wait.py``, ``iocp_wait.py``: how each kind of loop's OS wait is
   split between the backend thread (the blocking call) and the host (decoding);
 * ``self_hosted.py``: ``run_forever`` of a guest loop, driven by its own

@@ -97,7 +97,6 @@ class GuestLoopState:
         "batch",
         "engine",
         "escaped",
-        "host_hooks",
         "host_library",
         "host_owns_wakeup",
         "host_wakeup_fd",
@@ -105,7 +104,6 @@ class GuestLoopState:
         "iocp_io",
         "keep_wakeup_fd",
         "linger",
-        "loop_hooks",
         "pending_raw",
         "regs_dirty",
         "selector_io",
@@ -129,8 +127,6 @@ class GuestLoopState:
         self.linger: Linger | None = None  # linger.py; made with selector_io, kept
         self.escaped: BaseException | None = None  # what a callback let escape
         self.keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
-        self.loop_hooks: tuple[Any, Any] | None = None  # installed during ticks (guest runs)
-        self.host_hooks: Any = None  # the thread's hooks, put back when a tick ends
         self.host_library: Any = _NOT_SET  # sniffio's name for the thread, put back likewise
         self.host_owns_wakeup = False  # host_uses_signal_set_wakeup_fd=True
         self.host_wakeup_fd = -1  # the host's fd, learnt at the first add_signal_handler
@@ -268,7 +264,6 @@ class GuestLoopMixin:
 
     def _guest_detach(self) -> None:
         state = self._guest_state()  # (also undoes an attach that never happened)
-        state.loop_hooks = None
         state.engine = None
         self._guest_outside_tick = False
         state.watch_regs = False
@@ -319,48 +314,32 @@ class GuestLoopMixin:
         """Host thread, signal-safe: end the backend's wait (chosen at attach)."""
         self._guest.waker()
 
-    def _guest_own_asyncgens_in_ticks(self) -> None:
-        """Give async generators first iterated inside ticks to this loop.
-
-        A generator takes the thread's hooks at its first iteration and keeps
-        that finalizer for life. Installing the loop's hooks only while a tick
-        runs (and the host's hooks, whatever they are then, otherwise) sends
-        each generator to the loop that iterated it, with no bookkeeping: a
-        membership test at finalization time cannot work, as CPython clears
-        weak references (``loop._asyncgens`` is a WeakSet) before finalizing.
-        """
-        self._guest.loop_hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
+    def _guest_in_tick(self) -> bool:
+        """Host thread: is one of this loop's ticks running (a callback, or code it
+        calls)? Not between ticks, and not when no engine drives the loop."""
+        return not self._guest_outside_tick and self._guest.engine is not None
 
     def _guest_enter_tick(self) -> None:
         """A tick begins: present this loop as the thread's async world.
 
-        Async-generator hooks (guest runs, see ``_guest_own_asyncgens_in_ticks``)
-        and sniffio's per-thread library name: a host that is itself an async
+        Its sniffio per-thread library name: a host that is itself an async
         library sets that name for its whole run (Trio sets ``"trio"``), and
         sniffio-based code in a guest task (anyio, httpx) must see asyncio. The
-        host's values are put back when the tick ends, as Trio's own guest tick
-        does with its name.
+        host's name is put back when the tick ends, as Trio's own guest tick
+        does with its name. (Async generators need nothing per tick: see
+        ``asyncgen_hooks.py``.)
         """
         self._guest_outside_tick = False
-        state = self._guest
-        loop_hooks = state.loop_hooks
-        if loop_hooks is not None:
-            state.host_hooks = sys.get_asyncgen_hooks()
-            sys.set_asyncgen_hooks(*loop_hooks)
         sniffio = sys.modules.get("sniffio")
         if sniffio is not None:
             names = sniffio.thread_local
-            state.host_library = names.name
+            self._guest.host_library = names.name
             names.name = "asyncio"
 
     def _guest_leave_tick(self) -> None:
         """A tick ends (also after a failed one: idempotent)."""
         state = self._guest
         self._guest_outside_tick = state.engine is not None
-        host_hooks = state.host_hooks
-        if host_hooks is not None:
-            state.host_hooks = None
-            sys.set_asyncgen_hooks(*host_hooks)
         host_library = state.host_library
         if host_library is not _NOT_SET:
             state.host_library = _NOT_SET

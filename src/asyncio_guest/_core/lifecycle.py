@@ -3,8 +3,8 @@
 Lifecycle of one run (all on the host thread):
 
 1. set-up, before ``start_guest_run`` returns: a fresh guest loop becomes the
-   thread's running loop; the loop's async-generator hooks are installed for
-   the duration of each tick (see ``GuestLoopMixin._guest_own_asyncgens_in_ticks``);
+   thread's running loop; the run's async-generator hooks, which give the loop
+   the generators first iterated in its ticks (``asyncgen_hooks.py``);
    Ctrl+C handling and the signal wakeup fd (main thread only);
    the main task; the backend thread; the first tick posted.
 2. ticks, until the main task is done (or a callback lets ``KeyboardInterrupt``/
@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import outcome
 
+from .asyncgen_hooks import RunAsyncgenHooks
 from .errors import InternalError, cleanup_twice
 from .fd_watch import FdWatcher
 from .guest_loop import GuestLoopMixin, as_guest_loop, default_loop_factory
@@ -107,7 +108,9 @@ class RunLifecycle:
         self._restore.append(self.loop._guest_detach)
         self.loop._guest_attach(engine)
         # Guest generators go to the loop's hooks, host generators keep the host's.
-        self.loop._guest_own_asyncgens_in_ticks()
+        hooks = RunAsyncgenHooks(loop, self.loop._guest_in_tick)
+        self._restore.append(hooks.restore)
+        hooks.install()
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handling()
 
