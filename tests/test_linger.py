@@ -155,9 +155,9 @@ def _count_ticks(monkeypatch: pytest.MonkeyPatch) -> list[None]:
     ticks: list[None] = []
     tick = handover.Engine._tick
 
-    def counted(self: handover.Engine, tok: handover._Token) -> None:
+    def counted(self: handover.Engine, tok: handover._Token, state: Any = None) -> None:
         ticks.append(None)
-        tick(self, tok)
+        tick(self, tok, state)
 
     monkeypatch.setattr(handover.Engine, "_tick", counted)
     return ticks

@@ -50,15 +50,17 @@ class Tickable(Protocol):
     def tick(self) -> None: ...
 
 
-class _State(enum.Enum):
+class State(enum.Enum):
+    """The channel's state (the table above)."""
+
     IDLE = "idle"
     WAITING = "waiting"
     RETURNED = "returned"
 
 
-IDLE = _State.IDLE
-WAITING = _State.WAITING
-RETURNED = _State.RETURNED
+IDLE = State.IDLE
+WAITING = State.WAITING
+RETURNED = State.RETURNED
 
 
 class Channel:

@@ -46,10 +46,16 @@ Invariant (which thread touches what; what orders the hand-over):
   dispatch does (a watch or timer callback never runs inside another host
   callback, except in a nested host loop, where ``Engine._tick`` defers).
 * ``posted`` keeps its rule (whoever flips it False -> True posts or runs that
-  one tick): ``ready`` takes it under ``Channel.lock`` exactly as a worker's
-  ``request_tick`` does, so a wake-up that finds a tick already posted only
-  makes the state IDLE and removes the watch (that tick then polls and arms
-  afresh), and never a second tick is started.
+  one tick). ``ready`` reads it under ``Channel.lock``: a wake-up that finds a
+  tick already posted only makes the state IDLE and removes the watch (that
+  tick then polls and arms afresh). Otherwise ``ready`` runs the tick at once
+  without taking the flag (``Engine._tick`` with the state given): a posted
+  tick would clear it again on the same thread straight after, a second lock
+  round trip on the path of every wake-up. A worker that posts meanwhile
+  costs one tick more, as one that posts just after the tick began always
+  did. Inside a nested host loop the tick cannot run now: there ``ready``
+  takes the flag, so the deferred tick is owed as a posted one and the
+  watch, firing again, is removed.
 * A tick polls the selector when the state is IDLE (the host's wake-up
   brought it, or the previous tick left work); a tick a worker posted while
   the state is WAITING runs what is ready and leaves I/O and timers to the
@@ -257,7 +263,8 @@ class FdWaits:
             ch.state = IDLE
             with ch.lock:
                 owed = ch.posted
-                ch.posted = True
+                if engine._in_tick:  # a nested host loop: _tick defers, the tick is owed
+                    ch.posted = True
             if owed:
                 unwatch = self._unwatch if from_watch else None
                 if unwatch is not None:
@@ -268,4 +275,4 @@ class FdWaits:
             engine._fatal(exc)
             engine._raise_to_host()
             return
-        engine._tick(tok)
+        engine._tick(tok, IDLE)

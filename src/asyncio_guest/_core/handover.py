@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import outcome
 
-from .backend import IDLE, RETURNED, WAITING, Backend, no_host
+from .backend import IDLE, RETURNED, WAITING, Backend, State, no_host
 from .errors import InternalError
 from .fd_watch import FdWaits, FdWatcher, choose
 
@@ -400,8 +400,12 @@ class Engine:
 
     # ------------------------------------------------------------- ticks
 
-    def _tick(self, tok: _Token) -> None:
+    def _tick(self, tok: _Token, state: State | None = None) -> None:
         """Host thread: one host callback's worth of asyncio work (see class doc).
+
+        ``state`` None: a posted tick (it clears ``posted`` and reads the
+        state under the lock). Given: the zero-thread wake-up's own tick, with
+        the state it set and ``posted`` left alone (``FdWaits.ready``).
 
         One frame from the host's call to the first callback, on purpose: a
         worker's ``call_soon_threadsafe`` wakes a host thread whose caches went
@@ -417,11 +421,12 @@ class Engine:
             return
         try:
             ch = self._ch
-            with ch.lock:
-                ch.posted = False
-                state = ch.state
-                if state is RETURNED:
-                    ch.state = state = IDLE
+            if state is None:  # a posted tick: this one was owed
+                with ch.lock:
+                    ch.posted = False
+                    state = ch.state
+                    if state is RETURNED:
+                        ch.state = state = IDLE
             if not self._finished:  # else a late tick of an ended run
                 if state is IDLE:
                     self._deadline = -math.inf
