@@ -67,8 +67,15 @@ class Channel:
     """State shared by H, B and W threads.
 
     Invariant: ``posted``, ``state``, ``result`` and ``closing`` are read and
-    written with ``lock`` held (H may read ``posted``/``state`` without it where
-    a stale value is harmless, see ``Engine.host_wake``). ``wait_call`` and
+    written with ``lock`` held, with two exceptions on H, which rest on who may
+    change what: H may read ``posted``/``state`` without it where a stale value
+    is harmless (``Engine.host_wake``), and a posted tick begins by clearing
+    ``posted`` and moving RETURNED to IDLE without it (``Engine._tick``). Only
+    H clears ``posted`` and only H leaves RETURNED; W and B only set ``posted``
+    (test-and-set under the lock) and B only moves WAITING to RETURNED. A W or
+    B that sets either just before or after H's lines posts at most one tick
+    more, which finds its work taken or runs it: nothing is lost, and H's own
+    moves never race with each other. ``wait_call`` and
     ``token`` are written by H before it releases ``go`` and taken by B after
     acquiring it: that release/acquire pair orders them.
     ``go`` is locked whenever ``state`` is IDLE or RETURNED.

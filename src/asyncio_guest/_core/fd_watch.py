@@ -46,16 +46,18 @@ Invariant (which thread touches what; what orders the hand-over):
   dispatch does (a watch or timer callback never runs inside another host
   callback, except in a nested host loop, where ``Engine._tick`` defers).
 * ``posted`` keeps its rule (whoever flips it False -> True posts or runs that
-  one tick). ``ready`` reads it under ``Channel.lock``: a wake-up that finds a
-  tick already posted only makes the state IDLE and removes the watch (that
-  tick then polls and arms afresh). Otherwise ``ready`` runs the tick at once
+  one tick). ``ready`` reads it without the lock: only this thread clears it,
+  so a True it reads stays True, and a worker that sets it just after the
+  read posts a tick that finds its callback run already (one tick more, as
+  when a worker posts just after a tick began). A wake-up that finds a tick
+  already posted only makes the state IDLE and removes the watch (that tick
+  then polls and arms afresh). Otherwise ``ready`` runs the tick at once
   without taking the flag (``Engine._tick`` with the state given): a posted
-  tick would clear it again on the same thread straight after, a second lock
-  round trip on the path of every wake-up. A worker that posts meanwhile
-  costs one tick more, as one that posts just after the tick began always
-  did. Inside a nested host loop the tick cannot run now: there ``ready``
-  takes the flag, so the deferred tick is owed as a posted one and the
-  watch, firing again, is removed.
+  tick would clear it again on the same thread straight after. Inside a
+  nested host loop the tick cannot run now: there ``ready`` takes the flag
+  under ``Channel.lock`` (set against a worker's test-and-set), so the
+  deferred tick is owed as a posted one and the watch, firing again, is
+  removed.
 * A tick polls the selector when the state is IDLE (the host's wake-up
   brought it, or the previous tick left work); a tick a worker posted while
   the state is WAITING runs what is ready and leaves I/O and timers to the
@@ -261,10 +263,12 @@ class FdWaits:
         try:
             ch = engine._ch
             ch.state = IDLE
-            with ch.lock:
-                owed = ch.posted
-                if engine._in_tick:  # a nested host loop: _tick defers, the tick is owed
+            if engine._in_tick:  # a nested host loop: _tick defers, the tick is owed
+                with ch.lock:
+                    owed = ch.posted
                     ch.posted = True
+            else:
+                owed = ch.posted  # True stays True until this thread clears it
             if owed:
                 unwatch = self._unwatch if from_watch else None
                 if unwatch is not None:

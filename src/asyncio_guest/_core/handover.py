@@ -422,11 +422,13 @@ class Engine:
         try:
             ch = self._ch
             if state is None:  # a posted tick: this one was owed
-                with ch.lock:
-                    ch.posted = False
-                    state = ch.state
-                    if state is RETURNED:
-                        ch.state = state = IDLE
+                # No lock (Channel doc): only H clears ``posted`` and leaves
+                # RETURNED, and a worker or B that sets ``posted`` or RETURNED
+                # around these lines costs at most one tick more, never a lost one.
+                ch.posted = False
+                state = ch.state
+                if state is RETURNED:
+                    ch.state = state = IDLE
             if not self._finished:  # else a late tick of an ended run
                 if state is IDLE:
                     self._deadline = -math.inf
