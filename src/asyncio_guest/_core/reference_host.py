@@ -255,7 +255,11 @@ class ReferenceHost:
         when the round began (not the ones they queue), then those of the
         watched fds that are readable (polled without waiting when callbacks
         are queued, so a busy queue cannot starve them), so timers get a turn
-        between any two guest ticks.
+        between any two guest ticks. A round with nothing queued sleeps
+        instead; what was posted meanwhile runs as soon as it wakes, before
+        the fds (the path of every worker's wake-up, on a thread whose caches
+        went cold while it slept: a due timer waits one batch at most, and
+        the next round begins with the timers).
         """
         self.thread_id = threading.get_ident()
         self._stopped = False
@@ -294,6 +298,13 @@ class ReferenceHost:
                     else:
                         timeout = None
                     ready = self._sleep(timeout)
+                    n = len(queue)
+                    if n:  # woken by a post (see above)
+                        popleft = queue.popleft
+                        for _ in range(n):
+                            popleft()()
+                            if self._stopped:
+                                return
                 for fd in ready:
                     callback = watches.get(fd)  # (unwatched meanwhile: None)
                     if callback is not None:
