@@ -92,14 +92,20 @@ def test_no_time_left_means_no_wait(pipe: Pair) -> None:
     assert (policy.misses, policy.skip) == (0, 0)
 
 
-def _recording_select(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The timeouts of the real select() calls a linger makes."""
+def _recording_select(
+    monkeypatch: pytest.MonkeyPatch, polled: threading.Event | None = None
+) -> list[float]:
+    """The timeouts of the real select() calls a linger makes; ``polled`` is set
+    once the first of them has returned."""
     timeouts: list[float] = []
     real_select = select.select
 
     def recorded(r: Any, w: Any, x: Any, timeout: float) -> Any:
         timeouts.append(timeout)
-        return real_select(r, w, x, timeout)
+        result = real_select(r, w, x, timeout)
+        if polled is not None:
+            polled.set()
+        return result
 
     monkeypatch.setattr(linger, "select", types.SimpleNamespace(select=recorded))
     return timeouts
@@ -120,11 +126,19 @@ def test_a_linger_polls_for_spin_then_sleeps_the_rest(
 def test_a_reply_within_the_spin_is_found_by_polling_without_sleeping(
     pipe: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The peer (a thread: select() lets the GIL go) writes 10 ms into a 5 s spin."""
+    """The peer (a thread: select() lets the GIL go) writes into a 5 s spin, once
+    the spin has polled at least once (a fixed delay is not enough on a loaded
+    machine: the spin may begin after it)."""
     r, w = pipe
     monkeypatch.setattr(linger, "SPIN", 5.0)
-    timeouts = _recording_select(monkeypatch)
-    peer = threading.Timer(0.01, w.send, (b"x",))
+    polled = threading.Event()
+    timeouts = _recording_select(monkeypatch, polled)
+
+    def reply() -> None:
+        polled.wait(10.0)
+        w.send(b"x")
+
+    peer = threading.Thread(target=reply)
     peer.start()
     try:
         assert linger.Linger(r.fileno(), 5.0).wait(10.0, None)
