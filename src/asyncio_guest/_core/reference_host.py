@@ -277,20 +277,8 @@ class ReferenceHost:
                             timer.callback()
                             if self._stopped:
                                 return
-                n = len(queue)
-                if n:
-                    popleft = queue.popleft
-                    for _ in range(n):
-                        popleft()()
-                        if self._stopped:
-                            return
-                    if not watches or not queue:
-                        # Nothing queued: the next round's sleep polls the
-                        # watches (returning at once if one is readable), so
-                        # a poll here would only add a system call per round.
-                        continue
-                    ready = _readable(list(watches), 0)
-                else:
+                slept = not queue
+                if slept:
                     while timers and timers[0][2].cancelled:
                         heapq.heappop(timers)
                     if timers:
@@ -298,13 +286,23 @@ class ReferenceHost:
                     else:
                         timeout = None
                     ready = self._sleep(timeout)
-                    n = len(queue)
-                    if n:  # woken by a post (see above)
-                        popleft = queue.popleft
-                        for _ in range(n):
-                            popleft()()
-                            if self._stopped:
-                                return
+                # Queued when the round began (not slept: then n > 0, as only
+                # this thread takes from the queue), or posted during the sleep
+                # (run at once, before the fds: see above).
+                n = len(queue)
+                if n:
+                    popleft = queue.popleft
+                    for _ in range(n):
+                        popleft()()
+                        if self._stopped:
+                            return
+                    if not slept:
+                        if not watches or not queue:
+                            # Nothing queued: the next round's sleep polls the
+                            # watches (returning at once if one is readable), so
+                            # a poll here would only add a system call per round.
+                            continue
+                        ready = _readable(list(watches), 0)
                 for fd in ready:
                     callback = watches.get(fd)  # (unwatched meanwhile: None)
                     if callback is not None:
