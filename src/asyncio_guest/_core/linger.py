@@ -49,6 +49,8 @@ from __future__ import annotations
 import select
 import time
 
+from .select_limit import SELECT_FD_LIMIT
+
 LINGER = 0.0001
 """Seconds a tick waits for I/O after running callbacks (0 disables lingering).
 
@@ -72,16 +74,14 @@ _MAX_SKIP = 64
 _MAX_MISSES = 7  # 2**7 - 1 >= _MAX_SKIP
 
 
-_SELECT_LIMIT = 1024
-"""FD_SETSIZE on Linux and macOS: ``select()`` cannot wait on a higher fd. The
-waits here are shorter than a millisecond, which ``poll()`` and ``epoll_wait()``
-cannot express (both count whole milliseconds); a loop whose selector fd is that
-high (a program with over a thousand files open) does not linger."""
-
-
 def for_fd(fd: int | None) -> Linger | None:
-    """The policy for a loop whose selector is ``fd`` (None: no such fd, or lingering off)."""
-    if fd is None or fd >= _SELECT_LIMIT or LINGER <= 0:
+    """The policy for a loop whose selector is ``fd`` (None: no such fd, or lingering off).
+
+    The linger is shorter than a millisecond, which only ``select()`` can wait
+    for: a loop whose selector fd is beyond it (a program with over a thousand
+    files open) does not linger.
+    """
+    if fd is None or fd >= SELECT_FD_LIMIT or LINGER <= 0:
         return None
     return Linger(fd, LINGER)
 

@@ -28,6 +28,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection
 
+from .select_limit import SELECT_FD_LIMIT
+
 
 class HostTimer:
     """A host-side timer; ``cancel()`` (or calling it) stops it (host thread).
@@ -104,7 +106,7 @@ class _Waker:
         then polls). select() takes a timeout in microseconds, poll() in
         milliseconds (a host timer would fire up to 1 ms late)."""
         fds = [self._rfd, *watched]
-        if sys.platform == "win32" or max(fds) < _FD_SETSIZE:
+        if sys.platform == "win32" or max(fds) < SELECT_FD_LIMIT:
             return fds
         return None
 
@@ -124,17 +126,13 @@ class _Waker:
             pass
 
 
-_FD_SETSIZE = 1024
-"""select() takes no fd at or above this on Linux and the BSDs (any socket on Windows)."""
-
-
 def _readable(fds: list[int], timeout: float | None) -> list[int]:
     """Which of ``fds`` are readable, waiting up to ``timeout`` (None: no limit).
 
     select() where it can take every fd (its timeout counts microseconds),
     else poll() (milliseconds, rounded up: a host timer never fires early).
     """
-    if sys.platform == "win32" or max(fds) < _FD_SETSIZE:
+    if sys.platform == "win32" or max(fds) < SELECT_FD_LIMIT:
         return list(select.select(fds, [], [], timeout)[0])
     poll = select.poll()
     for fd in fds:
