@@ -32,11 +32,14 @@ from gi.repository import Gio, GLib
 from asyncio_guest import glib
 
 # GApplication's first registration starts GLib's shared worker (its context's
-# eventfd stays open for the process): done here, it is no test's leak.
+# eventfd stays open for the process), and the default main context is made at
+# its first use (its wake-up eventfd likewise): done here, neither is the leak
+# of whichever test happens to run first.
 _WARM_UP = Gio.Application(
     application_id="org.asyncio_guest.WarmUp", flags=Gio.ApplicationFlags.NON_UNIQUE
 )
 _WARM_UP.register(None)
+GLib.MainContext.default().iteration(False)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,6 +113,42 @@ def test_a_glib_timeout_keeps_its_time_while_200_tasks_spin(
     lateness = statistics.median(gaps) - interval_ms / 1000
     print(f"[{wait}] median lateness {lateness * 1e3:.2f} ms, max gap {max(gaps) * 1e3:.1f} ms")
     assert lateness < 0.005, f"median GLib timeout lateness {lateness * 1e3:.1f} ms"
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_an_idle_source_keeps_its_turns_while_tasks_spin(debug: bool) -> None:
+    """A busy guest's ticks take turns with the program's own idle sources
+    (PRIORITY_DEFAULT_IDLE: GTK's deferred work), in asyncio's debug mode too:
+    there each drain holds two callbacks (the engine's probe and the next tick),
+    and the wake-up sent ahead for the second once went out at the default
+    priority, so not one idle callback ran while tasks spun."""
+    calls = [0]
+
+    def idle() -> bool:
+        calls[0] += 1
+        return True
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        loop.slow_callback_duration = 10.0
+        end = loop.time() + 0.5
+        spins = [0]
+
+        async def spin() -> None:
+            while loop.time() < end:
+                spins[0] += 1
+                await asyncio.sleep(0)
+
+        source_id = GLib.idle_add(idle, priority=GLib.PRIORITY_DEFAULT_IDLE)
+        try:
+            await asyncio.gather(*(spin() for _ in range(20)))
+        finally:
+            GLib.source_remove(source_id)
+        return spins[0], calls[0]
+
+    spins, idle_calls = glib.run(main, loop=GLib.MainLoop(), debug=debug)
+    assert spins > 2000, spins
+    assert idle_calls >= 50, f"{idle_calls} idle callbacks in 0.5 s of spinning"
 
 
 @pytest.mark.timeout(30)  # the failure this guards against is a livelock

@@ -23,7 +23,13 @@ The outer drain then finds fewer to run and stops.
 Callbacks the host thread adds *during* a drain (the guest's "next tick, no
 thread hop") do not post at once: the drain decides at its end how to wake
 the host again (``post_busy``), so a host can rank its own input above a busy
-guest.
+guest. The extra wake-up before a callback is a busy one too: a modal loop
+dispatches it as well, and it is the wake-up of the work queued behind, which
+a guest that keeps two callbacks queued (a busy tick plus the engine's debug
+probe; a worker posting at every tick) always has. Sent with ``post``, it
+would carry every such drain ahead of the host's input, timers and redraws
+(seen on GLib and wx in debug mode: no redraw and no host timer while tasks
+spun).
 
 A ``post`` that raises: the callback stays queued (a later wake-up runs it),
 the pending flag is cleared so that the next submit posts again, and the
@@ -80,15 +86,16 @@ class CoalescingQueue:
         ``fn`` stays queued (see the module doc).
         """
         self._queue.append(fn)
-        self._wake_now()
+        self._wake(self._post)
 
-    def _wake_now(self) -> None:
+    def _wake(self, post: Callable[[], object]) -> None:
+        """Send one wake-up with ``post`` unless one is pending (``post_busy``: host thread)."""
         with self._lock:
             if self._pending:
                 return
             self._pending = True
         try:
-            self._post()
+            post()
         except BaseException:
             with self._lock:
                 self._pending = False
@@ -122,22 +129,14 @@ class CoalescingQueue:
                 if queue and not self._pending:
                     # Callbacks wait behind this one, which may open a modal
                     # loop and not return for a long time: make sure a nested
-                    # drain can reach them (at most one extra wake-up per drain).
-                    self._wake_now()
+                    # drain can reach them (at most one extra wake-up per
+                    # drain; a busy one, see the module doc).
+                    self._wake(self._post_busy)
                 fn()
         finally:
             self._draining -= 1
             if queue:
-                with self._lock:
-                    must_post = not self._pending
-                    self._pending = True
-                if must_post:
-                    try:
-                        self._post_busy()
-                    except BaseException:
-                        with self._lock:
-                            self._pending = False
-                        raise
+                self._wake(self._post_busy)
 
     def wake_busy_now(self) -> None:
         """Host thread, inside a drain: send the drain-end wake-up (``post_busy``) now.
@@ -146,18 +145,8 @@ class CoalescingQueue:
         one (the Tk host: a tick that opens a modal loop queues the engine's
         debug probe first). The drain's end then finds it pending and sends none.
         """
-        if not self._draining or not self._queue:
-            return
-        with self._lock:
-            if self._pending:
-                return
-            self._pending = True
-        try:
-            self._post_busy()
-        except BaseException:
-            with self._lock:
-                self._pending = False
-            raise
+        if self._draining and self._queue:
+            self._wake(self._post_busy)
 
     def clear(self) -> None:
         """Host thread: drop every queued callback (the host is shutting down)."""
