@@ -47,10 +47,12 @@ def _run_with_frame(main: Callable[[], Awaitable[_T]]) -> tuple[_T, Any]:
             frame.Destroy()
 
 
-def _child(code: str, *, timeout: float = 60, **popen: Any) -> subprocess.Popen[bytes]:
+def _child(
+    code: str, *, argv: list[str] | None = None, timeout: float = 60, **popen: Any
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), ROOT]))
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -303,6 +305,62 @@ def test_show_modal_keeps_asyncio_running_and_cancel_ends_the_dialog() -> None:
 
     result, _ = _run_with_frame(main)
     assert result == (wx.ID_OK, 20, 0)
+
+
+_MODAL_AT_THE_END_CHILD = """
+import asyncio, sys, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)
+frame = None
+if sys.argv[1] == "frame":
+    frame = wx.Frame(None, title="modal at the end")
+    frame.Show()
+
+async def main():
+    dialog = wx.Dialog(frame, title="still open")
+    asyncio.create_task(agwx.show_modal(dialog))
+    while not dialog.IsModal():
+        await asyncio.sleep(0.005)
+    if sys.argv[2] == "ctrl-c":
+        print("ready", flush=True)
+        await asyncio.sleep(60)
+    return "main's value"
+
+try:
+    print(agwx.run(main), flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("ending", ["main-returns", "ctrl-c"])
+@pytest.mark.parametrize("window", ["frame", "no-frame"])
+def test_the_run_ends_while_a_show_modal_dialog_is_open(window: str, ending: str) -> None:
+    """``main`` ends (or Ctrl+C) with a ``show_modal`` dialog open: the dialog is
+    ended and ``run`` returns (or raises). wx's ``ExitMainLoop()`` and
+    ``Exit()`` act only on the active loop, the dialog's then: the run hung in
+    ``MainLoop`` (or in its own loop, without a window) for good."""
+    proc = _child(_MODAL_AT_THE_END_CHILD, argv=[window, ending])
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        if ending == "ctrl-c":
+            line = proc.stdout.readline()
+            assert line == b"ready\n", (line, proc.stderr.read())
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if ending == "ctrl-c":
+        assert (proc.returncode, out) == (3, b"KeyboardInterrupt\n"), (proc.returncode, out, err)
+    else:
+        assert (proc.returncode, out) == (0, b"main's value\n"), (proc.returncode, out, err)
 
 
 def test_async_callback_is_a_bind_handler() -> None:

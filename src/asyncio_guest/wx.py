@@ -392,11 +392,19 @@ def run(
     own_loops: list[Any] = []  # our wx.GUIEventLoops running, innermost last
 
     def exit_loops() -> None:
+        # ScheduleExit, not ExitMainLoop() or Exit(): those act only on the
+        # *active* loop (wx's IsRunning), so with a modal dialog's loop nested
+        # inside (one ``show_modal`` is ending, or one still open) they did
+        # nothing and the run never ended. A scheduled exit is taken as soon
+        # as the loops nested inside have returned.
         if in_main_loop:
-            the_app.ExitMainLoop()
-        for loop in own_loops:
-            if loop.IsRunning():
-                loop.Exit()
+            main_loop = the_app.GetMainLoop()
+            if main_loop is not None:
+                main_loop.ScheduleExit()
+            else:
+                the_app.ExitMainLoop()
+        for loop in own_loops:  # each is inside its Run() (see run_host)
+            loop.ScheduleExit()
 
     def run_host(task: asyncio.Task[_T]) -> None:
         nonlocal in_main_loop
