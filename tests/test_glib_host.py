@@ -454,6 +454,34 @@ def test_gio_application_main_returning_quits_the_application() -> None:
     assert time.monotonic() - t0 < 5
 
 
+def test_run_refused_inside_a_running_loop_leaves_the_application_unheld() -> None:
+    """``glib.run`` called from a running asyncio loop is refused, and what it
+    took before the refusal (the application's hold, its window handler) is
+    given back: a hold left behind made the program's own ``app.run()`` later
+    wait for ever."""
+    app = _app("Refused")
+
+    async def wrongly_nested() -> None:
+        with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+            glib.run(asyncio.sleep, 0, application=app)
+
+    asyncio.run(wrongly_nested())
+    rescued: list[bool] = []
+
+    def rescue() -> bool:  # only if the application is still held
+        rescued.append(True)
+        app.release()
+        return False
+
+    rescue_id = GLib.timeout_add(3000, rescue)
+    try:
+        app.run(None)  # an unheld application with nothing to do returns at once
+    finally:
+        if not rescued:
+            GLib.source_remove(rescue_id)
+    assert not rescued, "glib.run left the application held"
+
+
 def test_run_with_nothing_given_runs_a_glib_main_loop() -> None:
     proc = _child(
         """

@@ -108,8 +108,6 @@ def run_beside(
     ``start_options`` go to ``start_guest_run`` (``loop_factory``, ``debug``,
     ``tick_budget``...).
     """
-    if events._get_running_loop() is not None:
-        raise RuntimeError(f"{entry_name}() cannot be called from a running event loop")
     result: list[outcome.Outcome[_T]] = []
 
     def done(out: outcome.Outcome[_T]) -> None:
@@ -118,6 +116,11 @@ def run_beside(
 
     lifecycle = None
     try:
+        # Inside the ``try``: the entry made its host (and held an
+        # application, bound handlers) before calling us, and ``close_host``
+        # must undo that on this refusal too.
+        if events._get_running_loop() is not None:
+            raise RuntimeError(f"{entry_name}() cannot be called from a running event loop")
         lifecycle = start(
             main,
             *args,
