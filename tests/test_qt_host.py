@@ -526,6 +526,43 @@ def test_dialog_exec_straight_from_a_task_fails_safe_and_says_so(
     assert any("run_modal" in r.getMessage() for r in caplog.records), caplog.records
 
 
+@pytest.mark.parametrize("name", INSTALLED)
+def test_dialog_exec_straight_from_a_tick_the_notifier_started_does_not_crash(
+    name: str,
+) -> None:
+    """The task resumes from I/O, so the ``QSocketNotifier``'s slot runs its
+    tick, and calls ``exec()`` there; a worker's callback arrives meanwhile.
+    Inside the dialog's loop the notifier fires again and its watch is
+    removed: the notifier's delete then ran in that loop, under the outer
+    emission of the same notifier (PyQt6: a segmentation fault, 5 runs in 5).
+    In a fresh process: a crash must fail this test, not end the suite."""
+    code = f"""
+        import asyncio, sys, threading, time
+        from {name}.QtCore import QTimer
+        from {name}.QtWidgets import QApplication, QDialog
+        app = QApplication([])
+        import asyncio_guest.qt as q
+
+        async def main():
+            window = QDialog()
+            window.show()  # closing the dialog must not quit the application
+            loop = asyncio.get_running_loop()
+            await asyncio.to_thread(time.sleep, 0.05)  # resumed by the notifier's tick
+            threading.Timer(0.05, loop.call_soon_threadsafe, (print, "worker")).start()
+            dialog = QDialog(window)
+            QTimer.singleShot(200, dialog.accept)
+            code = dialog.exec()
+            await asyncio.sleep(0.1)
+            return code
+
+        print("exec", q.run(main), flush=True)
+    """
+    for _ in range(3):
+        r = _child(code, env={"ASYNCIO_GUEST_WAIT": "fd"})
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+        assert r.stdout.split() == ["worker", "exec", "1"], (r.stdout, r.stderr[-2000:])
+
+
 # ----------------------------------------------------- other async libraries
 
 

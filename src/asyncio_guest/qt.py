@@ -191,6 +191,10 @@ class QtHost:
         self._receiver: Any = _receiver_class(b)(self, self._wake_event_type)
         self._queue = CoalescingQueue(self._post_wake, self._post_wake)
         self._children: set[Any] = set()  # our notifiers and timers, host thread
+        # Host thread: our notifiers whose ``activated`` emission is on the
+        # stack (how deep), and those of them disposed meanwhile (see _dispose).
+        self._emitting: dict[Any, int] = {}
+        self._doomed: set[Any] = set()
 
     # ----------------------------------------------------------- primitives
 
@@ -274,7 +278,7 @@ class QtHost:
         """
         self._check_open()
         notifier = self.binding.QSocketNotifier(fd, self.binding.SocketRead, self._receiver)
-        notifier.activated.connect(self._guarded(callback))
+        notifier.activated.connect(self._slot_of(notifier, self._guarded(callback)))
         notifier.setEnabled(True)
         self._children.add(notifier)
         return lambda: self._dispose(notifier)
@@ -296,13 +300,51 @@ class QtHost:
             self._dispose(timer)
             call()
 
-        timer.timeout.connect(fire)
+        timer.timeout.connect(self._slot_of(timer, fire))
         self._children.add(timer)
         timer.start(max(0, math.ceil(delay * 1000)))
         return lambda: self._dispose(timer)
 
+    def _slot_of(self, child: Any, call: Callable[[], None]) -> Callable[..., None]:
+        """``call`` as ``child``'s slot, its emission counted (see ``_dispose``).
+
+        Counted, not flagged: a callback that opens a nested loop (a dialog's
+        ``exec()`` straight from a task) lets the same notifier fire again
+        inside it. ``call`` reports its own exceptions (``_guarded``).
+        """
+        emitting = self._emitting
+
+        def slot(*_: Any) -> None:
+            emitting[child] = emitting.get(child, 0) + 1
+            try:
+                call()
+            finally:
+                depth = emitting.pop(child) - 1
+                if depth:
+                    emitting[child] = depth
+                else:
+                    self._emission_returned(child)
+
+        return slot
+
+    def _emission_returned(self, child: Any) -> None:
+        """Host thread: ``child``'s outermost emission returned; finish what waited for it."""
+        if child in self._doomed:
+            self._doomed.discard(child)
+            self._delete_later(child)
+        if self._close_when_idle and not self._in_event and not self._emitting:
+            self.close()
+
     def _dispose(self, child: Any) -> None:
-        """Host thread: stop a notifier or timer of ours and let Qt delete it."""
+        """Host thread: stop a notifier or timer of ours and let Qt delete it.
+
+        A child disposed from inside its own emission (a watch removed by a
+        callback it ran, maybe in a nested loop that callback opened; a timer
+        as it fires) is only stopped: its ``deleteLater`` waits for that
+        emission to return. Asked for inside a nested loop, the delete ran
+        when that loop processed it, under the outer emission of the same
+        notifier (PyQt6: a segmentation fault once the emission unwound).
+        """
         if child not in self._children:
             return
         self._children.discard(child)
@@ -311,6 +353,13 @@ class QtHost:
                 child.stop()
             else:
                 child.setEnabled(False)
+            if child in self._emitting:
+                self._doomed.add(child)
+            else:
+                self._delete_later(child)
+
+    def _delete_later(self, child: Any) -> None:
+        if self.binding.is_valid(child):
             child.deleteLater()
 
     def _check_open(self) -> None:
@@ -325,13 +374,15 @@ class QtHost:
         """Host thread: delete the receiver, timers and notifiers (idempotent).
 
         From inside one of our own callbacks, the close happens when that
-        drain returns.
+        drain (or that notifier's or timer's emission) returns.
         """
         if self._closed:
             return
         if threading.get_ident() != self.thread_id:
             raise RuntimeError("QtHost.close() must run on the Qt application's thread")
-        if self._in_event:
+        if self._in_event or self._emitting:
+            # Deleting the receiver deletes its children at once: never under
+            # one of their emissions (see _dispose). The last one closes.
             self._close_when_idle = True
             return
         with self._post_lock:
