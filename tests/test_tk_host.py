@@ -174,9 +174,19 @@ def test_root_quit_mid_run_cancels_main_and_keeps_the_window(root: Any) -> None:
     assert root.winfo_exists()
 
 
-def test_done_callback_errors_come_out_of_mainloop(root: Any) -> None:
+@pytest.mark.parametrize("last_wake", ["posted", "timer", "io"])
+def test_done_callback_errors_come_out_of_mainloop(root: Any, last_wake: str) -> None:
+    """Whatever ran the last tick: a posted one, the zero-thread wait's Tk timer
+    (there the host was closed under the timer's callback, which then wrote
+    the error's byte to the closed pipe: EBADF came out instead), the fd watch."""
+
     async def main() -> None:
-        await asyncio.sleep(0)
+        if last_wake == "timer":
+            await asyncio.sleep(0.05)
+        elif last_wake == "io":
+            await asyncio.to_thread(time.sleep, 0.05)
+        else:
+            await asyncio.sleep(0)
 
     def done(_: outcome.Outcome[None]) -> None:
         raise LookupError("from done_callback")

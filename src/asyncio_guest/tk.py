@@ -244,10 +244,16 @@ class TkHost:
 
         def fire() -> None:
             self._forget(name)
+            # Counted as a drain: a close() from inside (the run's last tick
+            # ending in start_guest_run's done_callback) must keep the pipe
+            # until what the callback raised has gone out through it.
+            self._depth += 1
             try:
                 callback()
             except BaseException as exc:
                 self._raise_from_file_handler(exc)
+            finally:
+                self._left_drain()
 
         self._tk.createcommand(name, fire)
         try:
