@@ -3,9 +3,10 @@
 The same program as ``tk_app.py``, for GTK: an asyncio TCP server streams
 made-up prices; "Start feed" connects to it (``async_callback``: the handler
 is a coroutine) and shows every tick as it arrives; "Stop" cancels that work;
-"Reset marks..." asks through a modal ``Gtk.MessageDialog`` whose nested loop
-runs the guest too (``run_modal(dialog.run)``), so the feed keeps streaming
-behind it. A ``GLib.timeout_add`` of the window's own keeps a clock running.
+"Reset marks..." asks through a modal ``Gtk.MessageDialog`` awaited with
+``asyncio_guest.glib.run_dialog`` (no nested loop), so the feed keeps streaming
+behind it and closing the window or Ctrl+C need not wait for an answer. A
+``GLib.timeout_add`` of the window's own keeps a clock running.
 Closing the window ends ``Gtk.main()``; ``asyncio_guest.glib.run`` then
 cancels ``main`` and lets it clean up (the server closes) before returning.
 
@@ -125,9 +126,9 @@ class PriceBoard:
         )
         self.dialog = dialog
         try:
-            # dialog.run() is GTK's nested loop: run from the host loop (not
-            # inside a tick) it runs the guest's ticks too.
-            answer = await asyncio_guest.run_modal(dialog.run)
+            # Not dialog.run() (GTK's nested loop, which the run could not end
+            # before the user answers): its response, awaited.
+            answer = await asyncio_guest.glib.run_dialog(dialog)
         finally:
             self.dialog = None
             dialog.destroy()

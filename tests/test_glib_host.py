@@ -617,6 +617,88 @@ def test_gtk4_application_window_closed_mid_run_cancels_main() -> None:
     assert proc.stdout.split() == ["clicked", "cancelled", "cleaned", "up", "CancelledError", "1"]
 
 
+_RUN_DIALOG_CHILD = """
+import asyncio, os, signal, sys, threading
+import gi
+gtk_major, ending = sys.argv[1], sys.argv[2]
+gi.require_version("Gtk", gtk_major + ".0")
+from gi.repository import Gio, Gtk
+from asyncio_guest import glib
+
+app = None
+if gtk_major == "4":
+    app = Gtk.Application(application_id="org.asyncio_guest.RunDialog",
+                          flags=Gio.ApplicationFlags.NON_UNIQUE)
+
+async def main():
+    if app is None:
+        win = Gtk.Window(title="main")
+        win.show_all()
+    else:
+        win = Gtk.ApplicationWindow(application=app, title="main")
+        win.present()
+    dialog = Gtk.Dialog(title="ask", transient_for=win)
+    ok = dialog.add_button("OK", Gtk.ResponseType.OK)
+    ticks = [0]
+
+    async def meanwhile():  # asyncio runs while the dialog is open
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+            ticks[0] += 1
+        if ending == "click":
+            ok.emit("clicked")  # a real button's click: the dialog's response
+
+    helper = asyncio.create_task(meanwhile())
+    if ending == "main-ends":  # main ends with the dialog open and awaited
+        asyncio.create_task(glib.run_dialog(dialog))
+        await helper
+        app_dialog.append(dialog)
+        return "main's value"
+    if ending == "ctrl-c":
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    answer = await glib.run_dialog(dialog)
+    await helper
+    return answer == Gtk.ResponseType.OK, ticks[0], dialog.get_modal()
+
+app_dialog = []
+try:
+    if app is None:
+        result = glib.run(main)
+    else:
+        result = glib.run(main, application=app)
+except KeyboardInterrupt:
+    result = "KeyboardInterrupt"
+print(result, [d.get_visible() for d in app_dialog], len(threading.enumerate()), flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform.startswith("linux") and not os.environ.get("DISPLAY"), reason="needs a display"
+)
+@pytest.mark.parametrize("ending", ["click", "main-ends", "ctrl-c"])
+@pytest.mark.parametrize("gtk_major", ["3", "4"])
+def test_run_dialog_awaits_a_response_with_no_nested_loop(gtk_major: str, ending: str) -> None:
+    """``glib.run_dialog``: asyncio runs while the dialog is open and a click's
+    response comes back; ``main`` ending with the dialog open hides it and
+    ends the run at once; so does Ctrl+C (no nested loop to wait for)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), ROOT]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_DIALOG_CHILD, gtk_major, ending],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = {
+        "click": "(True, 20, True) [] 1",
+        "main-ends": "main's value [False] 1",
+        "ctrl-c": "KeyboardInterrupt [] 1",
+    }[ending]
+    assert proc.stdout.strip() == expected, (proc.stdout, proc.stderr[-2000:])
+
+
 def test_the_example_app_smoke_run() -> None:
     """examples/glib_app.py --smoke: buttons pressed, the modal dialog answered
     while the feed streams behind it, the feed cancelled; a clean exit."""

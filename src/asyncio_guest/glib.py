@@ -79,7 +79,7 @@ from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.wake_queue import CoalescingQueue
 
-__all__ = ["BUSY_PRIORITY", "WAKE_PRIORITY", "GLibHost", "run", "start_guest_run"]
+__all__ = ["BUSY_PRIORITY", "WAKE_PRIORITY", "GLibHost", "run", "run_dialog", "start_guest_run"]
 
 logger = logging.getLogger("asyncio_guest")
 
@@ -490,3 +490,50 @@ def run(
         debug=debug,
         tick_budget=tick_budget,
     )
+
+
+# ------------------------------------------------------------- dialogs
+
+_RESPONSE_NONE = -1
+"""``Gtk.ResponseType.NONE``: what ``Dialog.run()`` returns for a dialog destroyed unanswered."""
+
+
+async def run_dialog(dialog: Any) -> int:
+    """``dialog.run()`` without its nested loop: show a ``Gtk.Dialog`` modally,
+    await its response id (GTK 3 or 4).
+
+    The dialog is made modal and presented, and the id its ``response``
+    signal carries comes back here (``Gtk.ResponseType`` values are negative:
+    ``DELETE_EVENT`` when the window manager closed it); a dialog destroyed
+    unanswered gives ``NONE`` (-1), as ``run()`` does. As after ``run()``,
+    hiding or destroying the dialog is then the caller's.
+
+    Nothing nests, unlike ``run_modal(dialog.run)``, whose nested main loop
+    the run cannot end: there ``main``'s end, a closed main window and Ctrl+C
+    all wait until the user answers. Here they go on as usual, and if the
+    awaiting task is cancelled the dialog is hidden (nobody awaits it).
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[int] = loop.create_future()
+
+    def settle(response_id: int) -> None:
+        # GTK calls this on the host thread, maybe outside any tick: a
+        # future's callbacks then wake the guest as any host code's call_soon.
+        if not answer.done():
+            answer.set_result(int(response_id))
+
+    handlers = [
+        dialog.connect("response", lambda _dialog, response_id: settle(response_id)),
+        dialog.connect("destroy", lambda _dialog: settle(_RESPONSE_NONE)),
+    ]
+    try:
+        dialog.set_modal(True)
+        dialog.present()
+        return await answer
+    except asyncio.CancelledError:
+        dialog.set_visible(False)  # answered or not, nobody will take it now
+        raise
+    finally:
+        for handler in handlers:
+            if dialog.handler_is_connected(handler):
+                dialog.disconnect(handler)

@@ -15,7 +15,16 @@ the awaiting coroutine resumes with ``fn``'s return value (or its exception).
 
 Cancelling the awaiting task cannot close a dialog in general: its result is
 then dropped when it returns. Host modules offer dialog-specific helpers that
-also close the dialog on cancellation (``asyncio_guest.qt.exec_dialog``).
+also close the dialog on cancellation (``asyncio_guest.qt.exec_dialog``,
+``asyncio_guest.wx.show_modal``) or nest no loop at all
+(``asyncio_guest.glib.run_dialog``, ``asyncio_guest.tk.wait_window``).
+
+For the same reason a run cannot end while such a call is out: the host's
+own loop runs nested inside it. ``main``'s end, the main window closed and
+Ctrl+C cancel what they cancel at once, and the run ends when the call
+returns (the user answers the dialog); a second Ctrl+C meanwhile is kept and
+raised then. Qt's host is the exception: the run's end exits every loop of
+the thread (``QCoreApplication.exit``), the dialog's included.
 """
 
 from __future__ import annotations
