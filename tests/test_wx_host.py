@@ -261,6 +261,22 @@ def test_run_with_no_window_runs_a_loop_of_its_own() -> None:
     assert agwx.run(main) == "no window needed"
 
 
+def test_a_window_destroyed_before_the_run_does_not_end_it() -> None:
+    """A frame ``Destroy()`` left for deletion at the next idle time is still
+    listed by ``wx.GetTopLevelWindows()``: the run entered ``MainLoop``, the
+    deletion ended it, and ``main`` was cancelled before its first step."""
+    frame = wx.Frame(None, title="destroyed first")
+    frame.Show()
+    frame.Destroy()
+    assert wx.GetTopLevelWindows()  # still listed
+
+    async def main() -> str:
+        await asyncio.sleep(0.05)
+        return "ran"
+
+    assert agwx.run(main) == "ran"
+
+
 def test_show_modal_keeps_asyncio_running_and_cancel_ends_the_dialog() -> None:
     async def main() -> tuple[int, int, int]:
         parent = wx.GetTopLevelWindows()[0]

@@ -353,6 +353,13 @@ def start_guest_run(
     )
 
 
+def _live_top_level_windows(app: Any) -> list[Any]:
+    """The top-level windows that keep ``MainLoop()`` running: not those a
+    ``Destroy()`` made before the run left for deletion at the next idle time
+    (which would end ``MainLoop`` at once, and the run with it)."""
+    return [w for w in wx.GetTopLevelWindows() if not app.IsScheduledForDestruction(w)]
+
+
 def _the_app(app: Any) -> Any:
     if app is not None:
         return app
@@ -376,9 +383,11 @@ def run(
     * The application: ``app``, else ``wx.GetApp()``, else a ``wx.App`` made
       here (kept for the process).
     * The loop: ``app.MainLoop()`` when a top-level window exists (wxPython's
-      ``MainLoop`` returns at once without one); else a ``wx.GUIEventLoop`` of
-      ours, which runs until ``main`` ends.
-    * ``main`` returns: ``ExitMainLoop()`` is called and ``run`` returns its result.
+      ``MainLoop`` returns at once without one; a window ``Destroy()`` left for
+      deletion does not count); else a ``wx.GUIEventLoop`` of ours, which runs
+      until ``main`` ends.
+    * ``main`` returns: the loop is told to exit (once a modal dialog's loop
+      nested in it has returned) and ``run`` returns its result.
     * The last top-level window closed, or ``ExitMainLoop()`` called first:
       ``main`` is cancelled (module doc, "Ending").
     * Ctrl+C: the first cancels ``main`` and ``run`` raises
@@ -409,7 +418,7 @@ def run(
     def run_host(task: asyncio.Task[_T]) -> None:
         nonlocal in_main_loop
         host.on_error = exit_loops
-        if not finished and wx.GetTopLevelWindows():
+        if not finished and _live_top_level_windows(the_app):
             in_main_loop = True
             try:
                 the_app.MainLoop()
