@@ -645,3 +645,35 @@ def test_reference_run_in_a_worker_thread() -> None:
     thread.start()
     thread.join(LONG)
     assert results == ["guest-host-worker"]
+
+
+@pytest.mark.parametrize("entry", ["run", "start_guest_run"])
+def test_a_run_refused_inside_a_running_loop_closes_the_coroutine(entry: str) -> None:
+    """Refused, the coroutine it was given is closed: the refusal is the error a
+    user sees, not a "coroutine ... was never awaited" warning after it."""
+
+    async def main() -> int:
+        return 1
+
+    async def outer() -> Any:
+        coro = main()
+        with pytest.raises(RuntimeError, match="running"):
+            if entry == "run":
+                asyncio_guest.run(coro)
+            else:
+                asyncio_guest.start_guest_run(
+                    coro, run_sync_soon_threadsafe=lambda fn: None, done_callback=print
+                )
+        return coro.cr_frame
+
+    assert asyncio.run(outer()) is None  # closed
+
+
+def test_a_coroutine_with_extra_arguments_is_refused_and_closed() -> None:
+    async def main() -> int:
+        return 1
+
+    coro = main()
+    with pytest.raises(TypeError, match="extra arguments"):
+        asyncio_guest.run(coro, 1)
+    assert coro.cr_frame is None

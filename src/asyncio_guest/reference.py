@@ -12,7 +12,6 @@ host-side timers (``call_later``).
 from __future__ import annotations
 
 import asyncio
-from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -40,8 +39,6 @@ def run(
     Ctrl+C in host code), the guest is shut down at once, synchronously, as
     ``asyncio.run`` does after an interrupt, and then that exception propagates.
     """
-    if events._get_running_loop() is not None:
-        raise RuntimeError("asyncio_guest.run() cannot be called from a running event loop")
     the_host = host if host is not None else ReferenceHost()
     return run_beside(
         main,

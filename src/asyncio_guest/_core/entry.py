@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import outcome
 
 from .errors import cleanup_twice
-from .lifecycle import start, start_guest_run
+from .lifecycle import close_refused, start, start_guest_run
 
 _T = TypeVar("_T")
 
@@ -120,6 +120,7 @@ def run_beside(
         # application, bound handlers) before calling us, and ``close_host``
         # must undo that on this refusal too.
         if events._get_running_loop() is not None:
+            close_refused(main)
             raise RuntimeError(f"{entry_name}() cannot be called from a running event loop")
         lifecycle = start(
             main,

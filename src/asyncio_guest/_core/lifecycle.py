@@ -46,9 +46,17 @@ _T = TypeVar("_T")
 _THREAD_JOIN_TIMEOUT = 300.0  # what asyncio.run gives the default executor (3.12+)
 
 
+def close_refused(main: object) -> None:
+    """A run refused before it took ``main``: close a coroutine object given, so
+    it is not reported as never awaited (the refusal is the error to see)."""
+    if inspect.iscoroutine(main):
+        main.close()
+
+
 def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
     if inspect.iscoroutine(main):
         if args:
+            main.close()  # refused (see close_refused)
             raise TypeError("start_guest_run() got a coroutine object and extra arguments")
         return main
     if callable(main):
@@ -516,8 +524,10 @@ def start(
 ) -> RunLifecycle:
     """``start_guest_run`` for host modules: returns the run itself (see ``end_now``)."""
     if tick_budget <= 0:
+        close_refused(main)
         raise ValueError("tick_budget must be positive")
     if events._get_running_loop() is not None:
+        close_refused(main)
         raise RuntimeError(
             "start_guest_run() cannot be called while an asyncio event loop is "
             "running in this thread"
