@@ -179,7 +179,11 @@ class QtHost:
         self.app = app
         self.thread_id = threading.get_ident()
         self.errors: list[BaseException] = []  # see _report
-        self._in_event = 0  # host thread: depth of _on_wake (nested loops nest it)
+        # Host thread: how many callbacks of ours are on the stack (drains,
+        # notifier and timer emissions; a nested loop nests them), and what
+        # waits for none to be (see _dispose and close).
+        self._depth = 0
+        self._doomed: list[Any] = []
         self._close_when_idle = False
         self._running = 0  # host thread: inside run()'s loops (errors end the run)
         # _post_lock orders _closed against posts from other threads: the
@@ -190,11 +194,9 @@ class QtHost:
         self._wake_event_type = _wake_type(b)
         self._receiver: Any = _receiver_class(b)(self, self._wake_event_type)
         self._queue = CoalescingQueue(self._post_wake, self._post_wake)
+        # Host thread, called by the receiver's ``event()``: drain (a slot of ours).
+        self._on_wake: Callable[[], None] = self._slot(self._queue.drain)
         self._children: set[Any] = set()  # our notifiers and timers, host thread
-        # Host thread: our notifiers whose ``activated`` emission is on the
-        # stack (how deep), and those of them disposed meanwhile (see _dispose).
-        self._emitting: dict[Any, int] = {}
-        self._doomed: set[Any] = set()
 
     # ----------------------------------------------------------- primitives
 
@@ -233,26 +235,26 @@ class QtHost:
                 self._receiver, self.binding.QEvent(self._wake_event_type)
             )
 
-    def _on_wake(self) -> None:
-        """Host thread, from the receiver's ``event()``: drain. Nothing may escape."""
-        self._in_event += 1
-        try:
-            self._queue.drain()
-        except BaseException as exc:
-            self._report(exc)
-        finally:
-            self._in_event -= 1
-        if self._close_when_idle and not self._in_event:
-            self.close()
+    def _slot(self, fn: Callable[[], object]) -> Callable[..., None]:
+        """``fn`` as a slot of ours: extra signal arguments dropped, exceptions
+        reported, and counted in ``_depth`` while it runs (see ``_dispose``).
 
-    def _guarded(self, fn: Callable[[], object]) -> Callable[..., None]:
-        """``fn`` as a Qt slot: extra signal arguments dropped, exceptions reported."""
+        A count, not a flag: a callback that opens a nested loop (a dialog's
+        ``exec()`` straight from a task) lets the same notifier fire again
+        inside it. One frame, as the guard alone was: the notifier's slot is
+        on every zero-thread wake-up's path (bench ``threadsafe``).
+        """
 
         def slot(*_: Any) -> None:
+            self._depth += 1
             try:
                 fn()
             except BaseException as exc:
                 self._report(exc)
+            finally:
+                self._depth -= 1
+                if not self._depth and (self._doomed or self._close_when_idle):
+                    self._after_callbacks()
 
         return slot
 
@@ -278,7 +280,7 @@ class QtHost:
         """
         self._check_open()
         notifier = self.binding.QSocketNotifier(fd, self.binding.SocketRead, self._receiver)
-        notifier.activated.connect(self._slot_of(notifier, self._guarded(callback)))
+        notifier.activated.connect(self._slot(callback))
         notifier.setEnabled(True)
         self._children.add(notifier)
         return lambda: self._dispose(notifier)
@@ -294,56 +296,33 @@ class QtHost:
         timer = self.binding.QTimer(self._receiver)
         timer.setSingleShot(True)
         timer.setTimerType(self.binding.PreciseTimer)
-        call = self._guarded(callback)
-
         def fire() -> None:
             self._dispose(timer)
-            call()
+            callback()
 
-        timer.timeout.connect(self._slot_of(timer, fire))
+        timer.timeout.connect(self._slot(fire))
         self._children.add(timer)
         timer.start(max(0, math.ceil(delay * 1000)))
         return lambda: self._dispose(timer)
 
-    def _slot_of(self, child: Any, call: Callable[[], None]) -> Callable[..., None]:
-        """``call`` as ``child``'s slot, its emission counted (see ``_dispose``).
-
-        Counted, not flagged: a callback that opens a nested loop (a dialog's
-        ``exec()`` straight from a task) lets the same notifier fire again
-        inside it. ``call`` reports its own exceptions (``_guarded``).
-        """
-        emitting = self._emitting
-
-        def slot(*_: Any) -> None:
-            emitting[child] = emitting.get(child, 0) + 1
-            try:
-                call()
-            finally:
-                depth = emitting.pop(child) - 1
-                if depth:
-                    emitting[child] = depth
-                else:
-                    self._emission_returned(child)
-
-        return slot
-
-    def _emission_returned(self, child: Any) -> None:
-        """Host thread: ``child``'s outermost emission returned; finish what waited for it."""
-        if child in self._doomed:
-            self._doomed.discard(child)
+    def _after_callbacks(self) -> None:
+        """Host thread: no callback of ours is on the stack; finish what waited for that."""
+        doomed, self._doomed = self._doomed, []
+        for child in doomed:
             self._delete_later(child)
-        if self._close_when_idle and not self._in_event and not self._emitting:
+        if self._close_when_idle:
             self.close()
 
     def _dispose(self, child: Any) -> None:
         """Host thread: stop a notifier or timer of ours and let Qt delete it.
 
-        A child disposed from inside its own emission (a watch removed by a
-        callback it ran, maybe in a nested loop that callback opened; a timer
-        as it fires) is only stopped: its ``deleteLater`` waits for that
-        emission to return. Asked for inside a nested loop, the delete ran
-        when that loop processed it, under the outer emission of the same
-        notifier (PyQt6: a segmentation fault once the emission unwound).
+        Disposed while a callback of ours is on the stack (a watch removed
+        by a callback it ran, maybe in a nested loop that callback opened; a
+        timer as it fires), a child is only stopped, and its ``deleteLater``
+        waits until none is (``_after_callbacks``). Asked for inside a nested
+        loop, the delete ran when that loop processed it, under the outer
+        emission of the same notifier (PyQt6: a segmentation fault once the
+        emission unwound).
         """
         if child not in self._children:
             return
@@ -353,8 +332,8 @@ class QtHost:
                 child.stop()
             else:
                 child.setEnabled(False)
-            if child in self._emitting:
-                self._doomed.add(child)
+            if self._depth:
+                self._doomed.append(child)
             else:
                 self._delete_later(child)
 
@@ -373,16 +352,16 @@ class QtHost:
     def close(self) -> None:
         """Host thread: delete the receiver, timers and notifiers (idempotent).
 
-        From inside one of our own callbacks, the close happens when that
-        drain (or that notifier's or timer's emission) returns.
+        From inside one of our own callbacks (a drain, a notifier's or a
+        timer's), the close happens when the outermost one returns.
         """
         if self._closed:
             return
         if threading.get_ident() != self.thread_id:
             raise RuntimeError("QtHost.close() must run on the Qt application's thread")
-        if self._in_event or self._emitting:
+        if self._depth:
             # Deleting the receiver deletes its children at once: never under
-            # one of their emissions (see _dispose). The last one closes.
+            # a callback of ours (see _dispose). The last one to return closes.
             self._close_when_idle = True
             return
         with self._post_lock:
