@@ -161,6 +161,37 @@ def test_as_a_method_decorator_each_object_has_its_own_policy(host: QueueHost) -
     assert (a.runs, b.runs) == (1, 1)
 
 
+def test_an_override_that_awaits_the_parents_callback_runs_the_parents(
+    host: QueueHost,
+) -> None:
+    class Base:
+        @asyncio_guest.async_callback
+        async def fetch(self) -> list[str]:
+            await asyncio.sleep(0)
+            return ["base"]
+
+    class Child(Base):
+        calls = 0
+
+        @asyncio_guest.async_callback
+        async def fetch(self) -> list[str]:
+            Child.calls += 1
+            if Child.calls > 1:  # super() ran this override again
+                raise RecursionError("Child.fetch ran again for super().fetch()")
+            return [*(await super().fetch()), "child"]
+
+    child = Child()
+
+    async def main() -> Any:
+        tasks: list[Any] = []
+        host.in_host(lambda: tasks.append(child.fetch()))
+        while not tasks:
+            await asyncio.sleep(0.001)
+        return await asyncio.wait_for(tasks[0], 5)
+
+    assert _run_with_clicks(host, main) == ["base", "child"]
+
+
 def test_called_with_no_guest_run_it_says_so() -> None:
     async def fetch() -> None:
         pass

@@ -261,6 +261,38 @@ def test_a_frame_loop_that_returns_first_cancels_main(wait: str) -> None:
     assert seen == ["cleaned up"]
 
 
+def test_a_frame_loop_that_returns_soon_after_a_quit_lets_main_clean_up(wait: str) -> None:
+    seen: list[str] = []
+
+    started: list[bool] = []
+
+    async def main() -> None:
+        started.append(True)
+        try:
+            await asyncio.sleep(60)
+        finally:
+            seen.append("cancelled")
+            await asyncio.sleep(0.2)  # cut short by a second cancel()
+            seen.append("cleaned up")
+
+    def frame_loop(host: agp.PygameHost) -> None:
+        deadline = time.monotonic() + 10
+        while not started and time.monotonic() < deadline:
+            host.pump()
+            pygame.time.wait(2)
+        host.handle(pygame.event.Event(pygame.QUIT))
+        while not seen and time.monotonic() < deadline:  # main's clean-up has begun
+            host.pump()
+            pygame.time.wait(2)
+        for _ in range(3):  # a few more frames, then the program's loop returns
+            host.pump()
+            pygame.time.wait(5)
+
+    with pytest.raises(asyncio.CancelledError):
+        agp.run(main, frame_loop=frame_loop)
+    assert seen == ["cancelled", "cleaned up"]
+
+
 def test_a_frame_loop_that_raises_shuts_the_guest_down(wait: str) -> None:
     seen: list[str] = []
 

@@ -107,7 +107,10 @@ class AsyncCallback(Generic[_T]):
         ``running`` set, so ``on_busy`` is per object), made on first access."""
         if instance is None:
             return self
-        name = "__async_callback_" + getattr(self.fn, "__name__", "fn")
+        # Keyed by the qualified name: a subclass's override of the same name
+        # (which may call super()'s) is another callback, with its own entry.
+        key = str(getattr(self.fn, "__qualname__", None) or getattr(self.fn, "__name__", "fn"))
+        name = "__async_callback_" + key
         bound = instance.__dict__.get(name) if hasattr(instance, "__dict__") else None
         if bound is None:
             bound = AsyncCallback(

@@ -162,6 +162,7 @@ class PygameHost:
         self.doorbell_posts = 0  # doorbells posted (for tests and diagnostics)
         self.doorbell_failures = 0  # posts that failed (queue full, blocked, video off)
         self.main_task: asyncio.Task[Any] | None = None  # set by the entries (host thread)
+        self._cancelled_main: asyncio.Task[Any] | None = None  # the main task cancelled
         self._finished = False  # host thread: the run delivered its outcome
         self._closed = False
         self._queue = CoalescingQueue(self._post)
@@ -278,10 +279,17 @@ class PygameHost:
         if kind == self.event_type:
             return True
         if kind == pygame.QUIT and self.quit_cancels_main:
-            task = self.main_task
-            if task is not None and not task.done():
-                task.cancel()
+            self._cancel_main()
         return False
+
+    def _cancel_main(self) -> None:
+        """Cancel the run's main task once: a second cancel() (another QUIT,
+        or ``run``'s frame loop returning after a QUIT) would interrupt the
+        clean-up main does on the first."""
+        task = self.main_task
+        if task is not None and not task.done() and task is not self._cancelled_main:
+            self._cancelled_main = task
+            task.cancel()
 
     @property
     def running(self) -> bool:
@@ -520,8 +528,9 @@ def run(
         the_host.main_task = task
         loop_fn(the_host)
         if the_host.running:
-            # The program's loop ended first: cancel main, pump the shutdown.
-            task.cancel()
+            # The program's loop ended first: cancel main (unless a QUIT did
+            # already), pump the shutdown.
+            the_host._cancel_main()
         while the_host.running:
             if not the_host.pump(budget=0.05):
                 time.sleep(0.001)
