@@ -381,3 +381,56 @@ def test_add_signal_handler_when_host_owns_wakeup_fd(
     finally:
         assert signal.set_wakeup_fd(-1) == fd
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+def test_a_handler_the_guest_leaves_behind_gives_the_host_its_fd_back(
+    host: QueueHost, host_wakeup_sock: socket.socket
+) -> None:
+    """The run's end removes a leftover handler; the host's wakeup fd stays."""
+    fd = host_wakeup_sock.fileno()
+    signal.set_wakeup_fd(fd)
+    try:
+
+        async def main() -> None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: None)
+
+        assert host.guest_run(main, host_uses_signal_set_wakeup_fd=True) == outcome.Value(None)
+        assert _current_wakeup_fd() == fd
+    finally:
+        signal.set_wakeup_fd(-1)
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("leave_it", [False, True], ids=["removed", "left-behind"])
+def test_removing_a_guest_handler_puts_the_hosts_own_handler_back(
+    host: QueueHost, host_wakeup_sock: socket.socket, leave_it: bool
+) -> None:
+    """A host that owns signals (Trio's KI handler) gets its handler back."""
+    seen: list[int] = []
+
+    def hosts_handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    signal.set_wakeup_fd(host_wakeup_sock.fileno())
+    previous = signal.signal(signal.SIGUSR2, hosts_handler)
+    try:
+
+        async def main() -> bool:
+            loop = asyncio.get_running_loop()
+            got = asyncio.Event()
+            loop.add_signal_handler(signal.SIGUSR2, got.set)
+            host.in_host(lambda: os.kill(os.getpid(), signal.SIGUSR2))
+            await wait_long(got.wait())
+            if not leave_it:
+                loop.remove_signal_handler(signal.SIGUSR2)
+            return signal.getsignal(signal.SIGUSR2) is hosts_handler
+
+        out = host.guest_run(main, host_uses_signal_set_wakeup_fd=True)
+        assert out == outcome.Value(not leave_it)
+        assert signal.getsignal(signal.SIGUSR2) is hosts_handler
+        assert seen == []  # the guest's handler had it while installed
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert seen == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+        signal.set_wakeup_fd(-1)

@@ -562,3 +562,34 @@ def test_second_ctrl_c_during_the_shutdown_ends_it_at_once() -> None:
     assert record["finally"] is False  # its 60 s clean-up was cut short
     assert record["threads_after"] == 1
     assert record["elapsed"] < 10.0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="add_signal_handler: POSIX")
+@pytest.mark.parametrize("remove", [True, False], ids=["removed", "left-behind"])
+def test_a_guest_sigint_handler_gives_trio_its_ctrl_c_back(remove: bool) -> None:
+    """Trio's KI handler and wakeup fd are back after the guest's handler goes."""
+
+    async def aio_main() -> bool:
+        loop = asyncio.get_running_loop()
+        got = asyncio.Event()
+        loop.add_signal_handler(signal.SIGINT, got.set)
+        signal.raise_signal(signal.SIGINT)
+        await asyncio.wait_for(got.wait(), LONG)
+        if remove:
+            loop.remove_signal_handler(signal.SIGINT)
+        return True
+
+    def wakeup_fd() -> int:
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        return fd
+
+    async def trio_main() -> None:
+        handler, fd = signal.getsignal(signal.SIGINT), wakeup_fd()
+        assert await run_asyncio(aio_main, loop_factory=LOOP)
+        assert (signal.getsignal(signal.SIGINT), wakeup_fd()) == (handler, fd)
+        signal.raise_signal(signal.SIGINT)  # Trio's own Ctrl+C, as before
+        await trio.sleep(LONG)
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(trio_main)

@@ -97,6 +97,7 @@ class GuestLoopState:
         "batch",
         "engine",
         "escaped",
+        "host_handlers",
         "host_library",
         "host_owns_wakeup",
         "host_wakeup_fd",
@@ -129,7 +130,12 @@ class GuestLoopState:
         self.keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
         self.host_library: Any = _NOT_SET  # sniffio's name for the thread, put back likewise
         self.host_owns_wakeup = False  # host_uses_signal_set_wakeup_fd=True
-        self.host_wakeup_fd = -1  # the host's fd, learnt at the first add_signal_handler
+        # The host's wakeup fd and Python-level handlers that our signal
+        # handlers displaced, learnt in add_signal_handler while the host owns
+        # set_wakeup_fd and put back on removal. Kept past the run's detach:
+        # close() removes what the guest left behind after it.
+        self.host_wakeup_fd: int | None = None
+        self.host_handlers: dict[int, Any] = {}
 
 
 def _no_wake() -> None:
@@ -484,29 +490,41 @@ class GuestLoopMixin:
     # ------------------------------------------------------------ signals
 
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
-        if not self._guest.host_owns_wakeup:
+        state = self._guest
+        if not state.host_owns_wakeup:
             super().add_signal_handler(sig, callback, *args)  # type: ignore[misc]
             return
-        # The host owns set_wakeup_fd: asyncio's version would take it over.
-        # Let asyncio register the handler, give the fd back, and learn about
-        # the signal from a Python-level handler instead (it runs on this, the
-        # main, thread and only appends + writes the self-pipe).
+        # The host owns set_wakeup_fd (and may own this signal: Trio's KI
+        # handler): asyncio's version would take both over. Let asyncio
+        # register the handler, give the fd back, and learn about the signal
+        # from a Python-level handler instead (it runs on this, the main,
+        # thread and only appends + writes the self-pipe). What the host had
+        # is recorded once and put back by remove_signal_handler.
+        before = signal.getsignal(sig)
         host_fd = signal.set_wakeup_fd(-1)
         try:
             super().add_signal_handler(sig, callback, *args)  # type: ignore[misc]
         finally:
             signal.set_wakeup_fd(host_fd)
-        self._guest.host_wakeup_fd = host_fd
+        if state.host_wakeup_fd is None:
+            state.host_wakeup_fd = host_fd
+        state.host_handlers.setdefault(sig, before)
         signal.signal(sig, self._guest_dispatch_signal)
 
     def remove_signal_handler(self, sig: int) -> bool:
+        # asyncio puts SIG_DFL (default_int_handler for SIGINT) in place, and
+        # resets the wakeup fd to -1 with the last handler: keep the run's
+        # choice, or give the host back what it had.
         removed: bool = super().remove_signal_handler(sig)  # type: ignore[misc]
+        state = self._guest
+        if removed and sig in state.host_handlers:
+            signal.signal(sig, state.host_handlers.pop(sig))
         if not self._signal_handlers:
-            # asyncio resets the wakeup fd to -1 here; keep the run's choice.
-            if self._guest.keep_wakeup_fd is not None:
-                signal.set_wakeup_fd(self._guest.keep_wakeup_fd, warn_on_full_buffer=False)
-            elif self._guest.host_owns_wakeup:
-                signal.set_wakeup_fd(self._guest.host_wakeup_fd)
+            if state.keep_wakeup_fd is not None:
+                signal.set_wakeup_fd(state.keep_wakeup_fd, warn_on_full_buffer=False)
+            elif state.host_wakeup_fd is not None:
+                signal.set_wakeup_fd(state.host_wakeup_fd)
+                state.host_wakeup_fd = None
         return removed
 
     def _guest_dispatch_signal(self, signum: int, frame: object) -> None:
