@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import pytest
@@ -104,6 +105,34 @@ def test_timer_due_now_runs_when_the_clock_is_coarser_than_its_resolution() -> N
         return await fut
 
     assert asyncio_guest.run(main, loop_factory=frozen_clock_loop) == "due"
+
+
+def test_a_timer_within_the_clocks_resolution_is_waited_for() -> None:
+    """Windows 3.10-3.12: ``time.monotonic`` ticks every 15.6 ms.
+
+    ``_run_once`` runs timers due within that resolution only after its wait;
+    a ``sleep(0.005)`` still waits about 5 ms. Counted as work before the
+    wait, every such sleep returned at once: a CPU-bound loop of ticks.
+    """
+
+    def coarse(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        loop._clock_resolution = 0.0156  # type: ignore[attr-defined]
+        return loop
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        return time.perf_counter() - t0
+
+    # A lower bound only: never early (a slow machine only adds time).
+    plain = coarse(asyncio.new_event_loop())
+    try:
+        assert plain.run_until_complete(main()) >= 0.09
+    finally:
+        plain.close()
+    guest_factory = loops.resolved_factory()
+    assert asyncio_guest.run(main, loop_factory=lambda: coarse(guest_factory())) >= 0.09
 
 
 @needs_readiness
