@@ -22,6 +22,7 @@ import outcome
 import pytest
 import sniffio
 import trio
+import trio.testing
 
 import asyncio_guest
 from asyncio_guest.trio import TrioFdWatcher, run, run_asyncio, trio_host_primitives
@@ -593,3 +594,63 @@ def test_a_guest_sigint_handler_gives_trio_its_ctrl_c_back(remove: bool) -> None
 
     with pytest.raises(KeyboardInterrupt):
         trio.run(trio_main)
+
+
+# ------------------------------------------------------------ Trio's conventions
+
+
+def test_run_asyncio_is_a_checkpoint_even_when_main_ends_at_once() -> None:
+    ran: list[str] = []
+
+    async def quick() -> str:
+        ran.append("main")
+        return "quick"
+
+    async def trio_main() -> None:
+        with trio.testing.assert_checkpoints():
+            assert await run_asyncio(quick, loop_factory=LOOP) == "quick"
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await run_asyncio(quick, loop_factory=LOOP)
+        assert scope.cancelled_caught  # cancelled at its start: main never ran
+
+    trio.run(trio_main)
+    assert ran == ["main"]
+
+
+def test_asyncio_timers_keep_real_time_under_a_mock_clock() -> None:
+    """A ``MockClock`` moves Trio's time, never asyncio's: its sleeps still end."""
+
+    async def aio_main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        return loop.time() - t0
+
+    for clock in (trio.testing.MockClock(), trio.testing.MockClock(autojump_threshold=0)):
+        # A frozen clock parked the zero-thread wait's Trio deadline for ever;
+        # an autojumping one fired it at once, again and again.
+        elapsed = run(aio_main, loop_factory=LOOP, clock=clock)
+        assert elapsed >= 0.05
+
+
+def test_trio_host_primitives_start_one_queue_per_trio_run() -> None:
+    def queue_tasks() -> int:
+        def walk(task: trio.lowlevel.Task) -> int:
+            mine = int(task.name == "asyncio_guest.trio host queue")
+            return mine + sum(
+                walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+            )
+
+        return walk(trio.lowlevel.current_root_task())
+
+    async def trio_main() -> None:
+        first = trio_host_primitives()
+        for _ in range(20):
+            assert trio_host_primitives() == first
+        await trio.sleep(0)
+        assert queue_tasks() == 1
+
+    trio.run(trio_main)
+    trio.run(trio_main)  # and a fresh one in the next run

@@ -154,9 +154,29 @@ def trio_host_primitives() -> tuple[Callable[[HostFn], object], Callable[[HostFn
     ``start_guest_run`` with your own ``done_callback``.
     """
     token = trio.lowlevel.current_trio_token()
-    poster = _LocalPoster(token.run_sync_soon)
-    trio.lowlevel.spawn_system_task(poster.serve, name="asyncio_guest.trio host queue")
+    poster = _run_poster.get()
+    if poster is None:  # one queue (and one draining system task) per trio.run
+        poster = _LocalPoster(token.run_sync_soon)
+        trio.lowlevel.spawn_system_task(poster.serve, name="asyncio_guest.trio host queue")
+        _run_poster.set(poster)
     return token.run_sync_soon, poster
+
+
+_run_poster: trio.lowlevel.RunVar[_LocalPoster | None] = trio.lowlevel.RunVar(
+    "asyncio_guest.trio poster", default=None
+)
+
+
+def _clock_is_real_time() -> bool:
+    """Does Trio's clock run at the system's pace (not a ``MockClock``)?
+
+    The zero-thread wait sets asyncio's timers as Trio deadlines; on a clock
+    that is frozen, scaled or jumps ahead (``trio.testing.MockClock``) they
+    would fire late, never, or early. There the backend thread waits instead,
+    on asyncio's own clock.
+    """
+    clock = trio.lowlevel.current_clock()
+    return type(clock).__name__ == "SystemClock" and type(clock).__module__.startswith("trio.")
 
 
 class _GuestRun:
@@ -273,11 +293,12 @@ async def run_asyncio(
             "in this thread (another run_asyncio() in this trio.run?); one guest at a "
             "time: start more tasks inside the running one instead"
         )
+    await trio.lowlevel.checkpoint_if_cancelled()  # a Trio checkpoint, as all of Trio's
     token = trio.lowlevel.current_trio_token()
     poster = _LocalPoster(token.run_sync_soon)
     guest = _GuestRun(poster)
     # Trio watches the guest's epoll/kqueue fd itself: no backend thread.
-    watcher = TrioFdWatcher()
+    watcher = TrioFdWatcher() if _clock_is_real_time() else None
     try:
         guest.lifecycle = start(
             main,
@@ -300,9 +321,13 @@ async def run_asyncio(
         raise
     finally:
         poster.close()
-        watcher.close()
+        if watcher is not None:
+            watcher.close()
         if guest.lifecycle is not None:
             guest.lifecycle.release_sigint()
+    # The other half of a checkpoint: a main that ended in the first tick
+    # never parked, and a loop of such calls must still let Trio schedule.
+    await trio.lowlevel.cancel_shielded_checkpoint()
     result = guest.result
     assert result is not None
     if guest.trio_exc is not None:
