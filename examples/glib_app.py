@@ -118,6 +118,12 @@ class PriceBoard:
         for task in self.start.running:
             task.cancel()
 
+    async def stopped(self) -> None:
+        """Stop the feed and wait until its connection is closed."""
+        tasks = list(self.start.running)
+        self.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     @asyncio_guest.async_callback(on_busy="ignore")
     async def reset(self) -> None:
         dialog = Gtk.MessageDialog(
@@ -194,9 +200,18 @@ async def main(args: argparse.Namespace) -> None:
             print(f"screenshot written to {args.screenshot}", flush=True)
         if args.smoke:
             await smoke_test(board)
+        if args.smoke_close:
+            board.start_button.clicked()
+            while board.ticks < 10:
+                await asyncio.sleep(0.02)
+            board.window.close()  # what the title bar's close button does, mid-stream
+            print(f"smoke: closing the window after {board.ticks} ticks", flush=True)
         if not (args.smoke or args.screenshot):
             await asyncio.Event().wait()  # until the window is closed
     finally:
+        # The feed's connection first: since Python 3.12 wait_closed() also
+        # waits for the server's connections to end.
+        await board.stopped()
         server.close()
         await server.wait_closed()
 
@@ -205,4 +220,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="headless self-test, then exit")
     parser.add_argument("--screenshot", metavar="PNG", help="save the window as a PNG, then exit")
-    asyncio_guest.glib.run(main, parser.parse_args())  # Gtk.main() with asyncio inside
+    parser.add_argument(
+        "--smoke-close", action="store_true", help="close the window while the feed streams"
+    )
+    try:
+        asyncio_guest.glib.run(main, parser.parse_args())  # Gtk.main() with asyncio inside
+    except asyncio.CancelledError:
+        pass  # the window was closed: main was cancelled and cleaned up

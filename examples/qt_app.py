@@ -150,6 +150,13 @@ async def main(args: argparse.Namespace) -> int:
         elif args.smoke:
             await smoke(app)
             print(f"smoke ok: {app.quotes} quotes, {app.fetched} fetch(es)")
+        elif args.smoke_close:
+            app.fetch()
+            while app.quotes < 5:
+                await asyncio.sleep(0.02)
+            print(f"smoke: closing the window after {app.quotes} quotes", flush=True)
+            app.window.close()  # the last window: Qt quits, which cancels main
+            await asyncio.Future()
         else:
             await asyncio.Future()  # until the window is closed (that cancels main)
     finally:
@@ -183,7 +190,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="run headless for a few seconds")
     parser.add_argument("--screenshot", metavar="PATH", help="save a picture of the window")
+    parser.add_argument(
+        "--smoke-close", action="store_true", help="close the window while a fetch runs"
+    )
     args = parser.parse_args()
-    if args.smoke or args.screenshot:
+    if args.smoke or args.screenshot or args.smoke_close:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    sys.exit(qt.run(main, args))
+    try:
+        sys.exit(qt.run(main, args))
+    except asyncio.CancelledError:
+        pass  # the window was closed: main was cancelled and cleaned up

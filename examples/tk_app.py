@@ -102,6 +102,12 @@ class PriceBoard:
         for task in self.start.running:
             task.cancel()
 
+    async def stopped(self) -> None:
+        """Stop the feed and wait until its connection is closed."""
+        tasks = list(self.start.running)
+        self.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     @asyncio_guest.async_callback(on_busy="ignore")
     async def reset(self) -> None:
         # The message box runs Tk's nested loop outside asyncio's ticks: the
@@ -161,9 +167,19 @@ async def main(root: tkinter.Tk, args: argparse.Namespace) -> None:
             print(f"screenshot written to {args.screenshot}", flush=True)
         if args.smoke:
             await smoke_test(board)
+        if args.smoke_close:
+            board.start_button.invoke()
+            while board.ticks < 10:
+                await asyncio.sleep(0.02)
+            # What the window manager's close button does, mid-stream.
+            root.tk.eval(f"after idle [wm protocol {root} WM_DELETE_WINDOW]")
+            print(f"smoke: closing the window after {board.ticks} ticks", flush=True)
         if not (args.smoke or args.screenshot):
             await asyncio.Event().wait()  # until the window is closed
     finally:
+        # The feed's connection first: since Python 3.12 wait_closed() also
+        # waits for the server's connections to end.
+        await board.stopped()
         server.close()
         await server.wait_closed()
 
@@ -235,6 +251,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="run a few seconds unattended")
     parser.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window")
+    parser.add_argument(
+        "--smoke-close", action="store_true", help="close the window while the feed streams"
+    )
     args = parser.parse_args()
     root = tkinter.Tk()
     try:

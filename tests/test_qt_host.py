@@ -317,6 +317,26 @@ def test_closing_the_last_window_mid_run_cancels_main() -> None:
     assert qt.run(asyncio.sleep, 0.01, "again", app=app) == "again"
 
 
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [("--smoke", "smoke ok:"), ("--smoke-close", "smoke: closing the window")],
+)
+def test_the_example_app_runs_and_closes_cleanly(option: str, says: str) -> None:
+    """examples/qt_app.py: its own smoke run; and the window closed while a
+    fetch and the feed stream, which must exit 0 without a traceback."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", ASYNCIO_GUEST_QT=b.name.lower())
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(here, "src"), here])
+    proc = subprocess.run(
+        [sys.executable, os.path.join(here, "examples", "qt_app.py"), option],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert says in proc.stdout
+    noise = "This plugin does not support propagateSizeHints()"  # the offscreen platform's
+    assert [line for line in proc.stderr.splitlines() if line != noise] == [], proc.stderr
+
+
 def test_an_exception_in_main_comes_out_of_run_with_its_traceback() -> None:
     async def deep() -> None:
         await asyncio.sleep(0.001)
