@@ -113,11 +113,12 @@ class Window(wx.Frame):  # type: ignore[misc]
             self.fetched += 1
             self.status.SetLabel(f"fetched {got} bytes")
         except asyncio.CancelledError:
-            self.status.SetLabel("fetch cancelled")
+            if self:  # the window may be gone (closed mid-fetch)
+                self.status.SetLabel("fetch cancelled")
             raise
         finally:
             writer.close()
-            if self:  # the window may be gone (closed mid-fetch)
+            if self:
                 self.fetch_button.Enable()
                 self.cancel_button.Disable()
 
@@ -144,7 +145,9 @@ class Window(wx.Frame):  # type: ignore[misc]
 # ------------------------------------------------------------ main
 
 
-async def main(window: Window, smoke: bool, screenshot: str | None = None) -> int:
+async def main(
+    window: Window, smoke: bool, screenshot: str | None = None, smoke_close: bool = False
+) -> int:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     window.port = server.sockets[0].getsockname()[1]
     feed = asyncio.create_task(window.live_feed())
@@ -157,6 +160,13 @@ async def main(window: Window, smoke: bool, screenshot: str | None = None) -> in
         elif smoke:
             await click_through(window)
             print(f"smoke ok: {window.quotes} quotes, {window.fetched} fetch(es)")
+        elif smoke_close:
+            click(window.fetch_button)
+            while window.quotes < 5 or not window.fetch.running:
+                await asyncio.sleep(0.02)
+            print(f"smoke: closing the window after {window.quotes} quotes", flush=True)
+            window.Close()  # what the title bar's close button does, mid-fetch
+            await asyncio.Future()
         else:
             await asyncio.Future()  # until the window is closed (that cancels main)
     finally:
@@ -213,12 +223,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="click through it and exit")
     parser.add_argument("--screenshot", metavar="PNG", help="save the window as a PNG, then exit")
+    parser.add_argument(
+        "--smoke-close", action="store_true", help="close the window while a fetch runs"
+    )
     args = parser.parse_args()
     app = wx.App(False)
     window = Window()
     window.Show()
     try:
-        code = agwx.run(main, window, args.smoke, args.screenshot)
+        code = agwx.run(main, window, args.smoke, args.screenshot, args.smoke_close)
     except asyncio.CancelledError:
         code = 0  # the window was closed
     if window:

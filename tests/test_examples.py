@@ -40,13 +40,23 @@ import runpy, sys
 from tests.wx_display import open_x_display_first
 
 open_x_display_first()  # wxGTK under Xvfb: see tests/wx_display.py
-sys.argv = [sys.argv[1], "--smoke"]
+sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_wx_example_smoke() -> None:
-    """A real loopback feed, fetches (one cancelled) and a modal dialog, in wx."""
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        # A real loopback feed, fetches (one cancelled) and a modal dialog.
+        ("--smoke", "smoke ok:"),
+        # The window closed mid-fetch: the fetch's cancel handler must not
+        # touch the destroyed widgets; exit 0, no traceback.
+        ("--smoke-close", "smoke: closing the window"),
+    ],
+)
+def test_wx_example_smoke(option: str, says: str) -> None:
+    """examples/wx_app.py, in wx under Xvfb."""
     try:
         import wx  # noqa: F401
     except ImportError:
@@ -61,11 +71,12 @@ def test_wx_example_smoke() -> None:
     paths = [os.path.join(ROOT, "src"), ROOT, env.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     proc = subprocess.run(
-        [sys.executable, "-c", _WX_EXAMPLE, os.path.join(ROOT, "examples", "wx_app.py")],
+        [sys.executable, "-c", _WX_EXAMPLE, os.path.join(ROOT, "examples", "wx_app.py"), option],
         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("smoke ok:"), proc.stdout
+    assert proc.stdout.startswith(says), proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_pygame_example_smoke() -> None:
