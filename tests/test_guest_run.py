@@ -677,3 +677,30 @@ def test_a_coroutine_with_extra_arguments_is_refused_and_closed() -> None:
     with pytest.raises(TypeError, match="extra arguments"):
         asyncio_guest.run(coro, 1)
     assert coro.cr_frame is None
+
+
+def _policy_loop() -> asyncio.AbstractEventLoop | None:
+    """The policy's loop for this thread, never made here (3.14+: no warning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+    local = getattr(policy, "_local", None)
+    return getattr(local, "_loop", None)
+
+
+def test_the_loop_made_for_the_run_is_the_policys_loop_during_it() -> None:
+    """As ``asyncio.run`` without ``loop_factory``: old code asks the policy."""
+
+    async def main() -> bool:
+        return _policy_loop() is asyncio.get_running_loop()
+
+    assert asyncio_guest.run(main) is True
+    assert _policy_loop() is None  # and no loop is left there after it
+
+    async def other() -> bool:
+        return _policy_loop() is asyncio.get_running_loop()
+
+    # With a loop_factory asyncio.run leaves the policy alone; so do we.
+    assert asyncio_guest.run(other, loop_factory=asyncio.SelectorEventLoop) is False

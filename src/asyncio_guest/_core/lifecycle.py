@@ -98,8 +98,12 @@ class RunLifecycle:
 
     # ------------------------------------------------------------ set-up
 
-    def setup(self, engine: Engine) -> None:
+    def setup(self, engine: Engine, *, set_event_loop: bool = False) -> None:
         """Make the loop the thread's running loop, attached to ``engine``.
+
+        ``set_event_loop``: also the policy's loop for the thread during the
+        run, as ``asyncio.run`` makes the loop it creates (no ``loop_factory``):
+        older code asks ``get_event_loop_policy().get_event_loop()``.
 
         Each undo step is registered *before* its action (every undo is
         harmless when its action did not happen), so a set-up that fails
@@ -113,6 +117,9 @@ class RunLifecycle:
         loop._thread_id = self.host_ident
         self._restore.append(lambda: events._set_running_loop(None))
         events._set_running_loop(loop)
+        if set_event_loop:
+            self._restore.append(lambda: events.set_event_loop(None))
+            events.set_event_loop(loop)
         self._restore.append(self.loop._guest_detach)
         self.loop._guest_attach(engine)
         # Guest generators go to the loop's hooks, host generators keep the host's.
@@ -550,7 +557,7 @@ def start(
             tick_budget=tick_budget,
             fd_watcher=fd_watcher,
         )
-        run.setup(engine)
+        run.setup(engine, set_event_loop=loop_factory is None)
         engine.start()
         run.create_main_task(coro)
         return run
