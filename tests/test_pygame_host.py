@@ -395,6 +395,66 @@ def test_the_doorbell_wakes_a_loop_blocked_in_event_wait() -> None:
     assert agp.run(main) == b"ping"  # no frame_loop: the built-in event.wait() loop
 
 
+def test_the_games_own_user_events_are_never_taken_for_doorbells() -> None:
+    """A game's user events reach the game, every one, beside the doorbells:
+    also when they share the doorbell's type (a hard-coded ``USEREVENT + n``)."""
+    host = agp.PygameHost(doorbell=True)
+    assert host.event_type not in (pygame.USEREVENT + 1, pygame.event.custom_type())
+    mine = host.event_type  # the worst case: the very same type
+    seen: list[int] = []
+
+    async def main() -> int:
+        for i in range(20):
+            pygame.event.post(pygame.event.Event(mine, n=i))
+            pygame.event.post(pygame.event.Event(pygame.event.custom_type(), n=-1))
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)
+        return len(seen)
+
+    def on_event(event: Any) -> None:
+        if event.type == mine:
+            seen.append(event.n)
+
+    assert agp.run(main, frame_loop=lambda h: wait_loop(h, on_event), host=host) == 20
+    assert seen == list(range(20))
+    assert host.doorbell_posts > 0
+
+
+def test_a_loop_that_blocks_every_event_but_its_own_still_wakes_for_the_guest() -> None:
+    """``set_blocked(None)`` then ``set_allowed(...)``: the doorbell is allowed
+    back, or ``event.wait()`` would sleep through every timer and Ctrl+C."""
+
+    async def main() -> str:
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        return "woken"
+
+    pygame.event.set_blocked(None)
+    pygame.event.set_allowed([pygame.QUIT, pygame.KEYDOWN])
+    try:
+        host = agp.PygameHost(doorbell=True)
+        stop = threading.Event()
+        t0 = time.monotonic()
+
+        def rescue() -> None:
+            # After 10 s, stray KEYDOWNs end each hung wait: the test then
+            # fails on its time, rather than hangs.
+            while not stop.wait(0.2):
+                if time.monotonic() - t0 > 10.0:
+                    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=0))
+
+        rescuer = threading.Thread(target=rescue)
+        rescuer.start()
+        try:
+            assert agp.run(main, host=host) == "woken"
+            assert time.monotonic() - t0 < 10.0
+        finally:
+            stop.set()
+            rescuer.join()
+    finally:
+        pygame.event.set_allowed(None)
+
+
 def test_worker_wake_ups_arrive_in_order() -> None:
     n_threads, n_calls = 4, 500
 

@@ -22,21 +22,24 @@ the loop's thread, within a time budget, and returns. Two patterns:
   ``pygame.event.wait()``, so something must wake it when the guest has work.
   The backend thread waits for I/O and timers; whenever guest work is queued
   while none is pending, one event of type ``host.event_type`` (the
-  *doorbell*, a ``pygame.event.custom_type()``) is posted. The loop wakes,
-  passes its events through ``host.handle(event)`` (which drops doorbells)
-  and calls ``host.pump()`` after each batch. A busy guest rings again after
+  *doorbell*: by default the user event range's last type, marked as ours)
+  is posted. The loop wakes, passes its events through ``host.handle(event)``
+  (which drops our doorbells, and only those) and calls ``host.pump()``
+  after each batch. A busy guest rings again after
   each pump, so input events queued meanwhile are handled between pumps.
 
 The doorbell carries nothing: the callbacks live in our own deque
 (``_core/wake_queue.py``), and the queue's pending flag lets at most one
 doorbell be posted between two pumps (a pump clears it, so call ``pump``
 after taking each batch of events, doorbells included). pygame's event
-queue is bounded (SDL: 65535 events); a ``post`` that fails (``pygame.error: Event queue is full``,
-or False: the event was filtered out with ``set_blocked``) loses nothing: the
-callback is queued already, the flag stays set (no retry storm from worker
+queue is bounded (SDL: 65535 events); a ``post`` that fails (``pygame.error: Event queue is full``)
+loses nothing: the callback is queued already, the flag stays set (no retry storm from worker
 threads), and the next ``pump`` runs it, which a loop whose queue is full
 reaches at once (``event.wait()`` returns immediately). Failed posts are
-counted in ``host.doorbell_failures``.
+counted in ``host.doorbell_failures``. A doorbell the program filtered out
+(``set_blocked(None)`` and then ``set_allowed`` for its own types, a common
+way to keep the queue small) is allowed again and posted once more: a loop
+blocked in ``event.wait()`` has no other way to wake.
 
 Window close: ``host.handle(event)`` cancels the run's main task on a
 ``pygame.QUIT`` (``quit_cancels_main=True``). The run does not end there:
@@ -59,9 +62,10 @@ becomes readable.
 into the plain callable an event handler calls (``on KEYDOWN: fetch()``).
 
 pygame-ce and pygame both install the ``pygame`` import package and cannot
-share an environment; this module uses only what both have (``custom_type``,
-``post``, ``QUIT``). ``pygame.init()`` (or ``pygame.display.init()``) must
-have run before a doorbell host is made: ``post`` needs the video system.
+share an environment; this module uses only what both have (``NUMEVENTS``,
+``post``, ``get_blocked``/``set_allowed``, ``QUIT``). ``pygame.init()`` (or
+``pygame.display.init()``) must have run before a doorbell host is made:
+``post`` needs the video system.
 
 Thread rule: ``run_sync_soon_threadsafe`` and ``_post`` from any thread (they
 touch only the queue, whose lock orders the pending flag, and
@@ -104,6 +108,7 @@ so a pump overruns it by about one asyncio callback.
 
 _CAN_POLL = hasattr(select, "poll")
 _MIN_TICK = 0.0002  # the least a tick gets: it always runs what it polled
+_doorbell_marks = itertools.count(1)  # one per host: handle() knows its own doorbells
 
 
 class _Timer:
@@ -147,7 +152,11 @@ class PygameHost:
             )
         self.doorbell = doorbell
         self.zero_thread = zero_thread
-        self.event_type: int = event_type if event_type is not None else pygame.event.custom_type()
+        # The doorbell's type: the user range's last by default, away from
+        # the USEREVENT + n a game hard-codes or gets from custom_type(); and
+        # a marker, so that handle() takes only our doorbells of that type.
+        self.event_type: int = event_type if event_type is not None else pygame.NUMEVENTS - 1
+        self._doorbell_mark = next(_doorbell_marks)
         self.budget = budget
         self.quit_cancels_main = quit_cancels_main
         self.thread_id = threading.get_ident()
@@ -198,8 +207,15 @@ class PygameHost:
         """
         if not self.doorbell:
             return
+        bell = pygame.event.Event(self.event_type, asyncio_guest_doorbell=self._doorbell_mark)
         try:
-            ok = pygame.event.post(pygame.event.Event(self.event_type))
+            ok = pygame.event.post(bell)
+            if not ok and pygame.event.get_blocked(self.event_type):
+                # The program blocked every type it does not handle itself
+                # (set_blocked(None), then set_allowed its own): a loop in
+                # event.wait() would never wake for the guest, nor for Ctrl+C.
+                pygame.event.set_allowed(self.event_type)
+                ok = pygame.event.post(bell)
         except pygame.error:
             ok = False
         with self._count_lock:
@@ -276,7 +292,9 @@ class PygameHost:
         looping ``while host.running`` so the guest can shut down.
         """
         kind = event.type
-        if kind == self.event_type:
+        if kind == self.event_type and (
+            getattr(event, "asyncio_guest_doorbell", None) == self._doorbell_mark
+        ):
             return True
         if kind == pygame.QUIT and self.quit_cancels_main:
             self._cancel_main()
