@@ -34,6 +34,7 @@ HOOKPROC = ctypes.WINFUNCTYPE(LRESULT, ctypes.c_int, wintypes.WPARAM, wintypes.L
 # https://learn.microsoft.com/windows/win32/winmsg/window-features#message-only-windows
 HWND_MESSAGE = wintypes.HWND(-3)
 
+WM_NCDESTROY = 0x0082
 WM_QUIT = 0x0012
 WM_TIMER = 0x0113
 

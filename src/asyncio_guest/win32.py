@@ -86,6 +86,7 @@ if sys.platform != "win32":
         f"Windows (this is {sys.platform}); use asyncio_guest.run or another host here"
     )
 
+import _thread
 import asyncio
 import atexit
 import ctypes
@@ -152,6 +153,11 @@ class Win32Host:
         self._pumping = 0
         self._close_when_idle = False
         self._in_window_proc = 0
+        # Host thread only: how deep we are in our entry points (handle_message
+        # for our messages, the hook), and a KeyboardInterrupt owed to the
+        # program's code once we have left them (_owe_interrupt).
+        self._entered = 0
+        self._interrupt_owed: threading.Event | None = None
         # Host thread only: how the next tick is awaited (see the class doc).
         self._timer_set = False
         self._hook: int | None = None  # our WH_GETMESSAGE hook while it is installed
@@ -196,15 +202,18 @@ class Win32Host:
         return cls(_hwnd=hwnd)
 
     def _create_window(self) -> int:
-        name = f"asyncio_guest.Win32Host.{os.getpid()}.{next(_class_serial)}"
-        wc = w.WNDCLASSEXW()
-        wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
-        wc.lpfnWndProc = self._wndproc
-        wc.hInstance = self._hinstance
-        wc.lpszClassName = name
-        if not w.RegisterClassExW(ctypes.byref(wc)):
-            raise w.last_error("RegisterClassExW")
-        self._class_name = name
+        """Our message-only window (of our class, registered at the first call)."""
+        name = self._class_name
+        if name is None:
+            name = f"asyncio_guest.Win32Host.{os.getpid()}.{next(_class_serial)}"
+            wc = w.WNDCLASSEXW()
+            wc.cbSize = ctypes.sizeof(w.WNDCLASSEXW)
+            wc.lpfnWndProc = self._wndproc
+            wc.hInstance = self._hinstance
+            wc.lpszClassName = name
+            if not w.RegisterClassExW(ctypes.byref(wc)):
+                raise w.last_error("RegisterClassExW")
+            self._class_name = name
         # https://learn.microsoft.com/windows/win32/winmsg/window-features#message-only-windows:
         # never visible, no z-order, not enumerated, but receives posted messages.
         hwnd = w.CreateWindowExW(
@@ -284,10 +293,18 @@ class Win32Host:
         self._timer_set = True
 
     def _post_busy_wake(self) -> None:
-        """Host thread, a drain left work: the next tick, after the GUI's turn (module doc)."""
+        """Host thread, a drain left work: the next tick, after the GUI's turn (module doc).
+
+        The timer is set first, because the WM_QUIT check is a PeekMessageW,
+        which dispatches the messages other threads send to this one
+        (SendMessage), and one of those may open a modal loop inside it. The
+        queue's wake-up is pending from here on, so nothing else would send
+        one: ours must already be in flight, for that modal loop to dispatch.
+        A posted wake-up that wins the race makes ``handle_message`` kill it.
+        """
+        self._set_timer()
         if self._quit_pending():
-            self._set_timer()  # after the WM_QUIT
-            return
+            return  # the timer comes after the WM_QUIT
         ctypes.set_last_error(0)
         status = w.GetQueueStatus(_GUI_FIRST)
         if not status and ctypes.get_last_error():
@@ -303,8 +320,8 @@ class Win32Host:
         return bool(w.PeekMessageW(msg, None, w.WM_QUIT, w.WM_QUIT, w.PM_NOREMOVE))
 
     def _yield_to_gui(self) -> None:
-        """Host thread: post our wake-up when the next message is retrieved (module doc)."""
-        self._set_timer()  # the safety net
+        """Host thread, our timer set (the safety net): post our wake-up when the
+        next message is retrieved (module doc)."""
         if self._hook is None:
             hook = w.SetWindowsHookExW(
                 w.WH_GETMESSAGE, self._hookproc, None, w.GetCurrentThreadId()
@@ -324,6 +341,7 @@ class Win32Host:
 
     def _get_message_hook(self, code: int, wparam: int, lparam: int) -> int:
         """Host thread, inside any GetMessage/PeekMessage: a message was retrieved."""
+        self._entered += 1
         try:
             if code >= 0 and wparam == w.PM_REMOVE and self._yielding:
                 msg = w.MSG.from_address(lparam)
@@ -341,6 +359,8 @@ class Win32Host:
                         # A full queue: the timer stands; the next retrieval tries again.
         except BaseException as exc:
             self._report(exc)
+        finally:
+            self._leave()
         return int(w.CallNextHookEx(None, code, wparam, lparam))
 
     def _unhook(self) -> OSError | None:
@@ -372,26 +392,53 @@ class Win32Host:
         elif msg == w.WM_TIMER and wparam == _TIMER_ID:
             pass
         else:
+            if msg == w.WM_NCDESTROY:  # the window's last message
+                self._window_destroyed()
             return False
-        self._in_window_proc += 1
+        self._entered += 1
         try:
-            # However we were woken, nothing else of ours is waiting now.
-            self._yielding = False
-            error = self._kill_timer()
-            if error is not None:
-                self._report(error)
-            self._queue.drain()
+            self._in_window_proc += 1
+            try:
+                # However we were woken, nothing else of ours is waiting now.
+                self._yielding = False
+                error = self._kill_timer()
+                if error is not None:
+                    self._report(error)
+                self._queue.drain()
+            except BaseException as exc:
+                self._report(exc)
+            finally:
+                self._in_window_proc -= 1
+            if self._hook is not None and not self._yielding:
+                error = self._unhook()  # the drain did not yield again
+                if error is not None:
+                    self._report(error)
+            if self._close_when_idle and not self._in_window_proc:
+                self.close()
+        finally:
+            self._leave()
+        return True
+
+    def _window_destroyed(self) -> None:
+        """Host thread: our window is being destroyed, and we did not close.
+
+        A ``for_window`` window the program destroys (its main window, closed
+        mid-run): what was posted to it is dropped with it, and our wake-up may
+        be one of those, which would leave the queue's wake-up pending for
+        ever (a silent hang). The host moves to a message-only window of its
+        own and posts the wake-up again there, so the guest runs on (to its
+        shutdown, say) wherever this thread's messages are pumped.
+        """
+        if self._closed:
+            return
+        try:
+            self._timer_set = False  # a window's timers die with it
+            self.hwnd = self._create_window()
+            self._owns_window = True
+            if self._queue.pending:
+                self._post_wake()
         except BaseException as exc:
             self._report(exc)
-        finally:
-            self._in_window_proc -= 1
-        if self._hook is not None and not self._yielding:
-            error = self._unhook()  # the drain did not yield again
-            if error is not None:
-                self._report(error)
-        if self._close_when_idle and not self._in_window_proc:
-            self.close()
-        return True
 
     def _window_proc(self, hwnd: int, msg: int, wparam: int, lparam: int) -> int:
         # An exception must not reach ctypes: it would print it and return 0.
@@ -408,8 +455,8 @@ class Win32Host:
 
         Inside our own pump (``run``/``pump_until``) the pump re-raises it after
         ``DispatchMessageW`` returns. Under someone else's message loop a
-        ``KeyboardInterrupt`` is re-raised in the main thread at its next
-        bytecode (``_thread.interrupt_main``), and anything else is logged.
+        ``KeyboardInterrupt`` is raised again in the main thread once our
+        callback has returned (``_owe_interrupt``), and anything else is logged.
         """
         if self._pumping:
             self._errors.append(exc)
@@ -417,11 +464,41 @@ class Win32Host:
             isinstance(exc, KeyboardInterrupt)
             and threading.current_thread() is threading.main_thread()
         ):
-            import _thread
-
-            _thread.interrupt_main()
+            self._owe_interrupt()
         else:
             logger.error("asyncio_guest.win32: a host callback raised", exc_info=exc)
+
+    def _owe_interrupt(self) -> None:
+        """Host (main) thread: raise KeyboardInterrupt in the program's code, after ours.
+
+        ``_thread.interrupt_main()`` makes the main thread raise it at its next
+        bytecode check. Called here, that check is in our own frames, inside
+        the window procedure: the rest of ``handle_message`` (unhook, close)
+        would be skipped and ctypes would print and drop what its callback
+        raised. So a helper thread calls it once the outermost of our entry
+        points has left (``_leave``): this thread holds the GIL until it is
+        back in C, and the next Python code it runs is the program's (its
+        message loop after ``DispatchMessageW``, tkinter's event check, ...).
+        """
+        if self._interrupt_owed is None:
+            left = threading.Event()
+            self._interrupt_owed = left
+            threading.Thread(
+                target=_interrupt_main_once_set,
+                args=(left,),
+                name="asyncio-guest: KeyboardInterrupt for the main thread",
+                daemon=True,
+            ).start()
+        if not self._entered:
+            self._leave(0)  # reported from outside handle_message (a window proc's tail)
+
+    def _leave(self, depth: int = 1) -> None:
+        """Host thread, last step of an entry point: release an owed KeyboardInterrupt."""
+        self._entered -= depth
+        left = self._interrupt_owed
+        if not self._entered and left is not None:
+            self._interrupt_owed = None
+            left.set()
 
     # ------------------------------------------------------------ the loop
 
@@ -498,6 +575,12 @@ class Win32Host:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _interrupt_main_once_set(left: threading.Event) -> None:
+    """Helper thread of ``Win32Host._owe_interrupt``."""
+    left.wait()
+    _thread.interrupt_main()
 
 
 @atexit.register

@@ -321,6 +321,46 @@ def test_framework_owned_window_forwards_our_messages() -> None:
         assert w.IsWindow(hwnd)  # not ours to destroy
 
 
+def test_a_window_the_program_destroys_mid_run_does_not_strand_the_guest() -> None:
+    """``for_window``: the program destroys its window (the user closed it)
+    while the guest runs. What was posted to it goes with it; the host moves
+    to a window of its own and the guest runs to its end."""
+    holder: list[win32.Win32Host] = []
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if holder and holder[0].handle_message(msg, wparam, lparam):
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, "destroyed") as hwnd:
+        host = win32.Win32Host.for_window(hwnd)
+        holder.append(host)
+        out: list[outcome.Outcome[Any]] = []
+
+        async def main() -> int:
+            await asyncio.sleep(0.01)
+            # A worker's wake-up is queued (posted to the window) as it goes.
+            worker = asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.05)
+            w.DestroyWindow(hwnd)
+            await worker
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            return 7
+
+        ticker = w.SetTimer(None, 0, 50, None)  # a thread timer: the pump looks at the clock
+        try:
+            win32.start_guest_run(main, host=host, done_callback=out.append)
+            deadline = time.monotonic() + LONG
+            host.pump_until(lambda: bool(out) or time.monotonic() > deadline)
+            assert out == [outcome.Value(7)], "the guest stood still after its window went"
+            assert not w.IsWindow(hwnd) and w.IsWindow(host.hwnd)
+        finally:
+            w.KillTimer(None, ticker)
+            host.close()
+        assert not w.IsWindow(host.hwnd)
+
+
 # ------------------------------------------------------------- guest runs
 
 
@@ -532,6 +572,45 @@ def test_ctrl_c_while_idle_in_getmessage_ends_run_with_keyboard_interrupt(
     assert cleaned == ["cancelled"]
 
 
+def test_keyboard_interrupt_from_done_callback_reaches_the_programs_own_loop(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Under a message loop of the program's (Python, not ours) the host is left
+    clean and the KeyboardInterrupt surfaces in that loop, after DispatchMessageW."""
+    host = win32.Win32Host()
+    outcomes: list[outcome.Outcome[Any]] = []
+
+    def done_callback(result: outcome.Outcome[Any]) -> None:
+        outcomes.append(result)
+        raise KeyboardInterrupt("from done_callback")
+
+    async def main() -> str:
+        await asyncio.sleep(0.01)
+        return "done"
+
+    caught: list[str] = []
+    try:
+        win32.start_guest_run(main, host=host, done_callback=done_callback)
+        msg = w.MSG()
+        deadline = time.monotonic() + LONG
+        try:
+            while time.monotonic() < deadline:
+                if w.PeekMessageW(ctypes.byref(msg), None, 0, 0, w.PM_REMOVE):
+                    w.TranslateMessage(ctypes.byref(msg))
+                    w.DispatchMessageW(ctypes.byref(msg))
+                else:
+                    time.sleep(0.001)
+        except KeyboardInterrupt as exc:
+            caught.append(str(exc) or "KeyboardInterrupt")
+        assert caught, "the KeyboardInterrupt was lost"
+        assert outcomes == [outcome.Value("done")]
+        assert host._hook is None and not host._timer_set  # handle_message finished
+    finally:
+        host.close()
+    assert host.closed
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
 # ----------------------------------------------------------- modal loops
 
 _current_host: list[win32.Win32Host] = []  # the host of the test running now
@@ -577,6 +656,76 @@ def test_guest_keeps_ticking_in_a_nested_message_loop(loop_factory: Any) -> None
     finally:
         host.close()
     assert out[0].unwrap() == 20  # every round ran inside the nested loop
+
+
+def test_guest_keeps_ticking_in_a_modal_loop_that_another_threads_message_opens(
+    loop_factory: Any,
+) -> None:
+    """Any PeekMessageW of ours dispatches what other threads SendMessage us.
+
+    The busy guest's own check for a WM_QUIT is one; the sent message here
+    opens a modal loop inside it, between "a wake-up is pending" and its post.
+    Our wake-up must be in flight by then, or the guest stands still until
+    the modal loop ends (here: for LONG, its deadline).
+    """
+    open_modal = 0x8000 + 7  # WM_APP + 7
+    progress: list[int] = []
+    state = {"modal": False, "ticks_in_modal": 0}
+
+    def run_modal_loop() -> None:
+        state["modal"] = True
+        msg = w.MSG()
+        deadline = time.monotonic() + LONG
+        while len(progress) < 20 and time.monotonic() < deadline:
+            assert w.GetMessageW(ctypes.byref(msg), None, 0, 0) > 0
+            w.TranslateMessage(ctypes.byref(msg))
+            w.DispatchMessageW(ctypes.byref(msg))
+        state["modal"] = False
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if msg == open_modal:
+            run_modal_loop()
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, "sent-modal") as hwnd:
+        # Our window's timer: the modal loop's GetMessage returns now and then.
+        assert w.SetTimer(hwnd, 1, 50, None)
+        sender = threading.Thread(target=tw.SendMessageW, args=(hwnd, open_modal, 0, 0))
+
+        async def spin() -> None:
+            while len(progress) < 20:
+                await asyncio.sleep(0)
+
+        async def main() -> int:
+            spinner = asyncio.create_task(spin())  # every tick leaves work
+            await asyncio.sleep(0)
+            sender.start()
+            # Still in this tick: the message waits for our next message call,
+            # the busy tick's WM_QUIT check.
+            time.sleep(0.3)
+            await asyncio.sleep(0)
+            for i in range(20):
+                await asyncio.sleep(0.005)
+                if state["modal"]:
+                    state["ticks_in_modal"] += 1
+                progress.append(i)
+            await spinner
+            return state["ticks_in_modal"]
+
+        host = win32.Win32Host()
+        out: list[outcome.Outcome[Any]] = []
+        try:
+            win32.start_guest_run(
+                main, host=host, done_callback=out.append, loop_factory=loop_factory
+            )
+            host.pump_until(lambda: bool(out) and not state["modal"])
+        finally:
+            host.close()
+            join_pumping(sender)
+            w.KillTimer(hwnd, 1)
+        assert out[0].unwrap() == 20  # every round ran inside the modal loop
 
 
 @needs_display
