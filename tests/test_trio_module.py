@@ -400,6 +400,39 @@ def test_trio_host_primitives_with_start_guest_run() -> None:
     assert trio.run(trio_main) == ("ok", True, True)
 
 
+def test_a_guest_run_left_behind_by_trio_run_is_ended_with_it() -> None:
+    """``trio.run`` returns without waiting for a run on ``trio_host_primitives``:
+    the run is shut down then and there, and the thread has no running loop."""
+    box: list[outcome.Outcome[str]] = []
+    cleaned: list[str] = []
+
+    async def main() -> str:
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            cleaned.append("main's finally")
+        return "never"
+
+    async def trio_main() -> None:
+        threadsafe, local = trio_host_primitives()
+        asyncio_guest.start_guest_run(
+            main,
+            run_sync_soon_threadsafe=threadsafe,
+            run_sync_soon_not_threadsafe=local,
+            done_callback=box.append,
+            host_uses_signal_set_wakeup_fd=True,
+            loop_factory=LOOP,
+        )
+        await trio.sleep(0.05)  # and leave
+
+    trio.run(trio_main)
+    assert asyncio.events._get_running_loop() is None
+    assert cleaned == ["main's finally"]
+    assert len(box) == 1 and isinstance(box[0], outcome.Error)
+    assert "trio.run() ended" in str(box[0].error)
+    assert asyncio.run(asyncio.sleep(0, "asyncio.run works again")) == "asyncio.run works again"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="socketpair readiness: Unix test")
 def test_fd_watcher_is_level_triggered_and_stops() -> None:
     async def trio_main() -> None:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
@@ -59,6 +60,7 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from ._core.guest_loop import engine_of
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import RunLifecycle, start
 
@@ -141,6 +143,27 @@ class _LocalPoster:
                 await self.park(abort)
         finally:
             self.close()
+            _end_a_run_left_behind(self)
+
+
+def _end_a_run_left_behind(poster: _LocalPoster) -> None:
+    """``trio.run`` is ending (its system tasks are cancelled) under a guest run
+    that posts with ``poster``: nothing will run its ticks again. End it now, so
+    that its loop is closed and no longer this thread's running loop; its
+    ``done_callback`` gets the error."""
+    engine = engine_of(events._get_running_loop())
+    if engine is None or not engine.posts_with(poster):
+        return
+    error = RuntimeError(
+        "trio.run() ended while an asyncio guest run it carried was still going; "
+        "wait for the run's done_callback before leaving trio.run"
+    )
+    try:
+        engine.host_loop_ended(error)
+    except BaseException as exc:  # done_callback's own failure: nowhere to go but the log
+        logging.getLogger("asyncio_guest").error(
+            "asyncio_guest.trio: done_callback raised while trio.run ended", exc_info=exc
+        )
 
 
 def trio_host_primitives() -> tuple[Callable[[HostFn], object], Callable[[HostFn], object]]:

@@ -282,6 +282,24 @@ class Engine:
         if self._failure is None:
             self._failure = exc
 
+    def posts_with(self, primitive: object) -> bool:
+        """Is ``primitive`` one of the host primitives this run posts with?"""
+        return primitive is self._post_local or primitive is self._post_threadsafe
+
+    def host_loop_ended(self, exc: BaseException) -> None:
+        """Host thread, outside any tick: the host loop is gone for good under a
+        run it carried (``trio.run`` returned without waiting for the guest).
+
+        A guest run's owner ends it now (``end_now``: a synchronous shutdown,
+        then ``done_callback(Error(exc))``), which also gives the thread back
+        its state: no loop is left set as the running one.
+        """
+        if self._finished:
+            return
+        end_now = getattr(self._owner, "end_now", None)
+        if end_now is not None:
+            end_now(exc)
+
     def stop(self) -> None:
         """Host thread: end the run now; tell the backend thread to stop (no join).
 
