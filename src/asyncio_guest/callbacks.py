@@ -89,7 +89,10 @@ class AsyncCallback(Generic[_T]):
         self.running.discard(task)
         if task.cancelled():
             return
-        exc = task.exception()  # also marks it retrieved: reported once, here
+        # Also marks it retrieved: no "never retrieved" at collection. (A task
+        # that fails while the run's shutdown cancels it is reported by the
+        # shutdown too, as asyncio.run reports any such task.)
+        exc = task.exception()
         if exc is not None:
             task.get_loop().call_exception_handler(
                 {
