@@ -19,6 +19,13 @@ from .hosts import QueueHost, StrictHost
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started as a background job of a non-interactive shell (`make test &`),
+        # which ignores SIGINT: Python then installs no Ctrl+C handler, the
+        # children we start inherit the ignore, and every Ctrl+C test would
+        # wait for an interrupt that never comes. Give the session (and, through
+        # exec's reset of caught signals, its children) Python's default back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "needs_readiness: uses loop.add_reader/add_writer; skipped when the test loop "
