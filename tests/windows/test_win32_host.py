@@ -84,6 +84,27 @@ def message_window(proc: Any, name: str, *, visible: bool = False) -> Iterator[i
         w.UnregisterClassW(class_name, wc.hInstance)
 
 
+@contextlib.contextmanager
+def framework_window(
+    name: str, seen: list[int] | None = None
+) -> Iterator[tuple[int, win32.Win32Host]]:
+    """A window whose procedure the program wrote: it hands every message to a
+    ``for_window`` host first (``seen``: the messages the host took)."""
+    holder: list[win32.Win32Host] = []
+
+    @w.WNDPROC
+    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if holder and holder[0].handle_message(msg, wparam, lparam):
+            if seen is not None:
+                seen.append(msg)
+            return 0
+        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    with message_window(proc, name) as hwnd:
+        holder.append(win32.Win32Host.for_window(hwnd))
+        yield hwnd, holder[0]
+
+
 @pytest.fixture(autouse=True)
 def _no_wm_quit_left_behind() -> Iterator[None]:
     """A WM_QUIT a failed test leaves in the thread's queue would end the next test's loop."""
@@ -294,18 +315,7 @@ def test_callback_queued_by_a_callback_runs_in_a_later_message(host: win32.Win32
 def test_framework_owned_window_forwards_our_messages() -> None:
     """``Win32Host.for_window``: a window whose procedure someone else wrote."""
     seen: list[int] = []
-    holder: list[win32.Win32Host] = []
-
-    @w.WNDPROC
-    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
-        if holder and holder[0].handle_message(msg, wparam, lparam):
-            seen.append(msg)
-            return 0
-        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
-
-    with message_window(proc, "framework") as hwnd:
-        host = win32.Win32Host.for_window(hwnd)
-        holder.append(host)
+    with framework_window("framework", seen) as (hwnd, host):
         out: list[outcome.Outcome[Any]] = []
 
         async def main() -> int:
@@ -325,17 +335,7 @@ def test_a_window_the_program_destroys_mid_run_does_not_strand_the_guest() -> No
     """``for_window``: the program destroys its window (the user closed it)
     while the guest runs. What was posted to it goes with it; the host moves
     to a window of its own and the guest runs to its end."""
-    holder: list[win32.Win32Host] = []
-
-    @w.WNDPROC
-    def proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
-        if holder and holder[0].handle_message(msg, wparam, lparam):
-            return 0
-        return int(w.DefWindowProcW(hwnd, msg, wparam, lparam))
-
-    with message_window(proc, "destroyed") as hwnd:
-        host = win32.Win32Host.for_window(hwnd)
-        holder.append(host)
+    with framework_window("destroyed") as (hwnd, host):
         out: list[outcome.Outcome[Any]] = []
 
         async def main() -> int:
