@@ -12,6 +12,7 @@ cancels ``main`` and lets it clean up (the server closes) before returning.
 
     python examples/glib_app.py                       # close the window to quit
     python examples/glib_app.py --smoke               # a few seconds, no user, exit 0
+    python examples/glib_app.py --smoke-close         # the window closed mid-stream, exit 0
     python examples/glib_app.py --screenshot out.png  # the window after ~1.5 s
 
 ``--smoke`` presses the buttons itself and answers the dialog, then checks

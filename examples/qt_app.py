@@ -7,6 +7,7 @@ with ``exec_dialog`` while the feed keeps running.
 
     python examples/qt_app.py                  # needs a display
     python examples/qt_app.py --smoke          # a few seconds headless, exit 0 if all worked
+    python examples/qt_app.py --smoke-close    # the window closed mid-fetch, exit 0
     python examples/qt_app.py --screenshot docs/screenshots/qt_app.png
 
 Works with PySide6 or PyQt6 (``ASYNCIO_GUEST_QT=pyqt6`` to choose).

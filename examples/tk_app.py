@@ -9,6 +9,7 @@ stays open without pausing asyncio (``asyncio_guest.tk.run_dialog``). A Tk
 
     python examples/tk_app.py                       # close the window to quit
     python examples/tk_app.py --smoke               # a few seconds, no user, exit 0
+    python examples/tk_app.py --smoke-close         # the window closed mid-stream, exit 0
     python examples/tk_app.py --screenshot out.png  # X11: the window after ~1.5 s
 
 ``--smoke`` presses the buttons itself and answers the message box (X11's

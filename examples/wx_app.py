@@ -8,6 +8,7 @@ with ``show_modal`` while the feed keeps running. Closing the window cancels
 
     python examples/wx_app.py            # needs a display (on Linux: xvfb-run for headless)
     python examples/wx_app.py --smoke    # clicks through it in a few seconds, exit 0 if all worked
+    python examples/wx_app.py --smoke-close  # the window closed mid-fetch, exit 0
     python examples/wx_app.py --screenshot out.png  # the window after ~1.5 s
 
 On Linux wxPython comes from the distribution (Debian: ``python3-wxgtk4.0``).
