@@ -490,13 +490,23 @@ class Win32Host:
                 daemon=True,
             ).start()
         if not self._entered:
-            self._leave(0)  # reported from outside handle_message (a window proc's tail)
+            self._release_interrupt()  # reported from a window procedure's tail
 
-    def _leave(self, depth: int = 1) -> None:
-        """Host thread, last step of an entry point: release an owed KeyboardInterrupt."""
-        self._entered -= depth
+    def _leave(self) -> None:
+        """Host thread, last step of an entry point (nothing of ours may run after)."""
+        self._entered -= 1
+        if not self._entered:
+            self._release_interrupt()
+
+    def _release_interrupt(self) -> None:
+        """Host thread: let the helper thread raise an owed KeyboardInterrupt.
+
+        The Event orders the hand-over: the helper calls ``interrupt_main`` only
+        after this ``set()``, and this thread then holds the GIL until it is back
+        in C (the caller returns at once).
+        """
         left = self._interrupt_owed
-        if not self._entered and left is not None:
+        if left is not None:
             self._interrupt_owed = None
             left.set()
 
