@@ -159,8 +159,9 @@ class _Token:
 class Engine:
     """Drives one guest loop from host callbacks, with the loop's backend thread.
 
-    Host thread only, except ``request_tick`` (worker threads) and
-    ``host_wake`` (signal handlers too).
+    Host thread only, except ``request_tick`` (worker threads; they read
+    ``worker_writes_pipe`` and ``_ch.posted`` too) and ``host_wake`` (signal
+    handlers too).
 
     Failure handling, in one place: every host callback into the engine (a
     tick) runs its body under one ``try``; what escapes is either a
@@ -193,6 +194,14 @@ class Engine:
         # The zero-thread strategy of the current run (fd_watch.py), or None:
         # the backend thread waits. Chosen by each start().
         self._fdw: FdWaits | None = None
+        # Zero-thread wait, on a host whose fd watch is cheaper than its
+        # cross-thread primitive (FdWatcher doc): a worker's call_soon_threadsafe
+        # writes one byte on the self-pipe instead of calling request_tick, as
+        # plain asyncio's wakes its loop; the watch's tick polls, reads it and
+        # runs the callback. Never lost: the watch stays for the whole run and
+        # is level-triggered, so the byte fires it until a tick has read it (a
+        # tick running now, or about to, sees the work). Set by each start().
+        self.worker_writes_pipe = False
         self._host_ident = threading.get_ident()
         self._token_ref: Callable[[], _Token | None] = lambda: None
         # Host-only state, reset by each start().
@@ -227,7 +236,8 @@ class Engine:
         """
         watcher = self._watcher
         fd = choose(watcher, self._loop._guest_pollable_fd())
-        self._fdw = None if fd is None or watcher is None else FdWaits(watcher, fd)
+        self._fdw = fdw = None if fd is None or watcher is None else FdWaits(watcher, fd)
+        self.worker_writes_pipe = fdw is not None and fdw.worker_wakes_by_fd
         # The channel is parked (IDLE, ``go`` held) between runs; an abnormal
         # end replaced it with a fresh one (Backend.signal_stop).
         self._ch = ch = self._backend.ch
@@ -349,18 +359,6 @@ class Engine:
             if ch.posted:
                 # Unlocked fast path: a True read means the posted tick has not
                 # yet started (it clears ``posted`` first), so it will see our work.
-                return
-            fdw = self._fdw
-            if fdw is not None and fdw.worker_wakes_by_fd:
-                # Zero-thread wait, on a host whose fd watch is cheaper than
-                # its cross-thread primitive (FdWatcher doc): one byte on the
-                # self-pipe, which the watched selector holds, wakes the host
-                # as plain asyncio's call_soon_threadsafe wakes its loop; the
-                # watch's tick polls, reads it and runs the callback. Never
-                # lost: the watch stays for the whole run and is level-
-                # triggered, so the byte fires it until a tick has read it
-                # (a tick running now, or about to, sees the work).
-                self._loop._guest_wake()
                 return
             with ch.lock:
                 if ch.posted or self._finished:
