@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ from . import sampling
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(asyncio_guest.__file__)) + os.sep
 CASE_TIMEOUT = 20.0
+LEFT_THREAD_GRACE = 5.0  # s a case's threads get to end on their own (_threads_left)
 VERBOSE = False
 
 
@@ -159,6 +161,21 @@ def one_case(k: int, granularity: str) -> tuple[str, int]:
     return what, injector.seen
 
 
+def _threads_left(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The threads a case started that are still alive once given a moment to end.
+
+    A second Ctrl+C during the run's shutdown cuts it short as it cuts short
+    ``asyncio.run``'s: the default executor's shutdown then finishes on its own
+    threads (idle workers and the thread joining them end within milliseconds).
+    A thread that outlives that moment is a leak.
+    """
+    deadline = time.monotonic() + LEFT_THREAD_GRACE
+    new = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    for thread in new:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in new if t.is_alive()]
+
+
 def _fds() -> set[int]:
     if not sys.platform.startswith("linux"):
         return set()  # (under Wine, /proc/self/fd lists Wine's own Linux descriptors)
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         faulthandler.cancel_dump_traceback_later()
         if seen >= k:
             points += 1
-        left = [t for t in set(threading.enumerate()) - threads if t.is_alive()]
+        left = _threads_left(threads)
         leaked = _fds() - fds
         if what != "KeyboardInterrupt" or left or leaked:
             failures += 1

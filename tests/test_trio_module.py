@@ -99,6 +99,43 @@ def test_a_second_concurrent_run_asyncio_is_refused_and_the_first_goes_on() -> N
     assert "one guest at a time" in message
 
 
+def test_a_refused_run_asyncio_closes_the_coroutine_it_was_given() -> None:
+    """Refused before it began (its scope cancelled already; another guest
+    running), run_asyncio closes a coroutine object it was given: the refusal
+    is what a user sees, not a "never awaited" warning after it."""
+
+    async def main() -> int:
+        return 1
+
+    async def trio_main() -> list[Any]:
+        frames: list[Any] = []
+        coro = main()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await run_asyncio(coro, loop_factory=LOOP)
+        assert scope.cancelled_caught
+        frames.append(coro.cr_frame)
+        started = trio.Event()
+
+        async def occupant() -> None:
+            started.set()
+            await asyncio.sleep(0.05)
+
+        async def run_occupant() -> None:
+            await run_asyncio(occupant, loop_factory=LOOP)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_occupant)
+            await started.wait()
+            coro = main()
+            with pytest.raises(RuntimeError, match="already running"):
+                await run_asyncio(coro, loop_factory=LOOP)
+            frames.append(coro.cr_frame)
+        return frames
+
+    assert trio.run(trio_main) == [None, None]  # both closed
+
+
 # ------------------------------------------------------------ cancellation
 
 
@@ -143,6 +180,36 @@ def test_trio_cancel_scope_cancels_main_and_waits_for_the_full_shutdown() -> Non
     assert record[0] == "main cancelled"
     assert set(record[1:3]) == {"background cleaned up", "async generator finalized"}
     assert record[3:] == ["trio scope exited"]
+
+
+def test_a_trio_cancel_after_main_returned_leaves_mains_result() -> None:
+    """main has returned and the guest is shutting down (a leftover task's
+    clean-up takes a while) when Trio's scope is cancelled: the cancel reaches
+    nothing of main, so main's result is returned, as Trio returns the result of
+    any operation that completed before it could be cancelled."""
+
+    async def main() -> str:
+        async def leftover() -> None:
+            try:
+                await asyncio.sleep(100)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.3)  # clean-up during the run's shutdown
+                raise
+
+        left = asyncio.create_task(leftover())
+        await asyncio.sleep(0.05)
+        assert not left.done()
+        return "main's result"
+
+    async def trio_main() -> tuple[str, float]:
+        t0 = trio.current_time()
+        with trio.move_on_after(0.2):  # fires during the shutdown
+            result = await run_asyncio(main, loop_factory=LOOP)
+        return result, trio.current_time() - t0
+
+    result, took = trio.run(trio_main)
+    assert result == "main's result"
+    assert took >= 0.3  # the shutdown was complete (the cancel came during it)
 
 
 def test_trio_cancelled_is_raised_not_asyncio_cancelled_error() -> None:

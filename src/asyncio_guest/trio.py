@@ -62,7 +62,7 @@ import trio
 
 from ._core.guest_loop import engine_of
 from ._core.handover import DEFAULT_TICK_BUDGET
-from ._core.lifecycle import RunLifecycle, start
+from ._core.lifecycle import RunLifecycle, close_refused, start
 
 __all__ = ["TrioFdWatcher", "run", "run_asyncio", "trio_host_primitives"]
 
@@ -301,7 +301,9 @@ async def run_asyncio(
       main task is cancelled, the guest shuts down completely (leftover tasks
       cancelled, async generators and the default executor shut down, loop
       closed), then ``trio.Cancelled`` is raised. If ``main`` answers the
-      cancellation with another exception, that exception is raised instead.
+      cancellation with another exception, that exception is raised instead;
+      if ``main`` had ended already (the guest was shutting down), its own
+      result or exception stands.
     * Trio's Ctrl+C reaching this task: the same, then ``KeyboardInterrupt``.
     * asyncio code cancels ``main``'s task itself: ``asyncio.CancelledError`` is
       raised (as ``asyncio.run`` raises it). It is not ``trio.Cancelled``: no
@@ -311,12 +313,17 @@ async def run_asyncio(
     loop is already running here (another ``run_asyncio``, say).
     """
     if events._get_running_loop() is not None:
+        close_refused(main)
         raise RuntimeError(
             "asyncio_guest.trio.run_asyncio(): an asyncio event loop is already running "
             "in this thread (another run_asyncio() in this trio.run?); one guest at a "
             "time: start more tasks inside the running one instead"
         )
-    await trio.lowlevel.checkpoint_if_cancelled()  # a Trio checkpoint, as all of Trio's
+    try:
+        await trio.lowlevel.checkpoint_if_cancelled()  # a Trio checkpoint, as all of Trio's
+    except BaseException:
+        close_refused(main)  # refused before it began: no "never awaited" for it
+        raise
     token = trio.lowlevel.current_trio_token()
     poster = _LocalPoster(token.run_sync_soon)
     guest = _GuestRun(poster)
@@ -353,9 +360,13 @@ async def run_asyncio(
     await trio.lowlevel.cancel_shielded_checkpoint()
     result = guest.result
     assert result is not None
-    if guest.trio_exc is not None:
+    if guest.cancel_sent or isinstance(guest.trio_exc, KeyboardInterrupt):
         # We asked for the cancellation: Trio's exception, unless main answered
-        # it with an error of its own.
+        # it with an error of its own. (A Trio cancel that came once main had
+        # ended, during the guest's shutdown, reached nothing: main's outcome
+        # stands, as for any Trio operation that completed before it could be
+        # cancelled. A Ctrl+C ends the run with KeyboardInterrupt either way.)
+        assert guest.trio_exc is not None
         if isinstance(result, outcome.Error) and not isinstance(
             result.error, asyncio.CancelledError
         ):

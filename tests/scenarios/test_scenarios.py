@@ -390,3 +390,71 @@ def test_ctrl_c_while_the_host_idles(host: Harness) -> None:
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt\n"
     assert elapsed < 5.0, elapsed
+
+
+_SIGINT_IN_SHUTDOWN_CHILD = """
+import asyncio, os, sys, time
+from tests.scenarios.test_scenarios import HARNESSES
+host = next(h for h in HARNESSES if h.name == sys.argv[1])
+
+async def slow_cleanup():
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        await asyncio.sleep(60)  # a graceful close that hangs
+
+async def main():
+    if sys.argv[2] == "task":
+        asyncio.create_task(slow_cleanup())
+    print("ready", flush=True)
+    if sys.argv[2] == "executor":
+        await asyncio.to_thread(time.sleep, 60)  # the executor's join waits for it
+    else:
+        await asyncio.sleep(3600)
+
+try:
+    host.run(main)
+except KeyboardInterrupt as exc:
+    print("KeyboardInterrupt", type(exc.__context__).__name__, flush=True)
+    os._exit(3)  # the executor's thread still sleeps, as after asyncio.run
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("waits_for", ["task", "executor"])
+@pytest.mark.parametrize("host", _with(SIGINT))
+def test_a_second_ctrl_c_cuts_the_runs_shutdown_short(host: Harness, waits_for: str) -> None:
+    """The first Ctrl+C cancels main and the run shuts down, waiting for a task's
+    slow ``finally`` or for the default executor's thread; a second one ends the
+    run at once with ``KeyboardInterrupt`` (chained to the first), as it ends
+    ``asyncio.run``'s clean-up."""
+    root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(root_dir, "src"), root_dir])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for],
+        cwd=root_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
+        time.sleep(1.0)
+        assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (proc.returncode, out, err)
+    assert out == b"KeyboardInterrupt KeyboardInterrupt\n", (out, err)
+    assert elapsed < 10.0, elapsed

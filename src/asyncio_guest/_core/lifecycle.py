@@ -280,7 +280,32 @@ class RunLifecycle:
         )
 
     def on_callback_raised(self, exc: BaseException) -> None:
-        self._begin_shutdown(outcome.Error(exc))
+        """A callback let ``exc`` out (a ``KeyboardInterrupt`` or ``SystemExit``),
+        or a Ctrl+C was deferred to here: the run ends with it.
+
+        Before the shutdown, the shutdown begins with it as the outcome. Once
+        the shutdown has begun, ``exc`` cuts it short, as a second Ctrl+C cuts
+        short ``asyncio.run``'s clean-up: the outcome becomes ``exc`` (chained
+        to an earlier error, as one raised while handling it), what the
+        shutdown still waits for is left as it stands (a task's slow
+        ``finally``, a ``to_thread`` call the executor's join waits for), and
+        the run finishes now, closing the loop. Otherwise a Ctrl+C would be
+        dropped until the shutdown ended, up to the executor's 300 s join.
+        """
+        shutdown = self.shutdown_task
+        if shutdown is None:
+            self._begin_shutdown(outcome.Error(exc))
+            return
+        earlier = self.outcome
+        if isinstance(earlier, outcome.Error) and earlier.error is not exc:
+            if exc.__context__ is None:
+                exc.__context__ = earlier.error
+        self.outcome = outcome.Error(exc)
+        # Our own task, left pending on purpose: no "destroyed but it is
+        # pending" for it (a user's task left so is reported, as on a plain loop).
+        shutdown._log_destroy_pending = False  # type: ignore[attr-defined]
+        assert self.engine is not None
+        self.engine.request_finish()
 
     def finalize(self) -> None:
         """The engine finished the run (host thread, inside a tick)."""
