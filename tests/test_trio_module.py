@@ -665,6 +665,81 @@ def test_second_ctrl_c_during_the_shutdown_ends_it_at_once() -> None:
     assert record["elapsed"] < 10.0
 
 
+_CTRL_C_IN_SHUTDOWN_CHILD = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    import trio
+    from asyncio_guest.trio import run_asyncio
+
+    async def slow_cleanup():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(60)  # a graceful close that hangs
+
+    async def aio_main():
+        if sys.argv[1] == "task":
+            asyncio.create_task(slow_cleanup())
+        print("ready", flush=True)
+        if sys.argv[1] == "executor":
+            await asyncio.to_thread(time.sleep, 60)  # the executor's join waits for it
+        else:
+            await asyncio.sleep(3600)
+
+    async def trio_main():
+        ticks = 0
+        async def count():
+            nonlocal ticks
+            while True:
+                await trio.sleep(0.01)
+                ticks += 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(count)
+            try:
+                await run_asyncio(aio_main)
+            finally:
+                print("trio ran", ticks > 50, flush=True)
+
+    try:
+        trio.run(trio_main)
+    except BaseException as exc:
+        group = getattr(exc, "exceptions", None)
+        print(type(group[0] if group else exc).__name__, flush=True)
+    os._exit(0)  # the executor's thread still sleeps, as after asyncio.run
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child: POSIX")
+@pytest.mark.parametrize("waits_for", ["task", "executor"])
+def test_a_second_ctrl_c_cuts_the_guests_shutdown_short(waits_for: str) -> None:
+    """main is cancelled by the first Ctrl+C and the guest's shutdown waits for a
+    task's slow ``finally`` or the executor's thread, Trio running meanwhile; the
+    second ends the run at once with KeyboardInterrupt."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_IN_SHUTDOWN_CHILD, waits_for],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=LONG)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out.split() == ["trio", "ran", "True", "KeyboardInterrupt"], (out, err)
+    assert elapsed < 10.0, elapsed
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="add_signal_handler: POSIX")
 @pytest.mark.parametrize("remove", [True, False], ids=["removed", "left-behind"])
 def test_a_guest_sigint_handler_gives_trio_its_ctrl_c_back(remove: bool) -> None:

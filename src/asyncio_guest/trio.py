@@ -268,11 +268,16 @@ class _GuestRun:
         poster = self.poster
         lifecycle = self.lifecycle
         assert lifecycle is not None
+        passed_on = 1  # Ctrl+Cs given to the guest so far (the first cancels main)
         while self.result is None:
-            if self.interrupts > 1:
+            if self.interrupts > passed_on:
+                # A further Ctrl+C: to the guest as one a callback let out, as
+                # asyncio.run takes it. Before the shutdown it begins it; during
+                # it, it cuts it short (the run ends at once, not after a slow
+                # ``finally`` or the executor's join). Trio keeps running meanwhile.
+                passed_on = self.interrupts
                 assert self.trio_exc is not None
-                lifecycle.end_now(self.trio_exc)  # synchronous shutdown; delivers
-                break
+                lifecycle.on_callback_raised(self.trio_exc)
             poster.run_queued()
             if self.result is not None:
                 break

@@ -53,6 +53,30 @@ def close_refused(main: object) -> None:
         main.close()
 
 
+# Shutdowns a Ctrl+C cut short, kept until the interpreter exits (see below).
+_cut_short: list[asyncio.Task[None]] = []
+
+
+def _leave_shutdown_pending(shutdown: asyncio.Task[None]) -> None:
+    """Host thread: the run's own shutdown task is abandoned where it stands.
+
+    Not closed, and never collected while the program runs: closing its
+    coroutine runs the ``finally`` blocks of what it awaits, and on 3.10-3.11
+    ``shutdown_default_executor``'s joins the executor's thread, which is just
+    what the Ctrl+C was not to wait for; collected, the same join would run at
+    whatever allocation set off the collection, on any thread (seen: inside
+    ``Thread.start``, deadlocked on threading's own lock). Kept, it ends with the
+    interpreter, after the executor's threads were joined at exit. One that has
+    not begun is closed now (no "never awaited" warning, nothing to join).
+    """
+    shutdown._log_destroy_pending = False  # type: ignore[attr-defined]  # ours, on purpose
+    coro: Any = shutdown.get_coro()  # (typeshed's type for it varies by version)
+    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+        coro.close()
+    else:
+        _cut_short.append(shutdown)
+
+
 def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
     if inspect.iscoroutine(main):
         if args:
@@ -301,9 +325,7 @@ class RunLifecycle:
             if exc.__context__ is None:
                 exc.__context__ = earlier.error
         self.outcome = outcome.Error(exc)
-        # Our own task, left pending on purpose: no "destroyed but it is
-        # pending" for it (a user's task left so is reported, as on a plain loop).
-        shutdown._log_destroy_pending = False  # type: ignore[attr-defined]
+        _leave_shutdown_pending(shutdown)
         assert self.engine is not None
         self.engine.request_finish()
 
