@@ -361,23 +361,33 @@ print("returned", flush=True)
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
-@pytest.mark.parametrize("host", _with(SIGINT))
-def test_ctrl_c_while_the_host_idles(host: Harness) -> None:
+def _ready_child(script: str, *args: str) -> subprocess.Popen[bytes]:
+    """Run ``script`` in a child process (this checkout's package and tests
+    importable); return it once it printed ``ready``."""
     root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(root_dir, "src"), root_dir])
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_CHILD, host.name],
+        [sys.executable, "-c", script, *args],
         cwd=root_dir,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line != b"ready\n":
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError((line, err))
+    return proc
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("host", _with(SIGINT))
+def test_ctrl_c_while_the_host_idles(host: Harness) -> None:
+    proc = _ready_child(_SIGINT_CHILD, host.name)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
         time.sleep(0.3)  # the host is idle now, blocked in its own wait
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -429,20 +439,8 @@ def test_a_second_ctrl_c_cuts_the_runs_shutdown_short(host: Harness, waits_for: 
     slow ``finally`` or for the default executor's thread; a second one ends the
     run at once with ``KeyboardInterrupt`` (chained to the first), as it ends
     ``asyncio.run``'s clean-up."""
-    root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(root_dir, "src"), root_dir])
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for],
-        cwd=root_dir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _ready_child(_SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
         time.sleep(1.0)
