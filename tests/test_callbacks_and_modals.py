@@ -161,6 +161,47 @@ def test_as_a_method_decorator_each_object_has_its_own_policy(host: QueueHost) -
     assert (a.runs, b.runs) == (1, 1)
 
 
+def test_as_a_method_decorator_on_a_slotted_class_it_says_what_works() -> None:
+    """Without a ``__dict__`` an object cannot keep its callback (a fresh one at
+    each access would lose the policy and the strong reference to its tasks):
+    a clear error, and the two ways that work."""
+
+    class Slotted:
+        __slots__ = ("runs",)
+
+        def __init__(self) -> None:
+            self.runs = 0
+
+        @asyncio_guest.async_callback(on_busy="ignore")
+        async def refresh(self) -> None:
+            self.runs += 1
+
+    class SlottedWithDict:
+        __slots__ = ("__dict__", "runs")
+
+        def __init__(self) -> None:
+            self.runs = 0
+
+        @asyncio_guest.async_callback(on_busy="ignore")
+        async def refresh(self) -> None:
+            self.runs += 1
+            await asyncio.sleep(0.02)
+
+    with pytest.raises(TypeError, match=r"__slots__.*'__dict__'.*async_callback\(obj\.method\)"):
+        Slotted().refresh  # noqa: B018 (the access is what fails)
+    obj = SlottedWithDict()
+    assert obj.refresh is obj.refresh
+
+    async def main() -> int:
+        first = obj.refresh()
+        assert obj.refresh() is None  # busy: ignored, per object
+        assert first is not None
+        await first
+        return obj.runs
+
+    assert asyncio_guest.run(main) == 1
+
+
 def test_an_override_that_awaits_the_parents_callback_runs_the_parents(
     host: QueueHost,
 ) -> None:

@@ -186,6 +186,31 @@ def test_on_wxgtk_with_pygobject_glib_watches_the_fd_and_no_thread_starts(
     assert _run_with_frame(_uses_a_backend_thread)[0] is False
 
 
+def test_a_run_under_w_error_is_not_ended_by_pygobjects_import_warning() -> None:
+    """Probing for GLib (the zero-thread wait on wxGTK) imports PyGObject, whose
+    importer warns on some builds (Debian's, for Python 3.11): under ``-W
+    error`` that warning must not end the run, nor turn the probe into "no GLib"."""
+    proc = _child(
+        """
+        import warnings
+        warnings.simplefilter("error")  # as -W error, before anything is imported
+        import asyncio, sys, wx
+        import asyncio_guest.wx as agwx
+        app = wx.App(False)
+        async def main():
+            await asyncio.sleep(0.01)
+            return "ok"
+        print(agwx.run(main), agwx._glib_watcher() is not None, "gi" in sys.modules)
+        """,
+    )
+    out_b, err_b = proc.communicate(timeout=60)
+    out, err = out_b.decode(), err_b.decode()
+    assert proc.returncode == 0, err
+    # With PyGObject importable, the probe still finds GLib under -W error.
+    assert out.split() in (["ok", "True", "True"], ["ok", "False", "False"]), (out, err)
+    assert out.split()[1] == str(_glib_watch_here()), (out, err)
+
+
 def test_exit_main_loop_mid_run_cancels_main_with_a_clear_message_and_loses_nothing() -> None:
     seen: list[Any] = []
 

@@ -114,15 +114,25 @@ class AsyncCallback(Generic[_T]):
         # (which may call super()'s) is another callback, with its own entry.
         key = str(getattr(self.fn, "__qualname__", None) or getattr(self.fn, "__name__", "fn"))
         name = "__async_callback_" + key
-        bound = instance.__dict__.get(name) if hasattr(instance, "__dict__") else None
+        try:
+            per_object = instance.__dict__
+        except AttributeError:
+            # Made afresh at each access, the callback would keep neither its
+            # policy nor its tasks (dropped with it, they could be collected
+            # mid-way): refuse, and say what works.
+            raise TypeError(
+                f"async_callback on the method {key}: {type(instance).__name__} objects "
+                "have no __dict__ (__slots__), where each object keeps its own callback "
+                "(its running tasks, its on_busy policy); add '__dict__' to __slots__, "
+                "or make one per object: async_callback(obj.method)"
+            ) from None
+        bound = per_object.get(name)
         if bound is None:
-            bound = AsyncCallback(
+            bound = per_object[name] = AsyncCallback(
                 self.fn.__get__(instance, owner),
                 on_busy=self.on_busy,
                 loop=self.loop,
             )
-            if hasattr(instance, "__dict__"):
-                instance.__dict__[name] = bound
         return bound
 
 

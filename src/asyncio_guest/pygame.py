@@ -41,6 +41,15 @@ counted in ``host.doorbell_failures``. A doorbell the program filtered out
 way to keep the queue small) is allowed again and posted once more: a loop
 blocked in ``event.wait()`` has no other way to wake.
 
+A doorbell already queued can be lost too: ``pygame.event.clear()`` (a scene
+change flushing stale input) and ``set_blocked`` drop it, and the pending flag,
+still set, would stop every later one: the guest (and Ctrl+C with it) would
+stall until unrelated input woke the loop. So a helper thread watches each
+doorbell until a pump answers it (``_DoorbellKeeper``): when none has for
+0.1 s and no doorbell of this type is queued, it rings again, backing off to
+1 s while the loop stays away. It sleeps while no doorbell is outstanding (no
+cost to an idle program) and ends with the run.
+
 Window close: ``host.handle(event)`` cancels the run's main task on a
 ``pygame.QUIT`` (``quit_cancels_main=True``). The run does not end there:
 the guest shuts down as ``asyncio.run`` does (``main``'s ``finally`` blocks
@@ -109,6 +118,61 @@ so a pump overruns it by about one asyncio callback.
 _CAN_POLL = hasattr(select, "poll")
 _MIN_TICK = 0.0002  # the least a tick gets: it always runs what it polled
 _doorbell_marks = itertools.count(1)  # one per host: handle() knows its own doorbells
+_RERING_AFTER = 0.1  # s a doorbell may go unanswered before the keeper looks (_DoorbellKeeper)
+_RERING_MAX = 1.0  # s between looks, at most, while the loop stays away
+
+
+class _DoorbellKeeper:
+    """Rings a doorbell again that the program's event-queue flush dropped.
+
+    One thread per run of a doorbell host, started at its first doorbell.
+    Thread rule: ``rung``, ``stop`` from any thread; the thread itself reads
+    the host's pump count and the queue's pending flag (both written by others:
+    a stale read costs one look more, or one doorbell more, which ``handle``
+    drops) and rings through ``PygameHost._ring`` (``pygame.event.post`` and
+    ``peek``, which SDL makes thread-safe). Between two looks it waits on an
+    event, so a stop or a new doorbell reaches it at once.
+    """
+
+    def __init__(self, host: PygameHost) -> None:
+        self._host = host
+        self._rung = threading.Event()  # a doorbell was posted since the last look
+        self._stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name="asyncio_guest pygame doorbell keeper", daemon=True
+        )
+
+    def rung(self) -> None:
+        self._rung.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._rung.set()
+
+    def _run(self) -> None:
+        host = self._host
+        try:
+            while True:
+                self._rung.wait()  # idle: nothing outstanding, no cost
+                if self._stopped.is_set():
+                    return
+                self._rung.clear()
+                seen = host.pumps
+                delay = _RERING_AFTER
+                while not self._stopped.wait(delay):
+                    if not host._queue.pending:
+                        break  # answered: wait for the next doorbell
+                    if host.pumps != seen:  # the loop pumps: it is not stuck
+                        seen = host.pumps
+                        delay = _RERING_AFTER
+                        continue
+                    if not pygame.event.peek(host.event_type, pump=False):
+                        host._ring()  # dropped by a flush (or taken, not yet pumped)
+                    delay = min(delay * 2, _RERING_MAX)
+                else:
+                    return
+        except pygame.error:
+            return  # the video system is gone: no loop left to wake
 
 
 class _Timer:
@@ -175,6 +239,8 @@ class PygameHost:
         self._finished = False  # host thread: the run delivered its outcome
         self._closed = False
         self._queue = CoalescingQueue(self._post)
+        self.pumps = 0  # pump() calls (host thread writes; the doorbell keeper reads)
+        self._keeper: _DoorbellKeeper | None = None  # this run's, once it rang (_count_lock)
         # The zero-thread wait (frame loop, Unix): host thread only.
         self._watches: dict[int, Callable[[], object]] = {}
         self._poller: Any = None
@@ -207,6 +273,17 @@ class PygameHost:
         """
         if not self.doorbell:
             return
+        if self._ring():
+            with self._count_lock:
+                keeper = self._keeper
+                if keeper is None and not self._finished and not self._closed:
+                    keeper = self._keeper = _DoorbellKeeper(self)
+                    keeper.thread.start()
+            if keeper is not None:
+                keeper.rung()
+
+    def _ring(self) -> bool:
+        """Any thread: post one doorbell; whether it went into pygame's queue."""
         bell = pygame.event.Event(self.event_type, asyncio_guest_doorbell=self._doorbell_mark)
         try:
             ok = pygame.event.post(bell)
@@ -223,6 +300,7 @@ class PygameHost:
                 self.doorbell_posts += 1
             else:
                 self.doorbell_failures += 1
+        return bool(ok)
 
     # ------------------------------------------------------------- the pump
 
@@ -236,6 +314,7 @@ class PygameHost:
         callback raises propagates (``KeyboardInterrupt`` included), after
         the callbacks behind it are made sure of a next pump.
         """
+        self.pumps += 1
         queue = self._queue
         if not (len(queue) or queue.pending or self._watches or self._timers):
             return False  # an idle guest with the backend thread: the frame loop's cost
@@ -402,12 +481,26 @@ class PygameHost:
     def _run_finished(self) -> None:
         self._finished = True
         self.main_task = None
+        self._stop_keeper()
+
+    def _stop_keeper(self) -> None:
+        """Host thread: end this run's doorbell keeper, thread joined (no thread outlives a run).
+
+        The join is at once: the keeper waits on an event that ``stop`` sets,
+        or finishes one ``post``/``peek``.
+        """
+        with self._count_lock:
+            keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.stop()
+            keeper.thread.join(1.0)
 
     def close(self) -> None:
         """Host thread: drop queued callbacks, fd watches and timers (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        self._stop_keeper()
         self._queue.clear()
         if self._poller is not None:
             for fd in self._watches:

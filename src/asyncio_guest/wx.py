@@ -79,6 +79,7 @@ import logging
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -308,9 +309,14 @@ def _glib_watcher() -> Any:
     if sys.platform == "win32" or wx.Platform != "__WXGTK__":
         return None
     try:
-        from gi.repository import GLib
+        with warnings.catch_warnings():
+            # Some PyGObject builds (Debian's, for its Python 3.11) warn from
+            # their own importer ("DynamicImporter.exec_module() not found"):
+            # their noise, which -W error would turn into a failed wx run.
+            warnings.simplefilter("ignore", ImportWarning)
+            from gi.repository import GLib
 
-        from .glib import GLibHost
+            from .glib import GLibHost
     except ImportError:
         return None
     return GLibHost(GLib.MainContext.default())
