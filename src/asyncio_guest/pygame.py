@@ -166,7 +166,7 @@ class _DoorbellKeeper:
                         seen = host.pumps
                         delay = _RERING_AFTER
                         continue
-                    if not pygame.event.peek(host.event_type, pump=False):
+                    if host._bell_posted and not pygame.event.peek(host.event_type, pump=False):
                         host._ring()  # dropped by a flush (or taken, not yet pumped)
                     delay = min(delay * 2, _RERING_MAX)
                 else:
@@ -240,6 +240,7 @@ class PygameHost:
         self._closed = False
         self._queue = CoalescingQueue(self._post)
         self.pumps = 0  # pump() calls (host thread writes; the doorbell keeper reads)
+        self._bell_posted = False  # the last doorbell went into pygame's queue (_count_lock)
         self._keeper: _DoorbellKeeper | None = None  # this run's, once it rang (_count_lock)
         # The zero-thread wait (frame loop, Unix): host thread only.
         self._watches: dict[int, Callable[[], object]] = {}
@@ -296,6 +297,9 @@ class PygameHost:
         except pygame.error:
             ok = False
         with self._count_lock:
+            # The last attempt's fate: a refused post (queue full) is not rung
+            # again by the keeper, since a full queue wakes the loop by itself.
+            self._bell_posted = bool(ok)
             if ok:
                 self.doorbell_posts += 1
             else:
