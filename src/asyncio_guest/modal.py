@@ -46,7 +46,10 @@ async def run_modal(fn: Callable[..., _T], *args: Any) -> _T:
     Must be awaited in a guest run (``start_guest_run`` or a host module's
     ``run``). ``KeyboardInterrupt`` and ``SystemExit`` from ``fn`` propagate
     into the host loop, as from any host callback (the awaiting task is
-    cancelled); any other exception is raised here.
+    cancelled); any other exception is raised here. (Where the host loop is
+    a program's own Win32 message loop, a ctypes window procedure lets no
+    exception through: the Win32 host raises a ``KeyboardInterrupt`` again in
+    the program's code and logs anything else; see ``asyncio_guest.win32``.)
     """
     loop = asyncio.get_running_loop()
     engine = engine_of(loop)

@@ -95,6 +95,7 @@ import logging
 import os
 import threading
 import time
+from asyncio import events as asyncio_events
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -104,6 +105,7 @@ from . import _win32_api as w
 from ._core.entry import start_with_host
 from ._core.errors import cleanup_twice
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import close_refused
 from ._core.lifecycle import start as _start
 from ._core.wake_queue import CoalescingQueue
 
@@ -678,6 +680,9 @@ def run(
       next safe point when it lands in asyncio-guest's own code).
     * An exception from ``main`` propagates from ``run`` after the shutdown.
     """
+    if asyncio_events._get_running_loop() is not None:
+        close_refused(main)
+        raise RuntimeError("asyncio_guest.win32.run() cannot be called from a running event loop")
     host = Win32Host()
     result: list[outcome.Outcome[_T]] = []
     quit_code: int | None = None

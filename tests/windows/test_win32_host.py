@@ -462,6 +462,19 @@ def test_run_returns_result_and_leaves_nothing_behind(loop_factory: Any) -> None
     assert not w.PeekMessageW(ctypes.byref(msg), None, wake, wake, w.PM_NOREMOVE)
 
 
+def test_run_inside_a_running_loop_is_refused_by_name_and_closes_the_coroutine() -> None:
+    async def main() -> int:
+        return 1
+
+    async def outer() -> Any:
+        coro = main()
+        with pytest.raises(RuntimeError, match=r"win32\.run\(\) cannot be called from a running"):
+            win32.run(coro)
+        return coro.cr_frame
+
+    assert asyncio.run(outer()) is None  # closed: no "never awaited" after the refusal
+
+
 def test_wm_quit_cancels_main_and_is_posted_again(loop_factory: Any) -> None:
     cleaned: list[bool] = []
 
