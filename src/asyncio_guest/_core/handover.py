@@ -159,9 +159,9 @@ class _Token:
 class Engine:
     """Drives one guest loop from host callbacks, with the loop's backend thread.
 
-    Host thread only, except ``request_tick`` (worker threads; they read
-    ``worker_writes_pipe`` and ``_ch.posted`` too) and ``host_wake`` (signal
-    handlers too).
+    Host thread only, except ``request_tick`` (worker threads, as is the
+    loop's ``call_soon_threadsafe``, which reads ``worker_writes_pipe`` and
+    ``_ch.posted``) and ``host_wake`` (signal handlers too).
 
     Failure handling, in one place: every host callback into the engine (a
     tick) runs its body under one ``try``; what escapes is either a
