@@ -325,7 +325,8 @@ class RunLifecycle:
             if exc.__context__ is None:
                 exc.__context__ = earlier.error
         self.outcome = outcome.Error(exc)
-        _leave_shutdown_pending(shutdown)
+        if not shutdown.done():  # (done: the run is finishing anyway)
+            _leave_shutdown_pending(shutdown)
         assert self.engine is not None
         self.engine.request_finish()
 
