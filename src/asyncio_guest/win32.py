@@ -95,17 +95,15 @@ import logging
 import os
 import threading
 import time
-from asyncio import events as asyncio_events
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import outcome
 
 from . import _win32_api as w
-from ._core.entry import start_with_host
+from ._core.entry import refuse_inside_a_running_loop, start_with_host
 from ._core.errors import cleanup_twice
 from ._core.handover import DEFAULT_TICK_BUDGET
-from ._core.lifecycle import close_refused
 from ._core.lifecycle import start as _start
 from ._core.wake_queue import CoalescingQueue
 
@@ -680,9 +678,7 @@ def run(
       next safe point when it lands in asyncio-guest's own code).
     * An exception from ``main`` propagates from ``run`` after the shutdown.
     """
-    if asyncio_events._get_running_loop() is not None:
-        close_refused(main)
-        raise RuntimeError("asyncio_guest.win32.run() cannot be called from a running event loop")
+    refuse_inside_a_running_loop(main, "asyncio_guest.win32.run")
     host = Win32Host()
     result: list[outcome.Outcome[_T]] = []
     quit_code: int | None = None

@@ -87,6 +87,15 @@ def start_with_host(
         raise
 
 
+def refuse_inside_a_running_loop(main: object, entry_name: str) -> None:
+    """A one-call entry (it runs the host's loop itself) inside a running loop:
+    refuse in the entry's own name, closing the coroutine given (no "never
+    awaited" after the refusal)."""
+    if events._get_running_loop() is not None:
+        close_refused(main)
+        raise RuntimeError(f"{entry_name}() cannot be called from a running event loop")
+
+
 def run_beside(
     main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
     args: tuple[Any, ...],
@@ -119,9 +128,7 @@ def run_beside(
         # Inside the ``try``: the entry made its host (and held an
         # application, bound handlers) before calling us, and ``close_host``
         # must undo that on this refusal too.
-        if events._get_running_loop() is not None:
-            close_refused(main)
-            raise RuntimeError(f"{entry_name}() cannot be called from a running event loop")
+        refuse_inside_a_running_loop(main, entry_name)
         lifecycle = start(
             main,
             *args,
