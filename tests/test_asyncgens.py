@@ -16,7 +16,7 @@ import pytest
 import asyncio_guest
 
 from .hosts import QueueHost, wait_long
-from .loops import test_loop_factory
+from .loops import resolved_factory, test_loop_factory
 
 
 class HostHooks:
@@ -303,3 +303,98 @@ def test_hooks_the_host_sets_during_the_run_are_left_in_place(host: QueueHost) -
         assert sys.get_asyncgen_hooks() == (replacement.firstiter, replacement.finalizer)
     finally:
         sys.set_asyncgen_hooks(None, None)
+
+
+# ------------------------------------------------ eager tasks started by host code
+
+needs_eager_tasks = pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+
+
+async def _eager_worker_with_agen(record: list[str], keep: list[Any]) -> None:
+    """A task whose first step (run eagerly inside create_task) first-iterates an
+    async generator whose ``finally`` awaits: only the loop can finalize it."""
+
+    async def agen() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+            await asyncio.sleep(10)
+        finally:
+            record.append("finally")
+            await asyncio.sleep(0)
+            record.append(f"after the await, in the loop: {asyncio.get_running_loop() is keep[0]}")
+
+    gen = agen()
+    keep.append(gen)
+    record.append(f"first step in create_task: {asyncio.current_task() is not None}")
+    await gen.__anext__()
+    await asyncio.sleep(10)
+
+
+@needs_eager_tasks
+@pytest.mark.parametrize("end", ["dropped mid-run", "suspended at the run's end"])
+def test_a_generator_an_eager_task_begins_from_host_code_is_the_loops(
+    host: QueueHost, end: str
+) -> None:
+    """Host code (a widget callback) creates a task on a loop with an eager task
+    factory: the task's first step runs right there, outside any tick, and what it
+    iterates first belongs to the loop as on a plain loop, so the loop finalizes it
+    (its ``finally`` may await), whether it is dropped or still suspended at the end."""
+    record: list[str] = []
+    keep: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        keep.append(loop)
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
+        created = loop.create_future()
+        host.in_host(
+            lambda: created.set_result(loop.create_task(_eager_worker_with_agen(record, keep)))
+        )
+        task = await wait_long(created)
+        assert record == ["first step in create_task: True"]  # it ran in create_task
+        if end == "dropped mid-run":
+            del keep[1]  # the generator: now only the task's frame holds it
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            del task
+            gc.collect()
+            for _ in range(10):
+                await asyncio.sleep(0)
+            assert record[1:] == ["finally", "after the await, in the loop: True"]
+
+    assert host.guest_run(main) == outcome.Value(None)
+    assert record[1:] == ["finally", "after the await, in the loop: True"]
+
+
+@needs_eager_tasks
+def test_a_main_the_loop_starts_eagerly_gives_its_generators_to_the_loop() -> None:
+    """``asyncio_guest.run`` with a loop whose task factory is eager: ``main``'s first
+    step runs before the first tick, and its generator is finalized by the run's
+    shutdown, as ``asyncio.run(main(), loop_factory=...)`` does."""
+
+    def outcome_of(run: Callable[..., Any], new_loop: Callable[[], Any]) -> list[str]:
+        def eager_loop() -> asyncio.AbstractEventLoop:
+            loop = new_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)
+            return loop  # type: ignore[no-any-return]
+
+        record: list[str] = []
+        keep: list[Any] = []
+
+        async def main() -> None:
+            keep.append(asyncio.get_running_loop())
+            gen = _eager_worker_with_agen(record, keep)
+            task = asyncio.get_running_loop().create_task(gen)
+            await asyncio.sleep(0)
+            task.cancel()  # leaves the generator suspended, held by keep
+            await asyncio.sleep(0)
+
+        run(main(), loop_factory=eager_loop)
+        return record
+
+    plain = outcome_of(asyncio.run, asyncio.new_event_loop)
+    assert plain[1:] == ["finally", "after the await, in the loop: True"]
+    assert outcome_of(asyncio_guest.run, resolved_factory()) == plain

@@ -326,3 +326,30 @@ def test_run_modal_outside_a_guest_run_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="asyncio-guest run"):
         asyncio.run(main())
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+def test_ignore_does_not_count_a_task_that_ended_in_its_eager_first_step(host: QueueHost) -> None:
+    """With an eager task factory a handler that never waits ends inside the call
+    that starts it; its done callbacks come a tick later. A second click meanwhile
+    (the same host callback) finds nothing running: "ignore" must not drop it."""
+    runs: list[int] = []
+
+    @asyncio_guest.async_callback(on_busy="ignore")
+    async def handler(n: int) -> int:
+        runs.append(n)
+        return n
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
+        clicks: list[Any] = []
+        host.in_host(lambda: clicks.extend([handler(1), handler(2)]))
+        while len(clicks) < 2:
+            await asyncio.sleep(0.001)
+        return [None if task is None else await task for task in clicks]
+
+    assert _run_with_clicks(host, main) == [1, 2]
+    assert runs == [1, 2]

@@ -829,3 +829,40 @@ def test_trio_host_primitives_start_one_queue_per_trio_run() -> None:
 
     trio.run(trio_main)
     trio.run(trio_main)  # and a fresh one in the next run
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+def test_an_eager_tasks_first_step_started_from_trio_code_sees_asyncio() -> None:
+    """Trio code creates a task on the guest loop, whose task factory is eager: the
+    task's first step runs inside Trio's task, outside any tick, and must still see
+    asyncio (sniffio, so anyio works there), with Trio's name back after it."""
+    seen: list[Any] = []
+
+    async def guest_job() -> None:
+        seen.append(("first step", sniffio.current_async_library()))
+        await anyio.sleep(0)  # anyio asks sniffio: Trio's answer would fail here
+        seen.append(("after anyio.sleep", sniffio.current_async_library()))
+
+    async def asyncio_main(started: trio.Event) -> None:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
+        started.set()
+        await asyncio.sleep(0.3)
+
+    async def trio_main() -> None:
+        started = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_asyncio(asyncio_main, started, loop_factory=LOOP))
+            await started.wait()
+            task = asyncio.get_running_loop().create_task(guest_job())
+            seen.append(("trio after create_task", sniffio.current_async_library()))
+            await trio.sleep(0.1)
+            assert task.done() and task.exception() is None
+
+    trio.run(trio_main)
+    assert seen == [
+        ("first step", "asyncio"),
+        ("trio after create_task", "trio"),
+        ("after anyio.sleep", "asyncio"),
+    ]

@@ -5,11 +5,12 @@ called then, and the finalizer that will close it if it is dropped unfinished
 is fixed then. A guest run shares its thread with the host's code, so for the
 whole run it installs one pair of hooks that tells the two apart at that moment:
 
-* first iterated inside one of the loop's ticks (its callbacks, and whatever
-  they call): the loop's own hooks, as in ``run_forever``. The loop's
-  ``shutdown_asyncgens`` closes it; dropped unfinished, the loop closes it in
-  a task;
-* first iterated by host code, outside ticks: marked as the host's in its
+* first iterated by the loop's code: inside one of its ticks (its callbacks,
+  and whatever they call), or inside one of its tasks run outside a tick (the
+  first step of an eager task that host code created): the loop's own hooks,
+  as in ``run_forever``. The loop's ``shutdown_asyncgens`` closes it; dropped
+  unfinished, the loop closes it in a task;
+* first iterated by other host code, outside ticks: marked as the host's in its
   frame, and given to the hooks the thread had when the run began. Dropped
   unfinished, it goes to that finalizer, or without one it is closed in
   place, as Python closes a generator on a thread without hooks.
@@ -44,11 +45,11 @@ valid identifier, so no generator's own local can have this name)."""
 class RunAsyncgenHooks:
     """The async-generator hooks of one guest run (see module doc)."""
 
-    __slots__ = ("_host", "_in_tick", "_installed", "_loop")
+    __slots__ = ("_host", "_installed", "_loop", "_runs_loop_code")
 
-    def __init__(self, loop: Any, in_tick: Callable[[], bool]) -> None:
+    def __init__(self, loop: Any, runs_loop_code: Callable[[], bool]) -> None:
         self._loop = loop  # an asyncio BaseEventLoop: its _asyncgen_*_hook methods
-        self._in_tick = in_tick
+        self._runs_loop_code = runs_loop_code
         self._host: Any = None  # the thread's hooks when the run began
         self._installed: tuple[Callable[[Any], None], Callable[[Any], None]] | None = None
 
@@ -71,7 +72,7 @@ class RunAsyncgenHooks:
         self._installed = None
 
     def _firstiter(self, agen: Any) -> None:
-        if self._in_tick():
+        if self._runs_loop_code():
             self._loop._asyncgen_firstiter_hook(agen)
             return
         agen.ag_frame.f_locals[_HOST_MARK] = True

@@ -147,7 +147,7 @@ class RunLifecycle:
         self._restore.append(self.loop._guest_detach)
         self.loop._guest_attach(engine)
         # Guest generators go to the loop's hooks, host generators keep the host's.
-        hooks = RunAsyncgenHooks(loop, self.loop._guest_in_tick)
+        hooks = RunAsyncgenHooks(loop, self.loop._guest_runs_loop_code)
         self._restore.append(hooks.restore)
         hooks.install()
         if threading.current_thread() is threading.main_thread():
