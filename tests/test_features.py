@@ -458,3 +458,44 @@ def test_tick_budget_must_be_positive(host: QueueHost) -> None:
             host.start(coro, tick_budget=0)
     finally:
         coro.close()
+
+
+# --------------------------------------------- debug mode: where a task was created
+
+
+def _creation_sites(run: Callable[..., Any], factory: str) -> list[list[tuple[str, str]]]:
+    """Debug mode: each task's creation stack from ``main`` on (its last entry is its
+    repr's "created at"), for asyncio.ensure_future, asyncio.create_task and
+    loop.create_task."""
+    sites: list[list[tuple[str, str]]] = []
+
+    async def nothing() -> None:
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if factory == "custom":
+            loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
+        tasks = [
+            asyncio.ensure_future(nothing()),
+            asyncio.create_task(nothing()),
+            loop.create_task(nothing()),
+        ]
+        for task in tasks:
+            stack = [(e.filename, e.name) for e in task._source_traceback]  # type: ignore[attr-defined]
+            sites.append(stack[stack.index((__file__, "main")) :])
+        await asyncio.gather(*tasks)
+
+    run(main(), debug=True)
+    return sites
+
+
+@pytest.mark.parametrize("factory", ["default", "custom"])
+def test_debug_mode_names_the_callers_line_where_a_task_was_created(factory: str) -> None:
+    """The guest loop's create_task is a frame of ours: it must not be the
+    "created at" of every task (what "never retrieved" and "destroyed but
+    pending" reports point at), as BaseEventLoop.create_task is not."""
+    plain = _creation_sites(asyncio.run, factory)
+    if factory == "default":
+        assert plain[2] == [(__file__, "main")]  # loop.create_task: main's line
+    assert _creation_sites(asyncio_guest.run, factory) == plain
