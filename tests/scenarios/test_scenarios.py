@@ -361,14 +361,16 @@ print("returned", flush=True)
 """
 
 
-def _ready_child(script: str, *args: str) -> subprocess.Popen[bytes]:
+def _ready_child(
+    script: str, *args: str, flags: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """Run ``script`` in a child process (this checkout's package and tests
-    importable); return it once it printed ``ready``."""
+    importable; ``flags`` for the interpreter); return it once it printed ``ready``."""
     root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(root_dir, "src"), root_dir])
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
+        [sys.executable, *flags, "-c", script, *args],
         cwd=root_dir,
         env=env,
         stdout=subprocess.PIPE,
@@ -456,3 +458,44 @@ def test_a_second_ctrl_c_cuts_the_runs_shutdown_short(host: Harness, waits_for: 
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt KeyboardInterrupt\n", (out, err)
     assert elapsed < 10.0, elapsed
+
+
+_SHUTDOWN_CUT_SHORT_THEN_EXIT_CHILD = """
+import asyncio, sys, time
+from tests.scenarios.test_scenarios import HARNESSES
+host = next(h for h in HARNESSES if h.name == sys.argv[1])
+
+async def main():
+    print("ready", flush=True)
+    await asyncio.to_thread(time.sleep, 1.5)  # the executor's join waits for it
+
+try:
+    host.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+# The interpreter exits normally: it joins the executor's thread, then ends.
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("wait", ["fd", "thread"])
+def test_a_program_whose_shutdown_a_second_ctrl_c_cut_short_exits_quietly(wait: str) -> None:
+    """After the second Ctrl+C the program goes on and exits normally, in debug
+    mode: the shutdown left pending is closed at exit without a word on stderr,
+    as after ``asyncio.run`` (3.13 printed "Exception ignored ... sys.meta_path
+    is None" when the interpreter's last collection closed it)."""
+    proc = _ready_child(
+        _SHUTDOWN_CUT_SHORT_THEN_EXIT_CHILD, f"reference[{wait}]", flags=("-X", "dev")
+    )
+    try:
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
+        time.sleep(0.3)
+        assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out, err) == (0, b"KeyboardInterrupt\n", b"")

@@ -23,7 +23,9 @@ gets an ``InternalError``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
+import logging
 import signal
 import sys
 import threading
@@ -43,6 +45,7 @@ from .handover import DEFAULT_TICK_BUDGET, Engine
 from .interrupts import call_user_with, interrupt_lands_in_user_code
 
 _T = TypeVar("_T")
+logger = logging.getLogger("asyncio_guest")
 _THREAD_JOIN_TIMEOUT = 300.0  # what asyncio.run gives the default executor (3.12+)
 
 
@@ -65,16 +68,36 @@ def _leave_shutdown_pending(shutdown: asyncio.Task[None]) -> None:
     ``shutdown_default_executor``'s joins the executor's thread, which is just
     what the Ctrl+C was not to wait for; collected, the same join would run at
     whatever allocation set off the collection, on any thread (seen: inside
-    ``Thread.start``, deadlocked on threading's own lock). Kept, it ends with the
-    interpreter, after the executor's threads were joined at exit. One that has
-    not begun is closed now (no "never awaited" warning, nothing to join).
+    ``Thread.start``, deadlocked on threading's own lock). Kept, it is closed at
+    exit (``_close_cut_short``). One that has not begun is closed now (no "never
+    awaited" warning, nothing to join).
     """
     shutdown._log_destroy_pending = False  # type: ignore[attr-defined]  # ours, on purpose
     coro: Any = shutdown.get_coro()  # (typeshed's type for it varies by version)
     if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
         coro.close()
     else:
+        if not _cut_short:
+            atexit.register(_close_cut_short)  # once per batch (unregistered when it ran)
         _cut_short.append(shutdown)
+
+
+def _close_cut_short() -> None:
+    """At exit: close the shutdowns kept by ``_leave_shutdown_pending``.
+
+    Interpreter exit joins the executor's threads first, then calls this, so a
+    join in a ``finally`` returns at once, and the interpreter still works for
+    what the ``finally`` blocks do (a debug-mode ``repr`` reads source lines).
+    Left to the interpreter's last collection, that code ran with the import
+    system torn down: "Exception ignored ... sys.meta_path is None" (3.13, -X dev).
+    """
+    atexit.unregister(_close_cut_short)
+    while _cut_short:
+        coro: Any = _cut_short.pop().get_coro()
+        try:
+            coro.close()
+        except Exception:  # an abandoned clean-up's own failure, at exit: nothing to tell
+            logger.debug("asyncio-guest: closing a cut-short shutdown failed", exc_info=True)
 
 
 def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
