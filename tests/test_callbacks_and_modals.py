@@ -353,3 +353,80 @@ def test_ignore_does_not_count_a_task_that_ended_in_its_eager_first_step(host: Q
 
     assert _run_with_clicks(host, main) == [1, 2]
     assert runs == [1, 2]
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+@pytest.mark.parametrize("on_busy", ["ignore", "cancel"])
+def test_a_call_from_the_first_tasks_eager_step_follows_on_busy(
+    host: QueueHost, on_busy: str
+) -> None:
+    """The first step of a handler emits its own signal (a GTK entry's "changed"
+    handler that sets the text): with an eager task factory that step runs inside
+    the first call, before it has returned the task, and the second call must
+    still see the first as running, as with lazy tasks."""
+    events: list[str] = []
+
+    @asyncio_guest.async_callback(on_busy=on_busy)  # type: ignore[arg-type]
+    async def handler(n: int) -> None:
+        events.append(f"start {n}")
+        if n == 1:
+            handler(2)  # the same signal again, from the first step
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            events.append(f"cancelled {n}")
+            raise
+        events.append(f"end {n}")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
+        host.in_host(lambda: handler(1))
+        while not handler.running:
+            await asyncio.sleep(0.001)
+        while handler.running:
+            await asyncio.sleep(0.01)
+
+    _run_with_clicks(host, main)
+    if on_busy == "ignore":
+        assert events == ["start 1", "end 1"]
+    else:
+        assert events == ["start 1", "start 2", "cancelled 1", "end 2"]
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_ctrl_c_or_exit_from_an_eager_first_step_ends_the_run_not_the_host_callback(
+    host: QueueHost, exc_type: type[BaseException]
+) -> None:
+    """A handler whose eager first step raises KeyboardInterrupt or SystemExit,
+    started by host code: the run ends with it (main's ``finally`` runs), as from
+    a lazy task's step; the host's callback returns normally (under GLib the
+    exception would otherwise be printed, and SystemExit end the process there)."""
+    record: list[str] = []
+
+    @asyncio_guest.async_callback
+    async def handler() -> None:
+        raise exc_type(3)
+
+    def click() -> None:
+        try:
+            record.append(f"callback returned {handler()!r}")
+        except BaseException as exc:  # (what the fix stops: reported, not let into the host)
+            record.append(f"callback raised {exc!r}")
+            asyncio.get_running_loop().stop()
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
+        host.in_host(click)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            record.append("main's finally")
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error) and type(out.error) is exc_type, out
+    assert record == ["callback returned None", "main's finally"]

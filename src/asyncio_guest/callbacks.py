@@ -57,6 +57,10 @@ class AsyncCallback(Generic[_T]):
         self.on_busy = on_busy
         self.loop = loop
         self.running: set[asyncio.Task[_T]] = set()
+        # The coroutines being handed to create_task: an eager task factory
+        # runs a task's first step inside that call, and the step may call us
+        # again (a handler that emits its own signal) before we hold the task.
+        self._starting: list[Coroutine[Any, Any, _T]] = []
         self._max_args = _positional_capacity(fn)
         functools.update_wrapper(self, fn)
 
@@ -72,21 +76,48 @@ class AsyncCallback(Generic[_T]):
                     "on this thread: call it from the host thread while the guest runs, "
                     "or give async_callback(..., loop=guest_loop)"
                 ) from None
-        if self.running and self.on_busy != "run":
-            # Done but not yet ended: a task that an eager task factory ran to
-            # its end inside create_task (its done callbacks come in the next
-            # tick). It no longer runs, so it neither blocks nor is cancelled.
-            busy = [task for task in self.running if not task.done()]
+        if self.on_busy != "run":
+            busy = self._busy(loop)
             if busy and self.on_busy == "ignore":
                 return None
             for task in busy:  # on_busy == "cancel"
                 task.cancel()
         if self._max_args is not None:
             args = args[: self._max_args]
-        task = loop.create_task(self.fn(*args, **kwargs), name=f"async callback {self._name()}")
+        coro = self.fn(*args, **kwargs)
+        self._starting.append(coro)
+        try:
+            task = loop.create_task(coro, name=f"async callback {self._name()}")
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if not _called_by_host_code(loop):
+                raise  # a callback's or task's own call: on through it, as on any loop
+            # The eager first step of a task that host code started let it
+            # out. From a lazy task's step it would end the run; here it would
+            # reach the host's handler instead (PyGObject prints it; for
+            # SystemExit that ends the process on the spot). It ends the run
+            # from the loop's next callback instead, as the lazy task's would.
+            loop.call_soon(_raise, exc)
+            return None
+        finally:
+            self._starting.remove(coro)
         self.running.add(task)
         task.add_done_callback(self._ended)
         return task
+
+    def _busy(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[_T]]:
+        """The tasks of ours that run now.
+
+        Not one that an eager task factory ran to its end inside create_task:
+        it stays in ``running`` until its done callbacks, a tick later. And one
+        whose eager first step is calling us now is one, though create_task has
+        not returned it yet.
+        """
+        busy = [task for task in self.running if not task.done()]
+        if self._starting:
+            current = asyncio.current_task(loop)
+            if current is not None and current.get_coro() in self._starting:
+                busy.append(current)
+        return busy
 
     def _ended(self, task: asyncio.Task[_T]) -> None:
         self.running.discard(task)
@@ -137,6 +168,15 @@ class AsyncCallback(Generic[_T]):
                 loop=self.loop,
             )
         return bound
+
+
+def _called_by_host_code(loop: asyncio.AbstractEventLoop) -> bool:
+    """Host code of a guest run is calling: no tick runs and no task of the loop."""
+    return bool(getattr(loop, "_guest_outside_tick", False)) and asyncio.current_task(loop) is None
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _positional_capacity(fn: Callable[..., Any]) -> int | None:
