@@ -17,9 +17,9 @@ RETURNED   B finished its wait and left the result in ``Channel.result``;
            a tick that will pick it up is posted (or owed, see ``posted``).
 =========  ==============================================================
 
-``posted`` is True while one tick is handed to the host (or owed to it):
-whoever flips it from False to True posts that one tick; nobody else posts
-(the rules are in ``handover.py``, which drives this channel from the host).
+``posted`` is True while a tick is handed to the host (or owed to it):
+whoever sets it posts a tick; nobody else posts (two racing setters post one
+each; the rules are in ``handover.py``, which drives this channel from the host).
 
 B holds no reference to the loop or the engine: only to the channel, and to
 the run's token while it is handed a wait (so a host that drops the run is
@@ -72,10 +72,12 @@ class Channel:
     is harmless (``Engine.host_wake``), and a posted tick begins by clearing
     ``posted`` and moving RETURNED to IDLE without it (``Engine._tick``). Only
     H clears ``posted`` and only H leaves RETURNED; W and B only set ``posted``
-    (test-and-set under the lock) and B only moves WAITING to RETURNED. A W or
-    B that sets either just before or after H's lines posts at most one tick
-    more, which finds its work taken or runs it: nothing is lost, and H's own
-    moves never race with each other. ``wait_call`` and
+    and B only moves WAITING to RETURNED. B's test-and-set of ``posted`` is
+    under the lock; a W's is not (``Engine.request_tick``: it is on every
+    worker's wake-up), so a W racing another setter may post too. A W or B
+    that sets either just before or after another's lines posts at most one
+    tick more, which finds its work taken or runs it: nothing is lost, and
+    H's own moves never race with each other. ``wait_call`` and
     ``token`` are written by H before it releases ``go`` and taken by B after
     acquiring it: that release/acquire pair orders them.
     ``go`` is locked whenever ``state`` is IDLE or RETURNED.

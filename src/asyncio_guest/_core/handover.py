@@ -9,10 +9,11 @@ selector's fd and its timer (arm them).
 
 Rules that keep it correct (``Channel`` fields are in ``backend.py``):
 
-* ``posted`` is True while one call of ``_Token.tick`` is handed to the host
-  (or owed to it, while a nested host loop defers it). Whoever flips it from
-  False to True posts that one tick; nobody else posts. So at most one tick is
-  ever in flight, and a tick never runs inside another one.
+* ``posted`` is True while a call of ``_Token.tick`` is handed to the host
+  (or owed to it, while a nested host loop defers it). Whoever sets it posts
+  that tick; nobody else posts. A worker sets it without the lock, so two
+  setters that race both post: one tick too many (it finds the work taken or
+  runs it), never none. A tick never runs inside another one (``_in_tick``).
 * Only the host thread moves the channel away from IDLE, and only the host
   thread touches loop state; the backend thread touches the OS wait and the
   channel, workers only the channel (``request_tick``).
@@ -356,14 +357,14 @@ class Engine:
         """
         try:
             ch = self._ch
-            if ch.posted:
-                # Unlocked fast path: a True read means the posted tick has not
-                # yet started (it clears ``posted`` first), so it will see our work.
+            # No lock (Channel doc): a True read means a posted tick has not yet
+            # started (it clears ``posted`` first), so it will see our work; a
+            # False one is ours to set and post. Another setter between our read
+            # and our write makes two posts, one tick more: never none. The lock
+            # cost 0.3 us of every wake-up's ~7 (bench threadsafe, 3.13).
+            if ch.posted or self._finished:
                 return
-            with ch.lock:
-                if ch.posted or self._finished:
-                    return
-                ch.posted = True
+            ch.posted = True
             tok = self._token_ref()
             if tok is None or ch.post_error is not None:
                 raise InternalError("the guest run can no longer reach its host")
