@@ -45,8 +45,9 @@ Invariant (which thread touches what; what orders the hand-over):
   hands anything over, so no lock orders the hand-over: the host's own event
   dispatch does (a watch or timer callback never runs inside another host
   callback, except in a nested host loop, where ``Engine._tick`` defers).
-* ``posted`` keeps its rule (whoever sets it posts or runs a tick). ``ready`` reads it without the lock: only this thread clears it,
-  so a True it reads stays True, and a worker that sets it just after the
+* ``posted`` keeps its rule (whoever sets it posts or runs a tick). ``ready``
+  reads it without the lock: only this thread clears it, so a True it reads
+  stays True, and a worker that sets it just after the
   read posts a tick that finds its callback run already (one tick more, as
   when a worker posts just after a tick began). A wake-up that finds a tick
   already posted only makes the state IDLE and removes the watch (that tick
