@@ -226,6 +226,13 @@ class QueueHost(FdWatching):
                 if predicate():
                     return
 
+    def pump(self) -> None:
+        """One round of a nested host loop, without blocking: what is queued, then
+        the readable watches and due timers (the zero-thread wait's wake-ups)."""
+        self.drain()
+        for callback in self._watch_round(block=False):
+            callback()
+
     def drain(self) -> None:
         """Run whatever is queued now, without blocking."""
         while True:

@@ -430,3 +430,60 @@ def test_ctrl_c_or_exit_from_an_eager_first_step_ends_the_run_not_the_host_callb
     out = host.guest_run(main)
     assert isinstance(out, outcome.Error) and type(out.error) is exc_type, out
     assert record == ["callback returned None", "main's finally"]
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+def test_a_dialog_run_straight_from_an_eager_first_step_pauses_asyncio_too(
+    host: QueueHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A widget callback's handler opens a dialog before its first await, with an
+    eager task factory: the nested host loop runs inside create_task, outside any
+    tick, while the handler is the current task. It must pause asyncio as from a
+    lazy task (a tick run there would step the ticker inside the handler's step:
+    "Cannot enter into task", the ticker lost and the run's shutdown hung), then
+    everything resumes, and debug mode names run_modal."""
+    ticks: list[float] = []
+    errors: list[Any] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.002)
+
+    def dialog() -> str:
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:  # a nested host loop
+            host.pump()
+            time.sleep(0.001)
+        return "closed"
+
+    @asyncio_guest.async_callback
+    async def handler() -> tuple[str, int]:
+        before = len(ticks)
+        answer = dialog()  # wrong, but must not break anything
+        return answer, len(ticks) - before
+
+    async def main() -> tuple[str, int, int]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
+        t = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        started: asyncio.Future[Any] = loop.create_future()
+        host.in_host(lambda: started.set_result(handler()))
+        answer, during = await (await started)
+        before = len(ticks)
+        await asyncio.sleep(0.02)
+        t.cancel()
+        return answer, during, len(ticks) - before
+
+    caplog.set_level(logging.WARNING, logger="asyncio_guest")
+    out = host.guest_run(main, debug=True, after_start=lambda task: None)
+    answer, during, resumed = out.unwrap()
+    assert errors == []
+    assert answer == "closed"
+    assert during == 0  # paused while the nested loop ran
+    assert resumed > 0  # and running again afterwards
+    assert any("run_modal" in r.getMessage() for r in caplog.records)

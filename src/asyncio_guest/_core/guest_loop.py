@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import os
 import signal
 import sys
 import threading
@@ -171,37 +172,53 @@ def _create_task_seen_as_asyncio(loop: Any, coro: Any, **kwargs: Any) -> Any:
     (20%), this way it is 0.06 us.
     """
     if loop._guest_outside_tick:
-        sniffio = sys.modules.get("sniffio")
-        if sniffio is not None:
-            names = sniffio.thread_local
-            host_library = names.name
-            if host_library is not None and host_library != "asyncio":
-                names.name = "asyncio"
-                try:
-                    task = _create_task(loop, coro, **kwargs)
-                finally:
-                    names.name = host_library
-                if loop._debug:
-                    _forget_own_frame(task)
-                return task
-    task = _create_task(loop, coro, **kwargs)
+        # (Not inline: host code's calls only, and the frames below are
+        # forgotten from the task's creation stack by name.)
+        task = _create_task_from_host_code(loop, coro, kwargs)
+    else:
+        task = _create_task(loop, coro, **kwargs)
     if loop._debug:
         _forget_own_frame(task)
     return task
 
 
+def _create_task_from_host_code(loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
+    """``create_task`` called by host code: an eager first step runs as a tick's
+    callbacks do (``Engine.call_as_loop_code``), presented to sniffio as asyncio."""
+    engine = loop._guest.engine
+    sniffio = sys.modules.get("sniffio")
+    if sniffio is not None:
+        names = sniffio.thread_local
+        host_library = names.name
+        if host_library is not None and host_library != "asyncio":
+            names.name = "asyncio"
+            try:
+                return engine.call_as_loop_code(_create_task, loop, coro, **kwargs)
+            finally:
+                names.name = host_library
+    return engine.call_as_loop_code(_create_task, loop, coro, **kwargs)
+
+
+_OWN_CREATE_TASK_FRAMES = frozenset(
+    {"_create_task_seen_as_asyncio", "_create_task_from_host_code", "call_as_loop_code"}
+)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _forget_own_frame(task: Any) -> None:
-    """Debug mode: take this module's frame out of where ``task`` was created
-    (its repr's "created at", the "never retrieved" report): the caller's line
-    stays last, as ``BaseEventLoop.create_task`` leaves it by dropping its own."""
+    """Debug mode: take our frames out of where ``task`` was created (its repr's
+    "created at", the "never retrieved" report): the caller's line stays last, as
+    ``BaseEventLoop.create_task`` leaves it by dropping its own."""
     stack = getattr(task, "_source_traceback", None)
     if stack:
-        code = _create_task_seen_as_asyncio.__code__
-        for i in range(len(stack) - 1, -1, -1):
-            entry = stack[i]
-            if entry.name == code.co_name and entry.filename == code.co_filename:
-                del stack[i]
-                return
+        stack[:] = [
+            entry
+            for entry in stack
+            if not (
+                entry.name in _OWN_CREATE_TASK_FRAMES
+                and os.path.dirname(os.path.dirname(entry.filename)) == _PACKAGE_DIR
+            )
+        ]
 
 
 class GuestLoopMixin:

@@ -41,7 +41,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import outcome
 
@@ -49,6 +49,7 @@ from .backend import IDLE, RETURNED, WAITING, Backend, State, no_host
 from .errors import InternalError
 from .fd_watch import FdWaits, FdWatcher, choose
 
+_R = TypeVar("_R")
 logger = logging.getLogger("asyncio_guest")
 
 _NESTED_HOST_LOOP = (
@@ -268,6 +269,36 @@ class Engine:
         if not self._nested_warned and getattr(self._loop, "_debug", False):
             self._nested_warned = True
             logger.warning(_NESTED_HOST_LOOP)
+
+    def call_as_loop_code(self, fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+        """Host thread, outside ticks: call loop code that host code runs, as a tick.
+
+        An eager task's first step runs inside ``create_task``, wherever host
+        code calls it (a widget callback). Like a tick's callbacks it may open a
+        nested host loop straight away (a dialog's ``exec()``): a tick that loop
+        runs meanwhile would step other tasks while this one is the current
+        task ("Cannot enter into task", and that task is never stepped again).
+        So it counts as a tick here: a nested tick is deferred as inside one,
+        and posted when ``fn`` returns; otherwise one wake-up picks up what
+        ``fn`` added (its own wake-ups wait, as a tick's do, until it ends).
+        """
+        tok = self._token_ref()  # kept: a nested tick deferred gives up its own
+        if self._in_tick or self._finished or tok is None:
+            return fn(*args, **kwargs)
+        self._in_tick = True
+        self._nested_warned = False
+        if self._loop._debug:
+            self._post_local(self._probe_nesting)  # as a tick does (Engine._tick)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._in_tick = False
+            if not self._finished:
+                if self._deferred:
+                    self._deferred = False  # ``posted`` is still True: the owed tick
+                    self._post_local(tok.tick)
+                else:
+                    self.host_wake()
 
     def post_outside_tick(self, fn: Callable[[], object]) -> None:
         """Host thread: run ``fn`` from the host loop itself, outside any tick.
