@@ -390,9 +390,12 @@ class Engine:
             ch = self._ch
             # No lock (Channel doc): a True read means a posted tick has not yet
             # started (it clears ``posted`` first), so it will see our work; a
-            # False one is ours to set and post. Another setter between our read
-            # and our write makes two posts, one tick more: never none. The lock
-            # cost 0.3 us of every wake-up's ~7 (bench threadsafe, 3.13).
+            # False one is ours to set and post. With the GIL nothing runs
+            # between the read and the write (no call or backward jump, where
+            # CPython switches threads and runs signal handlers); a build
+            # without it could let two setters both post: one tick more, never
+            # none. The lock cost 0.3 us of every wake-up's ~7 (bench
+            # threadsafe, 3.13).
             if ch.posted or self._finished:
                 return
             ch.posted = True
