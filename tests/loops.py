@@ -26,6 +26,8 @@ import time
 from asyncio import proactor_events
 from collections.abc import Callable
 
+import pytest
+
 import asyncio_guest
 from asyncio_guest._core import guest_loop
 from asyncio_guest._core.backend import WAITING
@@ -196,3 +198,9 @@ async def backend_wait(delay: float = 0.005, result: object = None) -> object:
     finally:
         timer.cancel()
         timer.join()
+
+
+needs_eager_tasks = pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
+)
+"""For tests of eager tasks (``asyncio.eager_task_factory``), which Python 3.10-3.11 lack."""

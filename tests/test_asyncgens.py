@@ -16,7 +16,7 @@ import pytest
 import asyncio_guest
 
 from .hosts import QueueHost, wait_long
-from .loops import resolved_factory, test_loop_factory
+from .loops import needs_eager_tasks, resolved_factory, test_loop_factory
 
 
 class HostHooks:
@@ -306,11 +306,6 @@ def test_hooks_the_host_sets_during_the_run_are_left_in_place(host: QueueHost) -
 
 
 # ------------------------------------------------ eager tasks started by host code
-
-needs_eager_tasks = pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
-)
-
 
 async def _eager_worker_with_agen(record: list[str], keep: list[Any]) -> None:
     """A task whose first step (run eagerly inside create_task) first-iterates an

@@ -18,6 +18,7 @@ import pytest
 import asyncio_guest
 
 from .hosts import QueueHost
+from .loops import needs_eager_tasks
 
 
 def _run_with_clicks(host: QueueHost, main: Any) -> Any:
@@ -281,6 +282,23 @@ def test_run_modal_raises_what_the_dialog_raised(host: QueueHost) -> None:
     assert isinstance(out, outcome.Error) and isinstance(out.error, LookupError)
 
 
+async def _record_steps(ticks: list[float]) -> None:
+    """A task that records when each of its steps runs: how far asyncio got."""
+    while True:
+        ticks.append(time.monotonic())
+        await asyncio.sleep(0.002)
+
+
+def _nested_host_loop(host: QueueHost, seconds: float = 0.1) -> str:
+    """A modal dialog run the wrong way, straight from loop code: a nested host
+    loop (posted callbacks, fd watches, timers) for ``seconds``, then "closed"."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        host.pump()
+        time.sleep(0.001)
+    return "closed"
+
+
 def test_a_dialog_run_straight_from_a_task_pauses_asyncio_and_says_so(
     host: QueueHost, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -289,23 +307,11 @@ def test_a_dialog_run_straight_from_a_task_pauses_asyncio_and_says_so(
     log names run_modal."""
     ticks: list[float] = []
 
-    async def ticker() -> None:
-        while True:
-            ticks.append(time.monotonic())
-            await asyncio.sleep(0.002)
-
-    def dialog() -> str:
-        end = time.monotonic() + 0.1
-        while time.monotonic() < end:  # a nested host loop
-            host.drain()
-            time.sleep(0.001)
-        return "closed"
-
     async def main() -> tuple[str, int, int]:
-        t = asyncio.create_task(ticker())
+        t = asyncio.create_task(_record_steps(ticks))
         await asyncio.sleep(0.01)
         before = len(ticks)
-        answer = dialog()  # wrong, but must not break anything
+        answer = _nested_host_loop(host)  # wrong, but must not break anything
         during = len(ticks) - before
         await asyncio.sleep(0.02)
         after = len(ticks)
@@ -328,9 +334,7 @@ def test_run_modal_outside_a_guest_run_is_an_error() -> None:
         asyncio.run(main())
 
 
-@pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
-)
+@needs_eager_tasks
 def test_ignore_does_not_count_a_task_that_ended_in_its_eager_first_step(host: QueueHost) -> None:
     """With an eager task factory a handler that never waits ends inside the call
     that starts it; its done callbacks come a tick later. A second click meanwhile
@@ -355,9 +359,7 @@ def test_ignore_does_not_count_a_task_that_ended_in_its_eager_first_step(host: Q
     assert runs == [1, 2]
 
 
-@pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
-)
+@needs_eager_tasks
 @pytest.mark.parametrize("on_busy", ["ignore", "cancel"])
 def test_a_call_from_the_first_tasks_eager_step_follows_on_busy(
     host: QueueHost, on_busy: str
@@ -395,9 +397,7 @@ def test_a_call_from_the_first_tasks_eager_step_follows_on_busy(
         assert events == ["start 1", "start 2", "cancelled 1", "end 2"]
 
 
-@pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
-)
+@needs_eager_tasks
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 def test_ctrl_c_or_exit_from_an_eager_first_step_ends_the_run_not_the_host_callback(
     host: QueueHost, exc_type: type[BaseException]
@@ -432,9 +432,7 @@ def test_ctrl_c_or_exit_from_an_eager_first_step_ends_the_run_not_the_host_callb
     assert record == ["callback returned None", "main's finally"]
 
 
-@pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
-)
+@needs_eager_tasks
 def test_a_dialog_run_straight_from_an_eager_first_step_pauses_asyncio_too(
     host: QueueHost, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -447,29 +445,17 @@ def test_a_dialog_run_straight_from_an_eager_first_step_pauses_asyncio_too(
     ticks: list[float] = []
     errors: list[Any] = []
 
-    async def ticker() -> None:
-        while True:
-            ticks.append(time.monotonic())
-            await asyncio.sleep(0.002)
-
-    def dialog() -> str:
-        end = time.monotonic() + 0.1
-        while time.monotonic() < end:  # a nested host loop
-            host.pump()
-            time.sleep(0.001)
-        return "closed"
-
     @asyncio_guest.async_callback
     async def handler() -> tuple[str, int]:
         before = len(ticks)
-        answer = dialog()  # wrong, but must not break anything
+        answer = _nested_host_loop(host)  # wrong, but must not break anything
         return answer, len(ticks) - before
 
     async def main() -> tuple[str, int, int]:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda loop, context: errors.append(context))
         loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[arg-type]
-        t = asyncio.create_task(ticker())
+        t = asyncio.create_task(_record_steps(ticks))
         await asyncio.sleep(0.01)
         started: asyncio.Future[Any] = loop.create_future()
         host.in_host(lambda: started.set_result(handler()))

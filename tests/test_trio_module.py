@@ -28,7 +28,13 @@ import asyncio_guest
 from asyncio_guest.trio import TrioFdWatcher, run, run_asyncio, trio_host_primitives
 
 from .hosts import LONG
-from .loops import NO_SUBPROCESS, requested_kind, test_loop_factory, wine_version
+from .loops import (
+    NO_SUBPROCESS,
+    needs_eager_tasks,
+    requested_kind,
+    test_loop_factory,
+    wine_version,
+)
 
 _WINE = wine_version()
 pytestmark = pytest.mark.skipif(
@@ -831,9 +837,7 @@ def test_trio_host_primitives_start_one_queue_per_trio_run() -> None:
     trio.run(trio_main)  # and a fresh one in the next run
 
 
-@pytest.mark.skipif(
-    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories are new in 3.12"
-)
+@needs_eager_tasks
 def test_an_eager_tasks_first_step_started_from_trio_code_sees_asyncio() -> None:
     """Trio code creates a task on the guest loop, whose task factory is eager: the
     task's first step runs inside Trio's task, outside any tick, and must still see

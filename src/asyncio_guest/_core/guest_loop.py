@@ -163,13 +163,11 @@ def _create_task_seen_as_asyncio(loop: Any, coro: Any, **kwargs: Any) -> Any:
     """A guest loop's ``create_task``.
 
     An eager task (3.12+: an eager task factory, or 3.14's ``eager_start=True``)
-    runs its first step inside this call. Called by host code outside a tick,
-    that step must see asyncio as a tick's callbacks do (``_guest_enter_tick``):
-    a host that names itself to sniffio for its whole run (Trio) would otherwise
-    be named to the task's code (anyio: "Task got bad yield"). Inside a tick it
-    is the plain call. BaseEventLoop's, called directly, with no ``*args``:
-    ``super()`` and forwarded positional arguments made each call 0.3 us slower
-    (20%), this way it is 0.06 us.
+    runs its first step inside this call. Inside a tick that is the plain call;
+    host code calling it outside ticks gets ``_create_task_from_host_code``.
+    BaseEventLoop's is called directly, with no ``*args``: ``super()`` and
+    forwarded positional arguments made each call 0.3 us slower (20%), this way
+    it is 0.06-0.15 us.
     """
     if loop._guest_outside_tick:
         # (Not inline: host code's calls only, and the frames below are
@@ -178,13 +176,16 @@ def _create_task_seen_as_asyncio(loop: Any, coro: Any, **kwargs: Any) -> Any:
     else:
         task = _create_task(loop, coro, **kwargs)
     if loop._debug:
-        _forget_own_frame(task)
+        _forget_own_frames(task)
     return task
 
 
 def _create_task_from_host_code(loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
     """``create_task`` called by host code: an eager first step runs as a tick's
-    callbacks do (``Engine.call_as_loop_code``), presented to sniffio as asyncio."""
+    callbacks do (``Engine.call_as_loop_code``), and sees asyncio as they do
+    (``_guest_enter_tick``): a host that names itself to sniffio for its whole
+    run (Trio) would otherwise be named to the task's code (anyio: "Task got
+    bad yield")."""
     engine = loop._guest.engine
     sniffio = sys.modules.get("sniffio")
     if sniffio is not None:
@@ -205,7 +206,7 @@ _OWN_CREATE_TASK_FRAMES = frozenset(
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _forget_own_frame(task: Any) -> None:
+def _forget_own_frames(task: Any) -> None:
     """Debug mode: take our frames out of where ``task`` was created (its repr's
     "created at", the "never retrieved" report): the caller's line stays last, as
     ``BaseEventLoop.create_task`` leaves it by dropping its own."""
