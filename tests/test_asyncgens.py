@@ -365,10 +365,10 @@ def test_a_generator_an_eager_task_begins_from_host_code_is_the_loops(
 
 
 @needs_eager_tasks
-def test_a_main_the_loop_starts_eagerly_gives_its_generators_to_the_loop() -> None:
-    """``asyncio_guest.run`` with a loop whose task factory is eager: ``main``'s first
-    step runs before the first tick, and its generator is finalized by the run's
-    shutdown, as ``asyncio.run(main(), loop_factory=...)`` does."""
+def test_a_main_on_an_eager_loop_gives_its_generators_to_the_loop() -> None:
+    """``asyncio_guest.run`` with a loop whose task factory is eager: a generator
+    that ``main`` begins in an eager task is finalized by the run's shutdown, as
+    ``asyncio.run(main(), loop_factory=...)`` does."""
 
     def outcome_of(run: Callable[..., Any], new_loop: Callable[[], Any]) -> list[str]:
         def eager_loop() -> asyncio.AbstractEventLoop:

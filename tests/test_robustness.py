@@ -25,7 +25,7 @@ import asyncio_guest
 
 from .conftest import settle_threads
 from .hosts import LONG, QueueHost, wait_long
-from .loops import test_loop_factory
+from .loops import needs_eager_tasks, resolved_factory, test_loop_factory
 from .os_resources import CAN_CHECK, DESCRIPTION, Resources
 
 # --------------------------------------------------------------- internal errors
@@ -347,6 +347,92 @@ def test_base_exception_in_guest_task_ends_run(
     assert isinstance(out, outcome.Error)
     assert out.error is raised
     assert sorted(record) == ["main finally", "other finally"]
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_an_escaping_exception_cancels_every_task_before_its_next_step(
+    host: QueueHost, exc_type: type[BaseException]
+) -> None:
+    """Once ``sys.exit()`` or a ``KeyboardInterrupt`` leaves a task, a task whose
+    first step is queued never starts, and one whose wake-up is queued resumes
+    with ``CancelledError``, as under ``asyncio.run`` (which cancels every task
+    before the loop runs again); a callback queued before still runs."""
+
+    def record_of(run: Callable[[Callable[[], Any]], object]) -> list[str]:
+        record: list[str] = []
+
+        async def fresh() -> None:
+            record.append("a task created before the exit ran")
+            await asyncio.sleep(LONG)
+
+        async def woken(event: asyncio.Event) -> None:
+            try:
+                await event.wait()
+            except asyncio.CancelledError:
+                record.append("the woken task was cancelled")
+                raise
+            record.append("the woken task resumed as if nothing happened")
+
+        async def main() -> None:
+            event = asyncio.Event()
+            tasks = [asyncio.create_task(woken(event))]
+            await asyncio.sleep(0)
+            event.set()  # the woken task's wake-up is queued
+            asyncio.get_running_loop().call_soon(record.append, "a queued callback ran")
+            tasks.append(asyncio.create_task(fresh()))
+            raise exc_type(2)
+
+        try:
+            run(main)
+        except exc_type:
+            record.append("raised")
+        return record
+
+    plain = record_of(lambda main: asyncio.run(main()))
+    assert plain == ["the woken task was cancelled", "a queued callback ran", "raised"]
+    assert record_of(lambda main: host.guest_run(main).unwrap()) == plain
+
+
+@needs_eager_tasks
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_a_main_that_exits_before_its_first_await_on_an_eager_loop(
+    exc_type: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``main`` is not started inside the set-up on a loop whose task factory is
+    eager (``asyncio.run`` makes its task before the loop runs): its ``sys.exit()``
+    before any ``await`` ends the run through the shutdown, which cancels the
+    task ``main`` started, and leaves no "exception was never retrieved" behind."""
+
+    def record_of(run: Callable[..., object], new_loop: Callable[[], Any]) -> list[str]:
+        record: list[str] = []
+
+        def eager_loop() -> asyncio.AbstractEventLoop:
+            loop = new_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)
+            return loop  # type: ignore[no-any-return]
+
+        async def worker() -> None:
+            try:
+                await asyncio.sleep(LONG)
+            finally:
+                record.append("worker finally")
+
+        async def main() -> None:
+            task = asyncio.create_task(worker())
+            raise exc_type(task.get_name())
+
+        try:
+            run(main(), loop_factory=eager_loop)
+        except exc_type:
+            record.append("raised")
+        gc.collect()  # a task whose exception nobody read says so when collected
+        return record
+
+    plain = record_of(asyncio.run, asyncio.new_event_loop)
+    assert plain == ["worker finally", "raised"]
+    caplog.clear()
+    assert record_of(asyncio_guest.run, resolved_factory()) == plain
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
 
 
 def test_keyboard_interrupt_in_main_task_itself(host: QueueHost) -> None:

@@ -32,7 +32,7 @@ import threading
 import types
 import warnings
 from asyncio import events
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
 import outcome
@@ -178,8 +178,21 @@ class RunLifecycle:
 
     def create_main_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         """After the first tick is posted (a host primitive that fails on its first
-        call leaves no task behind to be reported as destroyed while pending)."""
-        self.main_task = self.aloop.create_task(coro)
+        call leaves no task behind to be reported as destroyed while pending).
+
+        Made while the loop does not count as running, as ``asyncio.run`` makes
+        ``main``'s task before its loop runs: an eager task factory then queues
+        ``main``'s first step for the first tick instead of running it inside
+        this call, where a ``sys.exit()`` before ``main``'s first ``await``
+        would escape the set-up, past the shutdown that cancels the tasks
+        ``main`` started (and ``main``'s exception was never retrieved).
+        """
+        loop = self.aloop
+        loop._thread_id = None  # is_running() False: eager factories do not start it
+        try:
+            self.main_task = loop.create_task(coro)
+        finally:
+            loop._thread_id = self.host_ident
         self.main_task.add_done_callback(self._on_main_done)
 
     def _clear_thread_id(self) -> None:
@@ -275,19 +288,48 @@ class RunLifecycle:
             raise exc
         engine.fail_soon(exc)
 
-    def _begin_shutdown(self, result: outcome.Outcome[Any]) -> None:
+    def _begin_shutdown(
+        self, result: outcome.Outcome[Any], *, cancel_now: bool = False
+    ) -> None:
+        """Record the outcome (the first one stands) and start the shutdown once.
+
+        ``cancel_now``: an exception escaped a callback (``on_callback_raised``).
+        ``asyncio.run`` then cancels every task at once, before any callback
+        still queued runs: a task whose first step or wake-up is queued starts
+        or resumes with ``CancelledError``, never with one more normal step.
+        So the tasks are cancelled here, not in the shutdown task's first step,
+        which runs after those callbacks.
+        """
         if self.outcome is None:
             self.outcome = result
         if self.shutdown_task is None:
-            self.shutdown_task = self.aloop.create_task(self._shutdown())
+            cancelled = self._cancel_tasks(()) if cancel_now else []
+            self.shutdown_task = self.aloop.create_task(self._shutdown(cancelled))
             self.shutdown_task.add_done_callback(self._on_shutdown_done)
 
-    async def _shutdown(self) -> None:
+    def _cancel_tasks(
+        self, cancelled_already: Collection[asyncio.Task[Any]]
+    ) -> list[asyncio.Task[Any]]:
+        """Cancel the loop's unfinished tasks, but the current one and those in
+        ``cancelled_already``; return the ones cancelled. Each task is cancelled
+        once, as ``asyncio.run`` does (a second ``cancel()`` counts again for
+        ``uncancel()``)."""
         loop = self.aloop
-        me = asyncio.current_task()
-        to_cancel = [t for t in asyncio.all_tasks(loop) if t is not me]
-        for task in to_cancel:
+        me = asyncio.current_task(loop)
+        tasks = [
+            t for t in asyncio.all_tasks(loop) if t is not me and t not in cancelled_already
+        ]
+        for task in tasks:
             task.cancel()
+        return tasks
+
+    async def _shutdown(self, cancelled: list[asyncio.Task[Any]] | None = None) -> None:
+        """``asyncio.run``'s clean-up: cancel and await the tasks (``cancelled``:
+        those ``_begin_shutdown`` cancelled already), then shut down async
+        generators and the default executor."""
+        loop = self.aloop
+        cancelled = cancelled or []
+        to_cancel = cancelled + self._cancel_tasks(set(cancelled))
         if to_cancel:
             await asyncio.gather(*to_cancel, return_exceptions=True)
         for task in to_cancel:
@@ -341,7 +383,7 @@ class RunLifecycle:
         """
         shutdown = self.shutdown_task
         if shutdown is None:
-            self._begin_shutdown(outcome.Error(exc))
+            self._begin_shutdown(outcome.Error(exc), cancel_now=True)
             return
         earlier = self.outcome
         if isinstance(earlier, outcome.Error) and earlier.error is not exc:
