@@ -144,6 +144,72 @@ def test_a_given_root_outlives_a_normal_end(root: Any) -> None:
     assert agtk.run(main, root=root) == 7  # and can host the next run
 
 
+def test_runs_on_a_reused_root_leave_no_tcl_commands_behind(root: Any) -> None:
+    """The window's close handler is put back as it was, and ours deleted: a root
+    a program hosts run after run on does not gain Tcl commands (and the Python
+    callables behind them) run by run."""
+
+    async def main() -> None:
+        await asyncio.sleep(0)
+
+    def commands() -> tuple[int, int]:
+        return len(root.tk.splitlist(root.tk.call("info", "commands"))), len(root._tclCommands)
+
+    handler = str(root.protocol("WM_DELETE_WINDOW"))
+    agtk.run(main, root=root)  # the first run may load what Tk loads lazily
+    before = commands()
+    for _ in range(5):
+        agtk.run(main, root=root)
+    assert commands() == before
+    assert str(root.protocol("WM_DELETE_WINDOW")) == handler
+
+
+def _quitting(a_root: Any) -> Any:
+    return lambda _: a_root.quit()
+
+
+@pytest.mark.parametrize("entry", ["run", "start_guest_run", "TkHost"])
+def test_a_run_keeps_no_reference_to_the_tcl_interpreter(entry: str) -> None:
+    """After the run, the program's root is the interpreter's only holder, so
+    dropping it frees the interpreter here, on Tk's thread. A reference kept in
+    the run's reference cycles left the interpreter to the next garbage
+    collection, on whichever thread ran it: Tcl aborts the process when a
+    thread other than its own deletes it ("Tcl_AsyncDelete: async handler
+    deleted by the wrong thread"), seen with a worker thread allocating after a
+    window session."""
+    import gc
+    import types
+
+    async def main() -> str:
+        await asyncio.sleep(0.01)
+        return "done"
+
+    gc.collect()
+    gc.disable()  # the cycles stay as a run leaves them
+    try:
+        a_root = tkinter.Tk()
+        if entry == "run":
+            assert agtk.run(main, root=a_root) == "done"
+        elif entry == "start_guest_run":
+            agtk.start_guest_run(main, root=a_root, done_callback=_quitting(a_root))
+            a_root.mainloop()
+        else:
+            with agtk.TkHost(a_root) as host:
+                host.run_sync_soon_threadsafe(a_root.quit)
+                a_root.mainloop()
+        a_root.destroy()
+        interpreter = a_root.tk
+        del a_root
+        holders = [
+            type(ref).__name__
+            for ref in gc.get_referrers(interpreter)
+            if not isinstance(ref, types.FrameType)
+        ]
+        assert holders == []
+    finally:
+        gc.enable()
+
+
 def test_the_program_destroying_the_root_mid_run_cancels_main(root: Any) -> None:
     seen: list[str] = []
 

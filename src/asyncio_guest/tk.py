@@ -80,7 +80,7 @@ class TkHost:
     """
 
     def __init__(self, root: tkinter.Misc) -> None:
-        self.root = root
+        # The Tcl interpreter, until close() lets go of it (see _finish_close).
         self._tk: Any = root.tk
         self.thread_id = threading.get_ident()
         self._closed = False
@@ -91,6 +91,7 @@ class TkHost:
         self._depth = 0
         self._close_requested = False
         self._later: dict[str, str] = {}  # call_later's Tcl command -> its after id
+        self._watched: set[int] = set()  # the fds of watch_readable's handlers
         prefix = f"asyncio_guest_tk{os.getpid()}_{next(_serial)}"
         self._cmd = prefix + "_drain"
         self._fds: list[int] = []
@@ -230,16 +231,23 @@ class TkHost:
         """
         if self._win32 is not None or not hasattr(self._tk, "createfilehandler"):
             raise NotImplementedError("Tk file handlers are not available on this platform")
+        if self._closed:
+            raise RuntimeError("this TkHost is closed")
         self._tk.createfilehandler(fd, tkinter.READABLE, lambda _fd, _mask: callback())
+        self._watched.add(fd)
 
         def unwatch() -> None:
-            self._tk.deletefilehandler(fd)
+            if fd in self._watched:  # (close() removes the handlers left)
+                self._watched.discard(fd)
+                self._tk.deletefilehandler(fd)
 
         return unwatch
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Callable[[], None]:
         """Tk thread: call ``callback()`` once after ``delay`` seconds (a Tk ``after``
         timer, rounded up to whole milliseconds); returns ``cancel``."""
+        if self._closed:
+            raise RuntimeError("this TkHost is closed")
         name = f"{self._cmd}_later{next(_serial)}"
 
         def fire() -> None:
@@ -290,6 +298,7 @@ class TkHost:
         self._closed = True
         if self._win32 is not None:
             self._win32.close()
+            self._tk = None  # (see _finish_close)
             return
         self._queue.clear()
         if self._depth:
@@ -298,6 +307,8 @@ class TkHost:
         self._finish_close()
 
     def _finish_close(self) -> None:
+        if self._tk is None:
+            return  # finished already
         self._close_requested = False
         self._error = None
         errors: list[BaseException] = []
@@ -309,9 +320,18 @@ class TkHost:
         # cancel them, so no "invalid command name" error is reported later.
         _try(errors, self._cancel_our_afters)
         _try(errors, self._tk.deletecommand, self._cmd)
+        while self._watched:
+            _try(errors, self._tk.deletefilehandler, self._watched.pop())
         if self._fds:
             _try(errors, self._tk.deletefilehandler, self._rfd)
         _try(errors, _close_fds, self._fds)
+        # Let go of the interpreter: this host is in reference cycles (with its
+        # queue, and with a run's engine through the primitives it was given),
+        # which only a garbage collection frees, and that may run on any
+        # thread. Freed there, the interpreter aborts the process ("Tcl_AsyncDelete:
+        # async handler deleted by the wrong thread"). Without this reference,
+        # the program's last reference to the root frees it on Tk's thread.
+        self._tk = None
         if errors:
             raise errors[0]
 
@@ -446,6 +466,7 @@ def _run(
     host: TkHost | None = None
     state = {"done": False, "closed": False, "cancelled": False}
     protocol_set = False
+    on_close_name = ""
     try:
         host = TkHost(the_root)
         task_ref: list[asyncio.Task[Any]] = []
@@ -464,8 +485,11 @@ def _run(
         # it destroys the root, that ends the run as described above).
         previous = str(the_root.protocol("WM_DELETE_WINDOW"))
         if not previous or previous.endswith("destroy"):
-            the_root.protocol("WM_DELETE_WINDOW", on_close)
+            # Registered here, so that close_host can delete it again: a root
+            # the program reuses for run after run gains no Tcl command per run.
+            on_close_name = the_root.register(on_close)
             protocol_set = True
+            the_root.protocol("WM_DELETE_WINDOW", on_close_name)
 
         def run_host(task: asyncio.Task[Any]) -> None:
             task_ref.append(task)
@@ -490,7 +514,9 @@ def _run(
             if host is not None:
                 _try(errors, host.close)
             if protocol_set and _window_exists(the_root):
-                _try(errors, the_root.protocol, "WM_DELETE_WINDOW", the_root.destroy)
+                # The handler as it was (tkinter's own command, still there).
+                _try(errors, the_root.protocol, "WM_DELETE_WINDOW", previous)
+                _try(errors, the_root.deletecommand, on_close_name)
             if (own_root or state["closed"]) and _window_exists(the_root):
                 _try(errors, the_root.destroy)
             if errors:

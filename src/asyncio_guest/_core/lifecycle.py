@@ -116,6 +116,10 @@ def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any
     raise TypeError(f"a coroutine or an async function was expected, got {main!r}")
 
 
+def _called_already(result: outcome.Outcome[Any]) -> None:
+    """What a run's ``done_callback`` becomes once called (``RunLifecycle._deliver``)."""
+
+
 class RunLifecycle:
     """One guest run: the Engine's owner (host thread unless noted)."""
 
@@ -461,11 +465,16 @@ class RunLifecycle:
             result = outcome.Error(exc)
             cleanup_twice(self._teardown, [])  # idempotent: finishes what was cut short
         engine = self.engine
+        # Let go of it as it is called: the run's objects are in reference
+        # cycles (engine and lifecycle), and the callback is the host's (it may
+        # hold a window, a Tcl interpreter), which must be freed by reference
+        # counting on the host thread, not by a collection on another thread.
+        done_callback, self.done_callback = self.done_callback, _called_already
         try:
             if engine is not None and engine.interrupt_pending:
                 engine.interrupt_pending = False
                 result = outcome.Error(KeyboardInterrupt())
-            call_user_with(self.done_callback, result)
+            call_user_with(done_callback, result)
         finally:
             if not self.keep_sigint:
                 self.release_sigint()
