@@ -251,6 +251,38 @@ def test_abandoned_run_does_not_hang_interpreter_exit(mode: str) -> None:
     assert "RuntimeWarning" in proc.stderr and "abandoned" in proc.stderr, proc.stderr
 
 
+_DAEMON_SCRIPT = """
+import asyncio, sys, threading
+import asyncio_guest
+
+started = threading.Event()
+
+async def main():
+    started.set()
+    await asyncio.sleep(60)
+
+run = asyncio.run if MODE == "plain" else asyncio_guest.run
+threading.Thread(target=run, args=(main(),), daemon=True).start()
+assert started.wait(LONG)
+print("EXITING", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "guest"])
+@pytest.mark.timeout(60)
+def test_a_run_on_a_daemon_thread_still_running_at_exit_ends_without_a_word(mode: str) -> None:
+    """The exit stops a daemon thread where it stands, and with it a run whose
+    host loop is still going, as it stops an ``asyncio.run`` there: no warning
+    of an abandoned run (the host loop did not give up on it)."""
+    script = f"MODE = {mode!r}\nLONG = {LONG!r}\n" + textwrap.dedent(_DAEMON_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=LONG
+    )
+    assert proc.stdout == "EXITING\n", proc.stderr
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+
+
 # --------------------------------------------------------- stop(), KI, SystemExit
 
 

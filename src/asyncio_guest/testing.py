@@ -2,8 +2,10 @@
 
 A loop from ``new_event_loop()`` is a guest loop whose ``run_forever`` (and so
 ``run_until_complete``, ``asyncio.Runner`` and ``asyncio.run(...,
-loop_factory=...)``) is driven by a ``ReferenceHost`` in the calling thread
-through the real backend thread. Code written against a plain loop runs on it
+loop_factory=...)``) is driven by a ``ReferenceHost`` in the calling thread,
+through the real engine and the wait strategy a run picks (the zero-thread wait
+on an epoll or kqueue loop, else the backend thread; ``ASYNCIO_GUEST_WAIT``
+chooses). Code written against a plain loop runs on it
 unchanged, which is how CPython's own ``test_asyncio`` is run in guest mode
 (``tools/conformance.py``).
 

@@ -77,9 +77,15 @@ def _warn_unfinished_runs() -> None:
     The backend thread is a daemon, so it cannot hold up the exit; this makes
     the abandonment visible instead of silent. (When nothing else keeps a run's
     objects alive, ``_Token.__del__`` reports it earlier, at garbage collection.)
+
+    A run whose host thread still runs is left alone: a daemon thread (the exit
+    waited for every other) whose host loop is still going, which the exit
+    stops where it stands, as it stops an ``asyncio.run`` there without a word.
     """
+    running = {thread.ident for thread in threading.enumerate()}
+    running.discard(threading.get_ident())  # (exit's own thread: its loop has ended)
     for engine in list(_live_engines):
-        if not engine._finished:
+        if not engine._finished and engine._host_ident not in running:
             engine._finished = True
             warnings.warn(
                 f"asyncio-guest run of {engine._loop!r} was abandoned: the program is "
