@@ -251,6 +251,47 @@ def test_abandoned_run_does_not_hang_interpreter_exit(mode: str) -> None:
     assert "RuntimeWarning" in proc.stderr and "abandoned" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt, LookupError])
+@pytest.mark.parametrize("waiting_on", ["an event", "a timer"])
+def test_a_host_callback_raising_ends_the_run_through_its_shutdown(
+    exc_type: type[BaseException], waiting_on: str
+) -> None:
+    """``sys.exit()`` (or any exception) in a host callback: ``run`` shuts the guest
+    down at once, synchronously, with ``main``'s clean-up awaiting as it likes,
+    then raises that exception. The zero-thread wait's watch held the run's
+    last references: removing it reported the run abandoned and tore it down
+    under that shutdown (``main``'s ``finally`` cut short, "Task was destroyed
+    but it is pending")."""
+    from asyncio_guest.reference import ReferenceHost, run
+
+    host = ReferenceHost()
+    record: list[str] = []
+    raised = exc_type(3)
+
+    def host_callback() -> None:
+        raise raised
+
+    async def main() -> None:
+        host.call_later(0.02, host_callback)
+        try:
+            if waiting_on == "an event":
+                await asyncio.Event().wait()  # no asyncio timer: no host timer either
+            else:
+                await asyncio.sleep(LONG)
+        finally:
+            await asyncio.sleep(0.01)
+            record.append("clean-up done")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(exc_type) as info:
+            run(main, host=host, loop_factory=test_loop_factory())
+    host.close()
+    assert info.value is raised
+    assert record == ["clean-up done"]
+    assert not caught, [str(w.message) for w in caught]
+
+
 _DAEMON_SCRIPT = """
 import asyncio, sys, threading
 import asyncio_guest

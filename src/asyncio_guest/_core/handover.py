@@ -353,14 +353,19 @@ class Engine:
 
         In the zero-thread strategy the host's watch and timer are removed,
         also when the run has ended already (a removal that failed is retried).
+        The run is marked finished first: the watch and the timer may hold the
+        token's last references, and a token dying on an unfinished run reports
+        it abandoned and tears it down, under ``end_now``'s shutdown (seen:
+        ``sys.exit()`` in a Tk callback lost ``main``'s clean-up).
         """
+        stopping = not self._finished
+        self._finished = True
         try:
             fdw = self._fdw
             if fdw is not None:
                 fdw.disarm(self)
         finally:
-            if not self._finished:
-                self._finished = True
+            if stopping:
                 self._backend.signal_stop(self._loop._guest_wake)
 
     def abort(self) -> None:
