@@ -24,6 +24,8 @@ import sys
 import threading
 from typing import Any
 
+from ._core.interrupts import run_host_loop
+
 # Preference order when nothing is imported yet: the Qt 6 bindings first,
 # PySide (Qt's own, LGPL) before PyQt (GPL/commercial).
 BINDINGS = ("PySide6", "PyQt6", "PySide2", "PyQt5")
@@ -79,9 +81,13 @@ class Binding:
         self._delete(obj)
 
     def exec(self, obj: Any) -> Any:
-        """``obj.exec()`` (``exec_()`` where that is the only spelling: PySide2)."""
+        """``obj.exec()`` (``exec_()`` where that is the only spelling: PySide2).
+
+        The program's slots run under this loop: a second Ctrl+C raises in
+        them at once (``interrupts.py``).
+        """
         method = getattr(obj, "exec", None) or obj.exec_
-        return method()
+        return run_host_loop(method, self.QtCore)
 
     def new_app(self) -> Any:
         """A ``QApplication`` if QtWidgets imports, else a ``QGuiApplication``, else a

@@ -64,6 +64,7 @@ touch only ``_lock``, ``_closed``, ``_wake_source`` and the queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import sys
@@ -71,12 +72,14 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import gi
 import outcome
 from gi.repository import GLib
 
 from ._core.entry import run_beside, start_with_host
 from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.interrupts import run_host_loop
 from ._core.wake_queue import CoalescingQueue
 
 __all__ = ["BUSY_PRIORITY", "WAKE_PRIORITY", "GLibHost", "run", "run_dialog", "start_guest_run"]
@@ -412,7 +415,9 @@ def run(
     def run_loop(run_it: Callable[[], object], quit_it: Callable[[], object]) -> None:
         quits.append(quit_it)
         try:
-            run_it()
+            # The program's callbacks run under the loop: a second Ctrl+C
+            # raises in them at once (interrupts.py).
+            run_host_loop(run_it, gi)
         finally:
             quits.remove(quit_it)
 
@@ -424,7 +429,7 @@ def run(
         host.on_error = end_run_for_error
         if not finished:
             if application is not None:
-                run_loop(lambda: application.run(None), application.quit)
+                run_loop(functools.partial(application.run, None), application.quit)
             elif loop is not None:
                 run_loop(loop.run, loop.quit)
             elif gtk is not None:

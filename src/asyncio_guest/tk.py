@@ -62,6 +62,7 @@ import outcome
 
 from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.interrupts import run_host_loop
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
@@ -495,10 +496,12 @@ def _run(
             task_ref.append(task)
             try:
                 while not state["done"]:
+                    # The program's Tk callbacks run under it: a second Ctrl+C
+                    # raises in them at once (interrupts.py).
                     if _window_exists(the_root):
-                        the_root.mainloop()
+                        run_host_loop(the_root.mainloop, tkinter)
                     else:
-                        the_root.tk.dooneevent(0)
+                        run_host_loop(functools.partial(the_root.tk.dooneevent, 0), tkinter)
                     if not state["done"]:
                         # root.quit(), or the root destroyed: the app is ending.
                         cancel_main()

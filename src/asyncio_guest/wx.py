@@ -89,6 +89,7 @@ import wx
 from ._core.entry import run_beside, start_with_host
 from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.interrupts import run_host_loop
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
@@ -427,7 +428,7 @@ def run(
         if not finished and _live_top_level_windows(the_app):
             in_main_loop = True
             try:
-                the_app.MainLoop()
+                run_host_loop(the_app.MainLoop, wx)  # (see glib.py's run_loop)
             finally:
                 in_main_loop = False
             host.raise_errors()
@@ -439,7 +440,7 @@ def run(
             loop = wx.GUIEventLoop()
             own_loops.append(loop)
             try:
-                loop.Run()
+                run_host_loop(loop.Run, wx)
             finally:
                 own_loops.remove(loop)
             host.raise_errors()

@@ -26,6 +26,9 @@ _T = TypeVar("_T")
 
 WIDGETS = "widgets"  # make_button/click/modal/close_window work
 SIGINT = "sigint"  # Ctrl+C while the host idles can be tested in a subprocess
+# call_soon_in_host's callback is dispatched by the toolkit's own main loop (C
+# code), as the program's widget callbacks are, not by a loop of ours.
+TOOLKIT_LOOP = "toolkit loop"
 
 # The contract every host module's one-call entry keeps (the scenarios check it):
 #
@@ -41,6 +44,9 @@ SIGINT = "sigint"  # Ctrl+C while the host idles can be tested in a subprocess
 # * Ctrl+C while the host idles (blocked in its own C code): the first cancels
 #   ``main`` and ``run`` raises ``KeyboardInterrupt`` after the shutdown,
 #   promptly (well under a second here), as ``asyncio.run`` does.
+# * Ctrl+C while a callback of the program's, run by the toolkit's loop, is stuck
+#   in Python code: the first cancels ``main``, a second raises in that
+#   callback at once (``TOOLKIT_LOOP`` harnesses).
 # * For a ``SIGINT`` harness, a child process can rebuild it by ``name`` from
 #   ``tests.scenarios.test_scenarios.HARNESSES`` (the subprocess test does).
 

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .harness import SIGINT, WIDGETS, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
 _T = TypeVar("_T")
 
@@ -142,7 +142,7 @@ class _Base:
 
 class GLibHarness(_Base):
     name = "glib"
-    capabilities: frozenset[str] = frozenset({SIGINT})
+    capabilities: frozenset[str] = frozenset({SIGINT, TOOLKIT_LOOP})
 
     def run(self, main: Callable[[], Awaitable[_T]]) -> _T:
         self.errors = []
@@ -167,7 +167,7 @@ class GLibHarness(_Base):
 
 class Gtk3Harness(_Base):
     name = "gtk3"
-    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT, TOOLKIT_LOOP})
 
     def __init__(self, glib: Any, gtk: Any) -> None:
         super().__init__(glib)
@@ -258,7 +258,7 @@ def _load_gtk4() -> Any:
 
 class Gtk4Harness(_Base):
     name = "gtk4"
-    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT, TOOLKIT_LOOP})
 
     def __init__(self, glib: Any, gtk: Any) -> None:
         super().__init__(glib)

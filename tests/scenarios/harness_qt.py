@@ -19,7 +19,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .harness import SIGINT, WIDGETS, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
 _T = TypeVar("_T")
 _CANDIDATES = ("PySide6", "PyQt6")
@@ -68,7 +68,7 @@ def _load() -> tuple[Any, Any, Any] | None:
 
 
 class QtHarness:
-    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT, TOOLKIT_LOOP})
 
     def __init__(self, qt: Any, binding: Any, app: Any) -> None:
         self.qt = qt

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .harness import SIGINT, WIDGETS, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
 _T = TypeVar("_T")
 
@@ -28,7 +28,7 @@ def _tk_usable() -> bool:
 
 class TkHarness:
     name = "tk"
-    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT, TOOLKIT_LOOP})
 
     def __init__(self) -> None:
         self.root: Any = None

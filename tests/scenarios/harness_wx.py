@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..wx_display import open_x_display_first
-from .harness import SIGINT, WIDGETS, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
 _T = TypeVar("_T")
 
@@ -79,7 +79,7 @@ def _warm_up(wx: Any) -> None:
 
 class WxHarness:
     name = "wx"
-    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT, TOOLKIT_LOOP})
     def __init__(self, wx: Any) -> None:
         from asyncio_guest.wx import _glib_watcher
 

@@ -28,7 +28,7 @@ import pytest
 from asyncio_guest import async_callback, run_modal
 
 from . import harness as harness_api
-from .harness import SIGINT, WIDGETS, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
 
 def _collect() -> tuple[list[Harness], list[str]]:
@@ -402,6 +402,67 @@ def test_ctrl_c_while_the_host_idles(host: Harness) -> None:
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt\n"
     assert elapsed < 5.0, elapsed
+
+
+_STUCK_CALLBACK_CHILD = """
+import asyncio, sys, time
+from tests.scenarios.test_scenarios import HARNESSES
+host = next(h for h in HARNESSES if h.name == sys.argv[1])
+
+def spin(seconds):
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        pass
+
+def stuck():  # a widget's callback doing blocking work, or caught in a loop
+    print("ready", flush=True)
+    try:
+        # (Not the loop itself here: on CPython 3.13.0 a signal handler's
+        # exception raised at a loop's own test can leave its frame without
+        # running the frame's except and finally clauses.)
+        spin(30)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+
+async def main():
+    host.call_soon_in_host(stuck)
+    await asyncio.sleep(60)
+
+try:
+    host.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("host", _with(TOOLKIT_LOOP))
+def test_a_second_ctrl_c_interrupts_a_stuck_callback_of_the_program(host: Harness) -> None:
+    """A callback the toolkit's loop runs (a button's command) is stuck in Python
+    code: the first Ctrl+C cancels ``main`` (which must wait for the callback to
+    return), the second raises ``KeyboardInterrupt`` in the callback at once, as
+    in a plain toolkit program; then the run ends with ``KeyboardInterrupt``.
+    It was held back, as if it had landed in our machinery, until the callback
+    returned by itself (never, for an endless loop)."""
+    proc = _ready_child(_STUCK_CALLBACK_CHILD, host.name)
+    try:
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=25)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out == b"interrupted\nKeyboardInterrupt\n", (out, err)
+    assert proc.returncode == 3
+    assert elapsed < 10.0, elapsed
 
 
 _SIGINT_IN_SHUTDOWN_CHILD = """
