@@ -301,6 +301,34 @@ def test_app_quit_mid_run_cancels_main_and_lets_it_clean_up(caplog: Any) -> None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@pytest.mark.parametrize("second", ["quit", "exit"])
+def test_quitting_again_after_main_declined_cancels_it_again(second: str) -> None:
+    """"Unsaved changes: quit anyway?" answered No: ``main`` declines the first
+    ``quit()`` (catches the cancellation, ``uncancel()``), and the next request
+    cancels it again. The second was ignored: the run went on to its end
+    (``quit()``), or hung in a busy loop (``exit()``)."""
+    asked: list[float] = []
+
+    async def main() -> str:
+        _later(30, app.quit)
+        while True:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                if asked:
+                    return "quit the second time"
+                asked.append(time.monotonic())
+                if sys.version_info >= (3, 11):
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                _later(30, app.quit if second == "quit" else lambda: app.exit(0))
+                continue
+            return "ran to the end"
+
+    start = time.monotonic()
+    assert qt.run(main, app=app) == "quit the second time"
+    assert time.monotonic() - start < 4
+
+
 def test_closing_the_last_window_mid_run_cancels_main() -> None:
     async def main() -> str:
         window = W.QWidget()

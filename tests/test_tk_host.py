@@ -227,6 +227,39 @@ def test_the_program_destroying_the_root_mid_run_cancels_main(root: Any) -> None
     assert seen == ["cancelled"]
 
 
+@pytest.mark.parametrize("how", ["close button", "quit"])
+def test_closing_again_after_main_declined_cancels_it_again(root: Any, how: str) -> None:
+    """"Unsaved changes: quit anyway?" answered No: ``main`` declines the first
+    close (catches the cancellation, ``uncancel()``), and the next one cancels it
+    again. The second was ignored: the run went on to its end."""
+    asked: list[str] = []
+
+    def close() -> None:
+        if how == "quit":
+            root.quit()
+        else:  # what the window manager's close button runs
+            root.tk.eval(str(root.protocol("WM_DELETE_WINDOW")))
+
+    async def main() -> str:
+        root.after(30, close)
+        while True:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                if asked:
+                    return "closed the second time"
+                asked.append("declined")
+                if sys.version_info >= (3, 11):
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                root.after(30, close)
+                continue
+            return "ran to the end"
+
+    start = time.monotonic()
+    assert agtk.run(main, root=root) == "closed the second time"
+    assert time.monotonic() - start < 4
+
+
 def test_root_quit_mid_run_cancels_main_and_keeps_the_window(root: Any) -> None:
     async def main() -> str:
         root.after(0, root.quit)

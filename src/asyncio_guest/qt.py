@@ -438,8 +438,10 @@ def run(
     * When ``main`` ends, ``exec()`` is made to return (``QCoreApplication.exit(0)``,
       which also emits ``aboutToQuit``), and ``run`` returns its result.
     * Quitting first (``app.quit()``, the last window closed) cancels ``main``;
-      a ``QEventLoop`` keeps Qt running until the guest has shut down; then
-      ``run`` returns ``main``'s result if it still produced one, else raises
+      ``exec()`` runs again until the guest has shut down (each return emits
+      ``aboutToQuit``, as Qt does); a further quit cancels ``main`` again (it
+      may decline each: "unsaved changes: quit anyway?"); then ``run`` returns
+      ``main``'s result if it still produced one, else raises
       ``asyncio.CancelledError``.
     * Ctrl+C: the first cancels ``main`` and ``run`` raises
       ``KeyboardInterrupt`` after the shutdown; a second raises at once.
@@ -460,14 +462,16 @@ def run(
             if not finished:
                 b.exec(app)
                 host.raise_errors()
-            if not finished:
-                # The application was told to quit before main was done.
-                task.cancel()
             while not finished:
-                # Not app.exec() again: this is not the application's main
-                # loop any more, only the guest's shutdown (a later quit()
-                # only makes us come round again).
-                b.exec(b.QEventLoop())
+                # The application was told to quit before main was done: each
+                # request cancels main (which may decline, as with "unsaved
+                # changes: quit anyway?"), and Qt runs on for the rest of the
+                # guest's run. In app.exec() again, not a QEventLoop: Qt
+                # delivers quit() only inside app.exec(), and after a second
+                # exit() every new QEventLoop returns at once (its "quit now"
+                # flag is reset only by app.exec()): a busy loop that hung.
+                task.cancel()
+                b.exec(app)
                 host.raise_errors()
         finally:
             host._running -= 1

@@ -465,7 +465,7 @@ def _run(
     own_root = root is None
     the_root: tkinter.Tk = tkinter.Tk() if root is None else root
     host: TkHost | None = None
-    state = {"done": False, "closed": False, "cancelled": False}
+    state = {"done": False, "closed": False, "gone": False}
     protocol_set = False
     on_close_name = ""
     try:
@@ -473,8 +473,9 @@ def _run(
         task_ref: list[asyncio.Task[Any]] = []
 
         def cancel_main() -> None:
-            if not state["cancelled"] and task_ref:
-                state["cancelled"] = True
+            # Once per request to end (a close, a quit()): main may decline
+            # one ("unsaved changes: quit anyway?"), and the next cancels it again.
+            if task_ref:
                 task_ref[0].cancel()
 
         def on_close() -> None:
@@ -500,11 +501,17 @@ def _run(
                     # raises in them at once (interrupts.py).
                     if _window_exists(the_root):
                         run_host_loop(the_root.mainloop, tkinter)
+                        if not state["done"]:
+                            # root.quit(), or the root destroyed: main is told
+                            # (of the destruction once: dooneevent returns below
+                            # after each event).
+                            state["gone"] = not _window_exists(the_root)
+                            cancel_main()
                     else:
+                        if not state["gone"]:  # destroyed before the run began
+                            state["gone"] = True
+                            cancel_main()
                         run_host_loop(functools.partial(the_root.tk.dooneevent, 0), tkinter)
-                    if not state["done"]:
-                        # root.quit(), or the root destroyed: the app is ending.
-                        cancel_main()
             finally:
                 task_ref.clear()
 
