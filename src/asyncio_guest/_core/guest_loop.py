@@ -96,6 +96,7 @@ class GuestLoopState:
     __slots__ = (
         "backend",
         "batch",
+        "changed_fds",
         "engine",
         "escaped",
         "host_handlers",
@@ -126,6 +127,9 @@ class GuestLoopState:
         self.regs_dirty = False
         self.batch = 0  # callbacks at the head of _ready still in the current iteration
         self.pending_raw: Any = None  # backend events held until the batch is done
+        # The fds whose registration changed since the wait in flight began
+        # (see _guest_drop_stale): emptied when a wait is planned or a tick polls.
+        self.changed_fds: set[int] = set()
         self.linger: Linger | None = None  # linger.py; made with selector_io, kept
         self.escaped: BaseException | None = None  # what a callback let escape
         self.keep_wakeup_fd: int | None = None  # our self-pipe fd while we own set_wakeup_fd
@@ -550,7 +554,9 @@ class GuestLoopMixin:
         self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
     ) -> Any:
         result = super()._add_reader(fd, callback, *args, **kwargs)  # type: ignore[misc]
-        if self._guest.watch_regs:
+        state = self._guest
+        state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
+        if state.watch_regs:
             self._guest_registration_changed()
         return result
 
@@ -558,21 +564,45 @@ class GuestLoopMixin:
         self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
     ) -> Any:
         result = super()._add_writer(fd, callback, *args, **kwargs)  # type: ignore[misc]
-        if self._guest.watch_regs:
+        state = self._guest
+        state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
+        if state.watch_regs:
             self._guest_registration_changed()
         return result
 
     def _remove_reader(self, fd: Any) -> bool:
         removed: bool = super()._remove_reader(fd)  # type: ignore[misc]
-        if removed and self._guest.watch_regs:
-            self._guest_registration_changed()
+        if removed:
+            state = self._guest
+            state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
+            if state.watch_regs:
+                self._guest_registration_changed()
         return removed
 
     def _remove_writer(self, fd: Any) -> bool:
         removed: bool = super()._remove_writer(fd)  # type: ignore[misc]
-        if removed and self._guest.watch_regs:
-            self._guest_registration_changed()
+        if removed:
+            state = self._guest
+            state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
+            if state.watch_regs:
+                self._guest_registration_changed()
         return removed
+
+    def _guest_drop_stale(self, events: Any) -> Any:
+        """Events of a wait that began before some registrations changed: drop
+        those of the changed fds.
+
+        The backend's result says "fd 7 is readable"; decoded, that becomes a
+        call of fd 7's *current* reader. Had host code (or a tick while the
+        backend waited) removed the reader and added another meanwhile, or
+        closed the fd and registered a new one with its number, the new reader
+        would be called for readiness reported before it existed (and a
+        blocking read there hung the host). Plain asyncio never does that: a
+        removed reader's handle is cancelled. The selector is level-triggered,
+        so a changed fd that is still ready shows up at the next poll.
+        """
+        changed = self._guest.changed_fds
+        return [event for event in events if event[0].fd not in changed]
 
     # ------------------------------------------------------------ signals
 
@@ -659,10 +689,14 @@ class GuestLoopMixin:
         # A zero-timeout poll of ours with nothing ready stands where
         # _run_once would have waited for the first timer: no early slack.
         waited = raw is not None or not may_poll or bool(self._ready)
+        changed = state.changed_fds
         if raw is None and may_poll:
+            changed.clear()  # a poll now sees every change so far
             raw = io.poll_raw()
         if raw:
             events = io.decode(raw)
+            if events and changed:
+                events = self._guest_drop_stale(events)
             if events:
                 self._process_events(events)
         if self._scheduled:
@@ -805,6 +839,8 @@ class GuestLoopMixin:
                     decode = io.decode
                     linger = state.linger
                 waited = bool(ready)  # see _guest_begin
+                if state.changed_fds:
+                    state.changed_fds.clear()  # (see _guest_begin)
                 events = poll_raw()
                 if (
                     not events
@@ -882,7 +918,9 @@ class GuestLoopMixin:
         any timer was pending).
         """
         self._guest_drop_cancelled_timers()
-        self._guest.regs_dirty = False
+        state = self._guest
+        state.regs_dirty = False
+        state.changed_fds.clear()  # the wait planned now sees every change so far
         if self._ready or self._stopping:
             return 0.0, self.time()
         sched = self._scheduled
@@ -935,6 +973,11 @@ class GuestLoopMixin:
         ``asyncio.run`` with this loop) exercise the real backend thread.
         """
         run_forever_self_hosted(self)
+
+
+def _fileobj_to_fd(fileobj: Any) -> int:
+    """The fd of what ``add_reader`` and friends took (checked there already)."""
+    return int(fileobj.fileno())
 
 
 def engine_of(loop: object) -> Engine | None:
