@@ -210,6 +210,47 @@ def test_a_run_keeps_no_reference_to_the_tcl_interpreter(entry: str) -> None:
         gc.enable()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Tcl's select() limit is Unix's")
+@pytest.mark.parametrize("low_fds_free", [2, 0])
+def test_fds_beyond_select_never_reach_tcl(
+    root: Any, low_fds_free: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program with a thousand files or sockets open: Tcl's notifier waits
+    with select(), and glibc aborts the process when it is given an fd at or
+    above FD_SETSIZE (1024). The loop's selector got such an fd, and Tk was
+    asked to watch it: "bit out of range 0 - FD_SETSIZE on fd_set", SIGABRT.
+    Now such a run waits in the backend thread; and with no low fd left for
+    the host's own wake-up pipe, the run is refused with a clear error."""
+    import resource
+
+    monkeypatch.delenv("ASYNCIO_GUEST_WAIT", raising=False)  # the choice is the run's
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler: list[int] = []
+    try:
+        while not filler or filler[-1] < 1040:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        for _ in range(low_fds_free):  # the lowest: the host's pipe takes them
+            os.close(filler.pop(0))
+
+        async def main() -> str:
+            await asyncio.to_thread(time.sleep, 0.01)  # a wake-up from a worker
+            await asyncio.sleep(0.01)  # a timer
+            return "done"
+
+        if low_fds_free:
+            assert agtk.run(main, root=root) == "done"
+        else:
+            with pytest.raises(RuntimeError, match="select"):
+                agtk.run(main, root=root)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_the_program_destroying_the_root_mid_run_cancels_main(root: Any) -> None:
     seen: list[str] = []
 

@@ -63,6 +63,7 @@ import outcome
 from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.interrupts import run_host_loop
+from ._core.select_limit import SELECT_FD_LIMIT
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
@@ -79,6 +80,11 @@ class TkHost:
     ``mainloop``). ``close()`` (Tk thread) removes what it registered with Tcl
     and closes its pipe; callbacks still queued are dropped.
     """
+
+    watch_fd_limit = SELECT_FD_LIMIT
+    """Tcl's notifier waits with ``select()``, which takes no fd at or above
+    ``FD_SETSIZE``: given one, glibc aborts the process. A loop whose selector
+    is beyond it waits in the backend thread (``FdWatcher``)."""
 
     def __init__(self, root: tkinter.Misc) -> None:
         # The Tcl interpreter, until close() lets go of it (see _finish_close).
@@ -109,6 +115,12 @@ class TkHost:
         try:
             self._fds.extend(os.pipe())
             self._rfd, self._wfd = self._fds
+            if self._rfd >= SELECT_FD_LIMIT:
+                raise RuntimeError(
+                    f"asyncio_guest.tk: Tcl's notifier watches file descriptors with "
+                    f"select(), which takes none at or above {SELECT_FD_LIMIT}, and "
+                    f"every lower one is in use (the wake-up pipe got fd {self._rfd})"
+                )
             os.set_blocking(self._rfd, False)
             os.set_blocking(self._wfd, False)
             self._tk.createfilehandler(self._rfd, tkinter.READABLE, self._on_readable)
@@ -234,6 +246,11 @@ class TkHost:
             raise NotImplementedError("Tk file handlers are not available on this platform")
         if self._closed:
             raise RuntimeError("this TkHost is closed")
+        if fd >= SELECT_FD_LIMIT:
+            raise ValueError(
+                f"fd {fd}: Tcl's notifier watches no fd at or above {SELECT_FD_LIMIT} "
+                "(select()); glibc would abort the process"
+            )
         self._tk.createfilehandler(fd, tkinter.READABLE, lambda _fd, _mask: callback())
         self._watched.add(fd)
 

@@ -118,6 +118,10 @@ class FdWatcher(Protocol):
     ``TrioToken.run_sync_soon``, and Qt's ``QSocketNotifier`` beats a posted
     event; the reference host's own pipe and Tk's queued event (Tcl watches
     fds from its notifier thread) beat their fd watch.
+
+    Optional ``watch_fd_limit`` (default none): the host watches no fd at or
+    above it (Tcl's notifier waits with ``select()``: 1024); a loop whose fd is
+    beyond it waits in the backend thread instead.
     """
 
     def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], object]: ...
@@ -154,6 +158,14 @@ def choose(watcher: FdWatcher | None, fd: int | None) -> int | None:
                 f"{ENV}=fd: this run's host gave no fd_watcher, so it cannot wait "
                 "on the loop's selector itself (pass fd_watcher=..., or use "
                 f"{ENV}=auto or thread)"
+            )
+        return None
+    limit = getattr(watcher, "watch_fd_limit", None)
+    if limit is not None and fd >= limit:
+        if mode == "fd":
+            raise WaitChoiceError(
+                f"{ENV}=fd: this run's host watches no fd at or above {limit}, "
+                f"and the loop's selector is fd {fd}"
             )
         return None
     return fd
