@@ -12,9 +12,11 @@ Guest mode needs those two halves on different threads:
 
 So a key is looked up when the host processes the events, never in the backend.
 An fd that was unregistered while the backend waited simply has no key and is
-skipped; an fd number reused meanwhile gets a spurious readiness report, which
-asyncio's non-blocking transports already tolerate (they retry on
-``BlockingIOError``).
+skipped; one whose registration changed meanwhile (a reader replaced, the fd
+number reused by a new socket) is dropped by the loop before its callbacks are
+looked up (``GuestLoopMixin._guest_drop_stale``): readiness reported before a
+reader was added never calls it, as in plain asyncio. The selectors are
+level-triggered, so such an fd, if still ready, is reported by the next poll.
 
 ``kernel_tracks_registrations`` tells whether registrations the host makes while
 the backend waits are seen by that wait (epoll, kqueue: yes, the kernel object
