@@ -343,6 +343,17 @@ def test_closing_the_window_when_main_handles_it_returns_its_value(host: Harness
     assert host.run(main) == "closed politely"
 
 
+# The end of a child script: run ``main`` on the host the script's argument names,
+# report how the run ended (exit status 3: KeyboardInterrupt).
+_RUN_AND_REPORT = """
+try:
+    host.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
 _SIGINT_CHILD = """
 import asyncio, sys
 from tests.scenarios.test_scenarios import HARNESSES
@@ -351,14 +362,7 @@ host = next(h for h in HARNESSES if h.name == sys.argv[1])
 async def main():
     print("ready", flush=True)
     await asyncio.sleep(60)
-
-try:
-    host.run(main)
-except KeyboardInterrupt:
-    print("KeyboardInterrupt", flush=True)
-    sys.exit(3)
-print("returned", flush=True)
-"""
+""" + _RUN_AND_REPORT
 
 
 def _ready_child(
@@ -427,14 +431,7 @@ def stuck():  # a widget's callback doing blocking work, or caught in a loop
 async def main():
     host.call_soon_in_host(stuck)
     await asyncio.sleep(60)
-
-try:
-    host.run(main)
-except KeyboardInterrupt:
-    print("KeyboardInterrupt", flush=True)
-    sys.exit(3)
-print("returned", flush=True)
-"""
+""" + _RUN_AND_REPORT
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
