@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from .child_process import ctrl_c, ready_child, reaped
 from .scenarios.harness import unavailable
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -697,22 +697,9 @@ except KeyboardInterrupt:
     print("KeyboardInterrupt", flush=True)
     sys.exit(3)
 """
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
-    proc = subprocess.Popen([sys.executable, "-c", child], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
+    with reaped(ready_child(child)) as proc:
         time.sleep(0.3)  # blocked in pygame.event.wait() now
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, elapsed = ctrl_c(proc, timeout=20)
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt\n"
     assert elapsed < 2.0, elapsed

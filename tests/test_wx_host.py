@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from .child_process import ctrl_c, expect_line, reaped, start_child
 from .scenarios import harness_wx
 from .scenarios.harness import unavailable
 
@@ -47,18 +48,8 @@ def _run_with_frame(main: Callable[[], Awaitable[_T]]) -> tuple[_T, Any]:
             frame.Destroy()
 
 
-def _child(
-    code: str, *, argv: list[str] | None = None, timeout: float = 60, **popen: Any
-) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), ROOT]))
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        **popen,
-    )
+def _child(code: str, *, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
+    return start_child(textwrap.dedent(code), *(argv or []))
 
 
 def test_a_wx_timer_keeps_its_time_while_200_tasks_spin() -> None:
@@ -386,18 +377,12 @@ def test_the_run_ends_while_a_show_modal_dialog_is_open(window: str, ending: str
     ended and ``run`` returns (or raises). wx's ``ExitMainLoop()`` and
     ``Exit()`` act only on the active loop, the dialog's then: the run hung in
     ``MainLoop`` (or in its own loop, without a window) for good."""
-    proc = _child(_MODAL_AT_THE_END_CHILD, argv=[window, ending])
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
+    with reaped(_child(_MODAL_AT_THE_END_CHILD, argv=[window, ending])) as proc:
         if ending == "ctrl-c":
-            line = proc.stdout.readline()
-            assert line == b"ready\n", (line, proc.stderr.read())
-            proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+            expect_line(proc, b"ready\n")
+            out, err, _ = ctrl_c(proc, timeout=20)
+        else:
+            out, err = proc.communicate(timeout=20)
     if ending == "ctrl-c":
         assert (proc.returncode, out) == (3, b"KeyboardInterrupt\n"), (proc.returncode, out, err)
     else:
@@ -472,20 +457,10 @@ print("returned", flush=True)
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
 def test_ctrl_c_in_a_plain_wx_program_cancels_main_and_raises_keyboard_interrupt() -> None:
-    proc = _child(_CTRL_C_CHILD)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        line = proc.stdout.readline()
-        assert line == b"ready\n", (line, proc.stderr.read())
+    with reaped(_child(_CTRL_C_CHILD)) as proc:
+        expect_line(proc, b"ready\n")
         time.sleep(0.3)  # wx idles now, blocked in its own wait
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, elapsed = ctrl_c(proc, timeout=20)
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt [\"main's finally ran\"] True\n", (out, err)
     assert elapsed < 5.0, elapsed
@@ -520,24 +495,13 @@ print("returned", flush=True)
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
 def test_a_second_ctrl_c_ends_a_stubborn_shutdown_at_once() -> None:
-    proc = _child(_TWO_CTRL_C_CHILD)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        line = proc.stdout.readline()
-        assert line == b"ready\n", (line, proc.stderr.read())
+    with reaped(_child(_TWO_CTRL_C_CHILD)) as proc:
+        expect_line(proc, b"ready\n")
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        line = proc.stdout.readline()
-        assert line == b"stubborn\n", (line, proc.stderr.read())
+        expect_line(proc, b"stubborn\n")
         time.sleep(0.3)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, elapsed = ctrl_c(proc, timeout=20)
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt\n", (out, err)
     assert elapsed < 5.0, elapsed  # not the 30 s the shutdown wanted

@@ -16,7 +16,6 @@ import math
 import os
 import pkgutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ import pytest
 
 from asyncio_guest import async_callback, run_modal
 
+from ..child_process import ctrl_c, ready_child, reaped
 from . import harness as harness_api
 from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
@@ -365,44 +365,12 @@ async def main():
 """ + _RUN_AND_REPORT
 
 
-def _ready_child(
-    script: str, *args: str, flags: tuple[str, ...] = ()
-) -> subprocess.Popen[bytes]:
-    """Run ``script`` in a child process (this checkout's package and tests
-    importable; ``flags`` for the interpreter); return it once it printed ``ready``."""
-    root_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(root_dir, "src"), root_dir])
-    proc = subprocess.Popen(
-        [sys.executable, *flags, "-c", script, *args],
-        cwd=root_dir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line != b"ready\n":
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError((line, err))
-    return proc
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
 @pytest.mark.parametrize("host", _with(SIGINT))
 def test_ctrl_c_while_the_host_idles(host: Harness) -> None:
-    proc = _ready_child(_SIGINT_CHILD, host.name)
-    try:
+    with reaped(ready_child(_SIGINT_CHILD, host.name)) as proc:
         time.sleep(0.3)  # the host is idle now, blocked in its own wait
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, elapsed = ctrl_c(proc, timeout=20)
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt\n"
     assert elapsed < 5.0, elapsed
@@ -443,20 +411,12 @@ def test_a_second_ctrl_c_interrupts_a_stuck_callback_of_the_program(host: Harnes
     in a plain toolkit program; then the run ends with ``KeyboardInterrupt``.
     It was held back, as if it had landed in our machinery, until the callback
     returned by itself (never, for an endless loop)."""
-    proc = _ready_child(_STUCK_CALLBACK_CHILD, host.name)
-    try:
+    with reaped(ready_child(_STUCK_CALLBACK_CHILD, host.name)) as proc:
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert proc.poll() is None
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=25)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, elapsed = ctrl_c(proc, timeout=25)
     assert out == b"interrupted\nKeyboardInterrupt\n", (out, err)
     assert proc.returncode == 3
     assert elapsed < 10.0, elapsed
@@ -499,20 +459,12 @@ def test_a_second_ctrl_c_cuts_the_runs_shutdown_short(host: Harness, waits_for: 
     slow ``finally`` or for the default executor's thread; a second one ends the
     run at once with ``KeyboardInterrupt`` (chained to the first), as it ends
     ``asyncio.run``'s clean-up."""
-    proc = _ready_child(_SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for)
-    try:
+    with reaped(ready_child(_SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for)) as proc:
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
         time.sleep(1.0)
         assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, elapsed = ctrl_c(proc, timeout=30)
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt KeyboardInterrupt\n", (out, err)
     assert elapsed < 10.0, elapsed
@@ -542,18 +494,13 @@ def test_a_program_whose_shutdown_a_second_ctrl_c_cut_short_exits_quietly(wait: 
     mode: the shutdown left pending is closed at exit without a word on stderr,
     as after ``asyncio.run`` (3.13 printed "Exception ignored ... sys.meta_path
     is None" when the interpreter's last collection closed it)."""
-    proc = _ready_child(
+    child = ready_child(
         _SHUTDOWN_CUT_SHORT_THEN_EXIT_CHILD, f"reference[{wait}]", flags=("-X", "dev")
     )
-    try:
+    with reaped(child) as proc:
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
         time.sleep(0.3)
         assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        out, err, _ = ctrl_c(proc, timeout=30)
     assert (proc.returncode, out, err) == (0, b"KeyboardInterrupt\n", b"")

@@ -542,10 +542,16 @@ class GuestLoopMixin:
         if self._guest_outside_tick:
             self._guest.engine.host_wake()  # type: ignore[union-attr]
 
-    def _guest_registration_changed(self) -> None:
-        self._guest.regs_dirty = True
-        if self._guest_outside_tick:
-            self._guest.engine.host_wake()  # type: ignore[union-attr]
+    def _guest_registration_changed(self, fd: Any) -> None:
+        """Note that ``fd``'s reader or writer changed (see _guest_drop_stale);
+        with poll/select, whose kernel keeps no registrations, also tell the
+        backend, which waits on the fd set it was given."""
+        state = self._guest
+        state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
+        if state.watch_regs:
+            state.regs_dirty = True
+            if self._guest_outside_tick:
+                state.engine.host_wake()  # type: ignore[union-attr]
 
     # ``**kwargs``: 3.15 added ``context=``; passed on only when given, so each
     # Python sees exactly the signature it defines.
@@ -554,38 +560,26 @@ class GuestLoopMixin:
         self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
     ) -> Any:
         result = super()._add_reader(fd, callback, *args, **kwargs)  # type: ignore[misc]
-        state = self._guest
-        state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
-        if state.watch_regs:
-            self._guest_registration_changed()
+        self._guest_registration_changed(fd)
         return result
 
     def _add_writer(
         self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
     ) -> Any:
         result = super()._add_writer(fd, callback, *args, **kwargs)  # type: ignore[misc]
-        state = self._guest
-        state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
-        if state.watch_regs:
-            self._guest_registration_changed()
+        self._guest_registration_changed(fd)
         return result
 
     def _remove_reader(self, fd: Any) -> bool:
         removed: bool = super()._remove_reader(fd)  # type: ignore[misc]
         if removed:
-            state = self._guest
-            state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
-            if state.watch_regs:
-                self._guest_registration_changed()
+            self._guest_registration_changed(fd)
         return removed
 
     def _remove_writer(self, fd: Any) -> bool:
         removed: bool = super()._remove_writer(fd)  # type: ignore[misc]
         if removed:
-            state = self._guest
-            state.changed_fds.add(fd if fd.__class__ is int else _fileobj_to_fd(fd))
-            if state.watch_regs:
-                self._guest_registration_changed()
+            self._guest_registration_changed(fd)
         return removed
 
     def _guest_drop_stale(self, events: Any) -> Any:
@@ -778,6 +772,7 @@ class GuestLoopMixin:
         poll_raw: Callable[[], Any] | None = None
         decode: Callable[[Any], Any] | None = None
         linger: Linger | None = None
+        changed = state.changed_fds  # one set for the loop's life
         # Every exit stores the batch left (_guest.batch) and drops ``handle``:
         # _run_once's "handle = None  # Needed to break cycles when an exception
         # occurs". A failed Task's traceback reaches this frame through f_back
@@ -839,8 +834,8 @@ class GuestLoopMixin:
                     decode = io.decode
                     linger = state.linger
                 waited = bool(ready)  # see _guest_begin
-                if state.changed_fds:
-                    state.changed_fds.clear()  # (see _guest_begin)
+                if changed:
+                    changed.clear()  # (see _guest_begin)
                 events = poll_raw()
                 if (
                     not events
