@@ -112,6 +112,68 @@ def test_a_second_click_while_the_first_task_runs(host: QueueHost, on_busy: Any)
         assert (started, finished, cancelled) == ([1, 2], [2], [1])
 
 
+def test_cancel_leaves_a_task_an_earlier_click_cancelled_to_finish_its_clean_up(
+    host: QueueHost,
+) -> None:
+    """Three quick clicks under ``on_busy="cancel"``: the second cancels the
+    first, whose ``finally`` awaits (closing a connection); the third cancels
+    the second only. Cancelled again, the first's clean-up was cut short."""
+    record: list[str] = []
+
+    async def work(n: int) -> None:
+        record.append(f"{n} start")
+        try:
+            await asyncio.sleep(10)
+        finally:
+            record.append(f"{n} cleaning up")
+            await asyncio.sleep(0.05)
+            record.append(f"{n} clean")
+
+    callback = asyncio_guest.async_callback(work, on_busy="cancel")
+
+    async def main() -> None:
+        for n in (1, 2, 3):
+            host.in_host(lambda n=n: callback(n))
+            await asyncio.sleep(0.01)
+        while len(callback.running) > 1:
+            await asyncio.sleep(0.01)
+        (last,) = callback.running
+        last.cancel()
+        while callback.running:
+            await asyncio.sleep(0.01)
+
+    _run_with_clicks(host, main)
+    assert record == [
+        "1 start", "1 cleaning up", "2 start", "2 cleaning up", "3 start",
+        "1 clean", "2 clean", "3 cleaning up", "3 clean",
+    ], record
+
+
+def test_sys_exit_in_a_callbacks_task_ends_the_run_without_an_error_report(
+    host: QueueHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Quit button's handler calls ``sys.exit(0)``: the run ends with
+    ``SystemExit``, as the program asked, and nothing is reported as an error
+    of the callback (a plain ``command=sys.exit`` says nothing either)."""
+    reported: list[dict[str, Any]] = []
+
+    @asyncio_guest.async_callback
+    async def quit_app() -> None:
+        await asyncio.sleep(0)
+        raise SystemExit(0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        host.in_host(quit_app)
+        await asyncio.sleep(10)
+
+    with caplog.at_level(logging.WARNING):
+        out = host.guest_run(main)
+    assert isinstance(out, outcome.Error) and type(out.error) is SystemExit, out
+    assert reported == [] and caplog.records == []
+
+
 def test_arguments_the_callback_does_not_take_are_dropped(host: QueueHost) -> None:
     seen: list[tuple[Any, ...]] = []
 
@@ -160,6 +222,49 @@ def test_as_a_method_decorator_each_object_has_its_own_policy(host: QueueHost) -
 
     assert _run_with_clicks(host, main) == ["a", "b"]
     assert (a.runs, b.runs) == (1, 1)
+
+
+def test_two_attributes_over_one_method_keep_their_own_policies(host: QueueHost) -> None:
+    """One async method, two callbacks: a button that ignores double clicks and
+    a shortcut that restarts the work. Each object gets one callback per
+    attribute, with that attribute's policy (they shared the first one made)."""
+    class Panel:
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        async def _refresh(self, who: str) -> None:
+            self.log.append(f"start {who}")
+            try:
+                await asyncio.sleep(0.05)
+                self.log.append(f"end {who}")
+            except asyncio.CancelledError:
+                self.log.append(f"cancelled {who}")
+                raise
+
+        refresh_button = asyncio_guest.async_callback(_refresh, on_busy="ignore")
+        refresh_shortcut = asyncio_guest.async_callback(_refresh, on_busy="cancel")
+
+    panel = Panel()
+
+    async def main() -> None:
+        assert (panel.refresh_button.on_busy, panel.refresh_shortcut.on_busy) == (
+            "ignore", "cancel"
+        )
+        host.in_host(lambda: panel.refresh_button("button"))
+        await asyncio.sleep(0.01)
+        host.in_host(lambda: panel.refresh_button("button again"))  # ignored
+        host.in_host(lambda: panel.refresh_shortcut("F5"))  # its own tasks: none busy
+        await asyncio.sleep(0.01)
+        host.in_host(lambda: panel.refresh_shortcut("F5 again"))  # cancels F5's
+        await asyncio.sleep(0.01)
+        while panel.refresh_button.running or panel.refresh_shortcut.running:
+            await asyncio.sleep(0.01)
+
+    _run_with_clicks(host, main)
+    assert panel.log == [
+        "start button", "start F5", "cancelled F5", "start F5 again",
+        "end button", "end F5 again",
+    ], panel.log
 
 
 def test_as_a_method_decorator_on_a_slotted_class_it_says_what_works() -> None:

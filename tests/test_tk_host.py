@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -355,6 +356,54 @@ def test_wait_window_keeps_asyncio_running(root: Any) -> None:
         return ticks[0]
 
     assert agtk.run(main, root=root) == 5
+
+
+def test_wait_window_survives_the_programs_own_destroy_binding(root: Any) -> None:
+    """The program binds ``<Destroy>`` on the window after the wait began (no
+    ``add="+"``: replacing the window's binding, as most Tk code does), or its
+    handler returns "break": the wait still ends when the window is gone, as
+    Tk's own ``wait_window()`` does. (It waited for ever.)"""
+    seen: list[str] = []
+
+    async def main() -> None:
+        top = tkinter.Toplevel(root)
+        waiting = asyncio.create_task(agtk.wait_window(top))
+        await asyncio.sleep(0.02)
+        top.bind("<Destroy>", lambda event: seen.append("program's handler"))
+        top.after(20, top.destroy)
+        await asyncio.wait_for(waiting, 5)
+
+        top = tkinter.Toplevel(root)
+        top.bind("<Destroy>", lambda event: "break")
+        top.after(20, top.destroy)
+        await asyncio.wait_for(agtk.wait_window(top), 5)
+
+    agtk.run(main, root=root)
+    assert seen == ["program's handler"]
+
+
+def test_a_wait_window_that_ends_early_leaves_nothing_behind(root: Any) -> None:
+    """Cancelled or timed out, each wait took its binding and its Tcl command
+    with it: 200 timed-out waits add no command, and the window's bindtags
+    and bindings are as they were."""
+    async def main() -> tuple[int, int, tuple[str, ...], tuple[str, ...]]:
+        top = tkinter.Toplevel(root)
+        tags = top.bindtags()
+        before = len(root.tk.splitlist(root.tk.call("info", "commands")))
+        for _ in range(200):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(agtk.wait_window(top), 0.0005)
+        after = len(root.tk.splitlist(root.tk.call("info", "commands")))
+        still_bound = tuple(
+            tag for tag in top.bindtags() + tags if root.tk.call("bind", tag, "<Destroy>")
+        )
+        top.destroy()
+        return before, after, top.bindtags() if top.winfo_exists() else tags, still_bound
+
+    before, after, tags_after, still_bound = agtk.run(main, root=root)
+    assert after <= before, (before, after)
+    assert still_bound == ()
+    assert not any("asyncio_guest" in tag for tag in tags_after)
 
 
 def test_a_messagebox_through_run_dialog(root: Any) -> None:

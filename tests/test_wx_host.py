@@ -352,10 +352,11 @@ if sys.argv[1] == "frame":
     frame.Show()
 
 async def main():
-    dialog = wx.Dialog(frame, title="still open")
-    asyncio.create_task(agwx.show_modal(dialog))
-    while not dialog.IsModal():
-        await asyncio.sleep(0.005)
+    for n in range(int(sys.argv[3])):  # a second one opens on top of the first
+        dialog = wx.Dialog(frame, title=f"still open {n}")
+        asyncio.create_task(agwx.show_modal(dialog))
+        while not dialog.IsModal():
+            await asyncio.sleep(0.005)
     if sys.argv[2] == "ctrl-c":
         print("ready", flush=True)
         await asyncio.sleep(60)
@@ -370,14 +371,20 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+@pytest.mark.parametrize("dialogs", ["1", "2"])
 @pytest.mark.parametrize("ending", ["main-returns", "ctrl-c"])
 @pytest.mark.parametrize("window", ["frame", "no-frame"])
-def test_the_run_ends_while_a_show_modal_dialog_is_open(window: str, ending: str) -> None:
+def test_the_run_ends_while_a_show_modal_dialog_is_open(
+    window: str, ending: str, dialogs: str
+) -> None:
     """``main`` ends (or Ctrl+C) with a ``show_modal`` dialog open: the dialog is
     ended and ``run`` returns (or raises). wx's ``ExitMainLoop()`` and
     ``Exit()`` act only on the active loop, the dialog's then: the run hung in
-    ``MainLoop`` (or in its own loop, without a window) for good."""
-    with reaped(_child(_MODAL_AT_THE_END_CHILD, argv=[window, ending])) as proc:
+    ``MainLoop`` (or in its own loop, without a window) for good. With two
+    dialogs open (two tasks, the second's loop inside the first's), the first
+    one's ``EndModal`` ended nothing and the run hung in its loop, with no
+    window left to answer."""
+    with reaped(_child(_MODAL_AT_THE_END_CHILD, argv=[window, ending, dialogs])) as proc:
         if ending == "ctrl-c":
             expect_line(proc, b"ready\n")
             out, err, _ = ctrl_c(proc, timeout=20)
@@ -387,6 +394,52 @@ def test_the_run_ends_while_a_show_modal_dialog_is_open(window: str, ending: str
         assert (proc.returncode, out) == (3, b"KeyboardInterrupt\n"), (proc.returncode, out, err)
     else:
         assert (proc.returncode, out) == (0, b"main's value\n"), (proc.returncode, out, err)
+
+
+_CANCEL_UNDER_ANOTHER_DIALOG_CHILD = """
+import asyncio, time, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)
+frame = wx.Frame(None, title="nested dialogs")
+frame.Show()
+began = time.monotonic()
+
+async def main():
+    outer, inner = wx.Dialog(frame, title="outer"), wx.Dialog(frame, title="inner")
+    outer_task = asyncio.create_task(agwx.show_modal(outer))
+    while not outer.IsModal():
+        await asyncio.sleep(0.005)
+    inner_task = asyncio.create_task(agwx.show_modal(inner))
+    while not inner.IsModal():
+        await asyncio.sleep(0.005)
+    outer_task.cancel()  # the program gives up on the outer one
+    try:
+        await outer_task
+    except asyncio.CancelledError:
+        print("outer cancelled", flush=True)
+    await asyncio.sleep(0.2)
+    inner.EndModal(wx.ID_OK)  # the user answers the inner one
+    print("inner returned", await inner_task == wx.ID_OK, flush=True)
+    while outer.IsModal():  # its loop ends now, as the inner one's has
+        await asyncio.sleep(0.005)
+    return "main's value"
+
+print(agwx.run(main), round(time.monotonic() - began) < 10, flush=True)
+"""
+
+
+def test_a_dialog_cancelled_under_another_one_ends_when_that_one_closes() -> None:
+    """Two ``show_modal`` dialogs, the second on top; the first one's task is
+    cancelled: its task ends at once, its dialog's loop ends when the one
+    above it closes, and the run goes on to its end. (It hung in that loop.)"""
+    with reaped(_child(_CANCEL_UNDER_ANOTHER_DIALOG_CHILD)) as proc:
+        out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (
+        0, b"outer cancelled\ninner returned True\nmain's value True\n"
+    ), (proc.returncode, out, err)
 
 
 def test_async_callback_is_a_bind_handler() -> None:

@@ -13,7 +13,9 @@ wrong, this does not:
   the callback named, not at collection time as "never retrieved";
 * a second call while the first task still runs follows a policy (``on_busy``):
   ``"run"`` starts another one beside it, ``"ignore"`` drops the call,
-  ``"cancel"`` cancels the running ones and starts the new one;
+  ``"cancel"`` cancels the running ones and starts the new one (a task that an
+  earlier call cancelled already is left to finish its clean-up: cancelled
+  again, its ``finally`` would be cut short, as ``TaskGroup`` never does);
 * positional arguments the callback does not accept are dropped, as Qt does for
   its own slots (``clicked`` passes ``checked``; Tk's ``bind`` passes the event).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -57,6 +60,10 @@ class AsyncCallback(Generic[_T]):
         self.on_busy = on_busy
         self.loop = loop
         self.running: set[asyncio.Task[_T]] = set()
+        # Those of ``running`` that a call cancelled (``on_busy="cancel"``).
+        self._superseded: set[asyncio.Task[_T]] = set()
+        # As a method decorator, the attribute's name in the class (__set_name__).
+        self._attribute: str | None = None
         # The coroutines being handed to create_task: an eager task factory
         # runs a task's first step inside that call, and the step may call us
         # again (a handler that emits its own signal) before we hold the task.
@@ -81,7 +88,9 @@ class AsyncCallback(Generic[_T]):
             if busy and self.on_busy == "ignore":
                 return None
             for task in busy:  # on_busy == "cancel"
-                task.cancel()
+                if not _cancelling(task, self._superseded):
+                    task.cancel()
+                    self._superseded.add(task)
         if self._max_args is not None:
             args = args[: self._max_args]
         coro = self.fn(*args, **kwargs)
@@ -121,13 +130,17 @@ class AsyncCallback(Generic[_T]):
 
     def _ended(self, task: asyncio.Task[_T]) -> None:
         self.running.discard(task)
+        self._superseded.discard(task)
         if task.cancelled():
             return
         # Also marks it retrieved: no "never retrieved" at collection. (A task
         # that fails while the run's shutdown cancels it is reported by the
         # shutdown too, as asyncio.run reports any such task.)
         exc = task.exception()
-        if exc is not None:
+        # KeyboardInterrupt and SystemExit left the task's step and end the
+        # run with it (sys.exit() in a Quit button's handler): not an error
+        # of the callback to report.
+        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             task.get_loop().call_exception_handler(
                 {
                     "message": f"exception in async callback {self._name()}",
@@ -139,14 +152,20 @@ class AsyncCallback(Generic[_T]):
     def _name(self) -> str:
         return getattr(self.fn, "__qualname__", None) or repr(self.fn)
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"{owner.__qualname__}.{name}"
+
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         """As a method decorator: one ``AsyncCallback`` per instance (its own
         ``running`` set, so ``on_busy`` is per object), made on first access."""
         if instance is None:
             return self
-        # Keyed by the qualified name: a subclass's override of the same name
-        # (which may call super()'s) is another callback, with its own entry.
-        key = str(getattr(self.fn, "__qualname__", None) or getattr(self.fn, "__name__", "fn"))
+        # Keyed by this descriptor: a subclass's override of the same name
+        # (which may call super()'s) is another callback, with its own entry,
+        # and so is a second attribute over the same function with another
+        # policy (a button that ignores double clicks, a shortcut that
+        # restarts). Its class and attribute name, where it has them.
+        key = self._attribute or f"{self._name()}@{id(self):x}"
         name = "__async_callback_" + key
         try:
             per_object = instance.__dict__
@@ -177,6 +196,14 @@ def _called_by_host_code(loop: asyncio.AbstractEventLoop) -> bool:
 
 def _raise(exc: BaseException) -> None:
     raise exc
+
+
+def _cancelling(task: asyncio.Task[Any], cancelled_by_us: set[Any]) -> bool:
+    """Whether ``task`` has a cancellation in progress: by anyone, where the
+    task counts them (3.11+), else by our own ``cancel()``."""
+    if sys.version_info >= (3, 11):
+        return task.cancelling() > 0
+    return task in cancelled_by_us
 
 
 def _positional_capacity(fn: Callable[..., Any]) -> int | None:

@@ -585,23 +585,38 @@ async def wait_window(window: tkinter.Misc) -> None:
     """Await the destruction of ``window`` (a Toplevel, a dialog) without a nested loop.
 
     Unlike ``window.wait_window()`` (a nested event loop: called from a task it
-    pauses asyncio until the window is gone), this binds ``<Destroy>`` and
-    awaits a future, so asyncio keeps running. Returns at once if the window
-    no longer exists.
+    pauses asyncio until the window is gone), this awaits a future that a
+    ``<Destroy>`` binding resolves, so asyncio keeps running. Returns at once if
+    the window no longer exists.
+
+    The binding is on a tag of its own, put first in the window's bindtags
+    while the wait lasts: the program's own ``window.bind("<Destroy>", ...)``
+    (which replaces the window's binding) or a handler returning "break"
+    cannot take it away, and a wait that ends otherwise (cancelled, timed
+    out) leaves neither a binding nor a Tcl command behind.
     """
     if not _window_exists(window):
         return
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
-    path = str(window)
+    tag = f"asyncio_guest_wait_window{next(_serial)}"
 
     def on_destroy(event: tkinter.Event[Any]) -> None:
-        # <Destroy> also reaches the toplevel's bindings for each child destroyed.
-        if str(event.widget) == path and not gone.done():
+        if not gone.done():
             gone.set_result(None)
 
-    window.bind("<Destroy>", on_destroy, add="+")
-    await gone
+    command = window.bind_class(tag, "<Destroy>", on_destroy)
+    window.bindtags((tag, *window.bindtags()))
+    try:
+        await gone
+    finally:
+        try:
+            if _window_exists(window):
+                window.bindtags(tuple(t for t in window.bindtags() if t != tag))
+            window.unbind_class(tag, "<Destroy>")
+            window.tk.deletecommand(command)  # (bind_class keeps no record of it)
+        except tkinter.TclError:
+            pass  # the interpreter's application was destroyed: nothing is left
 
 
 async def run_dialog(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

@@ -488,10 +488,35 @@ async def show_modal(dialog: Any) -> int:
     ``wx.FileDialog``...) runs GTK's own loop (asyncio still runs under it),
     reports ``IsModal()`` False and cannot be ended from code, so it stays
     open until the user answers it.
+
+    Two dialogs open at once (two tasks each awaiting one) nest: the second
+    one's loop runs inside the first's. ``EndModal`` ends only the innermost
+    loop, so a dialog with another one open above it is ended through its
+    own loop (``ScheduleExit``), which returns once the dialog above closes;
+    the run's end, which cancels both, then ends both.
     """
+    own_loop: list[Any] = []  # the dialog's modal loop, while it runs
+
+    def note_own_loop() -> None:
+        # Called from the first pending-event pass of the dialog's loop.
+        if dialog and dialog.IsModal() and not own_loop:
+            own_loop.append(wx.EventLoopBase.GetActive())
+
+    def show() -> Any:
+        wx.CallAfter(note_own_loop)
+        try:
+            return dialog.ShowModal()
+        finally:
+            own_loop.append(None)  # the loop is gone: never touch it again
+
     try:
-        return int(await run_modal(dialog.ShowModal))
+        return int(await run_modal(show))
     except asyncio.CancelledError:
         if dialog and dialog.IsModal():
+            loop = own_loop[0] if own_loop else None
             dialog.EndModal(wx.ID_CANCEL)
+            if loop is not None and not loop.IsRunning():
+                # Another modal loop runs inside this one: EndModal ended
+                # nothing (it ends the active loop only).
+                loop.ScheduleExit(wx.ID_CANCEL)
         raise
