@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import time
+import warnings
 from typing import Any
 
 import outcome
@@ -350,6 +351,42 @@ def test_called_with_no_guest_run_it_says_so() -> None:
 
 
 # ----------------------------------------------------------------- run_modal
+
+
+def test_called_after_its_run_ended_it_says_so_and_leaves_no_coroutine() -> None:
+    """A callback bound to a run's loop (``loop=``) and clicked after that run
+    ended: a clear error, before any coroutine is made (it was "Event loop is
+    closed" and a "coroutine ... was never awaited" warning)."""
+    made: list[str] = []
+
+    async def fetch() -> None:
+        made.append("coroutine ran")
+
+    async def main() -> Any:
+        return asyncio_guest.async_callback(fetch, loop=asyncio.get_running_loop())
+
+    callback = asyncio_guest.run(main)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="after its guest run ended"):
+            callback()
+        gc.collect()
+    assert made == []
+
+
+def test_a_plain_function_given_for_an_async_one_is_a_clear_type_error(
+    host: QueueHost,
+) -> None:
+    def not_async() -> None:
+        pass
+
+    callback = asyncio_guest.async_callback(not_async)  # type: ignore[arg-type, var-annotated]
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match="returned None, not a coroutine"):
+            callback()
+
+    _run_with_clicks(host, main)
 
 
 def test_run_modal_keeps_asyncio_running_while_the_dialog_is_open(host: QueueHost) -> None:

@@ -83,6 +83,11 @@ class AsyncCallback(Generic[_T]):
                     "on this thread: call it from the host thread while the guest runs, "
                     "or give async_callback(..., loop=guest_loop)"
                 ) from None
+        if loop.is_closed():
+            raise RuntimeError(
+                f"async callback {self._name()} was called after its guest run ended "
+                "(its loop is closed): nothing can run it any more"
+            )
         if self.on_busy != "run":
             busy = self._busy(loop)
             if busy and self.on_busy == "ignore":
@@ -94,6 +99,11 @@ class AsyncCallback(Generic[_T]):
         if self._max_args is not None:
             args = args[: self._max_args]
         coro = self.fn(*args, **kwargs)
+        if not inspect.isawaitable(coro):
+            raise TypeError(
+                f"async callback {self._name()} returned {coro!r}, not a coroutine: "
+                "async_callback wraps an async function (async def)"
+            )
         self._starting.append(coro)
         try:
             task = loop.create_task(coro, name=f"async callback {self._name()}")
