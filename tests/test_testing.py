@@ -178,6 +178,45 @@ def test_asyncio_runner_with_guest_loop_factory(
         assert runner.run(main()) == expected
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 13),
+    reason=(
+        "IsolatedAsyncioTestCase.loop_factory is new in 3.13 "
+        f"(running {sys.version.split()[0]})"
+    ),
+)
+def test_an_isolated_asyncio_test_case_runs_on_guest_loops_through_event_loop() -> None:
+    """``loop_factory = EventLoop`` on a test case class runs its tests on guest
+    loops; ``new_event_loop`` there (a function: a method once looked up on the
+    case) is refused with a message that names ``EventLoop``."""
+    import unittest
+
+    seen: list[str] = []
+
+    class OnGuestLoops(unittest.IsolatedAsyncioTestCase):
+        loop_factory = asyncio_guest.testing.EventLoop
+
+        async def test_it(self) -> None:
+            await asyncio.sleep(0.001)
+            seen.append(type(asyncio.get_running_loop()).__name__)
+
+    class WithTheFunction(unittest.IsolatedAsyncioTestCase):
+        loop_factory = asyncio_guest.testing.new_event_loop
+
+        async def test_it(self) -> None:
+            seen.append("ran")
+
+    results = []
+    for case in (OnGuestLoops, WithTheFunction):
+        result = unittest.TestResult()
+        unittest.defaultTestLoader.loadTestsFromTestCase(case).run(result)
+        results.append(result)
+    assert results[0].wasSuccessful(), results[0].errors + results[0].failures
+    assert seen == [asyncio_guest.testing.EventLoop.__name__]
+    ((_, error),) = results[1].errors
+    assert "use asyncio_guest.testing.EventLoop there" in error, error
+
+
 @pytest.mark.parametrize("stock", STOCK_LOOPS)
 def test_as_guest_loop_keeps_the_object(stock: type[asyncio.AbstractEventLoop]) -> None:
     guest_cls = asyncio_guest._core.guest_loop.guest_class_for(stock)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -134,6 +136,25 @@ def test_run_without_a_root_makes_and_destroys_one() -> None:
 
     assert agtk.run(main) == "."
     assert tkinter._default_root is None  # type: ignore[attr-defined]
+
+
+def test_a_run_that_cannot_begin_closes_the_coroutine_it_was_given() -> None:
+    """A root destroyed before the run (or no display): Tk's error is what the
+    user sees, with no "coroutine 'main' was never awaited" warning after it."""
+    dead = tkinter.Tk()
+    dead.destroy()
+
+    async def main() -> None:
+        pass
+
+    coro = main()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(tkinter.TclError):
+            agtk.run(coro, root=dead)
+        assert coro.cr_frame is None  # closed
+        del coro
+        gc.collect()
 
 
 def test_a_given_root_outlives_a_normal_end(root: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import math
@@ -15,6 +16,7 @@ import textwrap
 import threading
 import time
 import traceback
+import warnings
 from typing import Any
 
 import anyio
@@ -103,6 +105,36 @@ def test_a_second_concurrent_run_asyncio_is_refused_and_the_first_goes_on() -> N
     first, message = trio.run(trio_main)
     assert first == "first done"
     assert "one guest at a time" in message
+
+
+def test_used_from_asyncio_instead_of_trio_it_says_what_went_wrong() -> None:
+    """``trio.run`` called inside a running asyncio loop, or ``run_asyncio``
+    awaited in asyncio code with no Trio at all: each says so, and closes the
+    coroutine it was given (no "never awaited" after the error). Both said
+    "another run_asyncio() in this trio.run?" before."""
+
+    async def main() -> int:
+        return 1
+
+    async def asyncio_main() -> list[str]:
+        said = []
+        with pytest.raises(RuntimeError) as info:
+            run(main(), loop_factory=LOOP)
+        said.append(str(info.value))
+        with pytest.raises(RuntimeError) as info:
+            await run_asyncio(main(), loop_factory=LOOP)
+        said.append(str(info.value))
+        return said
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        said = asyncio.run(asyncio_main())
+        gc.collect()
+    assert said == [
+        "asyncio_guest.trio.run() cannot be called from a running event loop",
+        "asyncio_guest.trio.run_asyncio() must be awaited inside trio.run: it runs "
+        "asyncio as Trio's guest (in asyncio code, await main() itself)",
+    ]
 
 
 def test_a_refused_run_asyncio_closes_the_coroutine_it_was_given() -> None:

@@ -165,7 +165,7 @@ class AsyncCallback(Generic[_T]):
     def __set_name__(self, owner: type, name: str) -> None:
         self._attribute = f"{owner.__qualname__}.{name}"
 
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
+    def __get__(self, instance: object, owner: type | None = None) -> AsyncCallback[_T]:
         """As a method decorator: one ``AsyncCallback`` per instance (its own
         ``running`` set, so ``on_busy`` is per object), made on first access."""
         if instance is None:
@@ -189,7 +189,7 @@ class AsyncCallback(Generic[_T]):
                 "(its running tasks, its on_busy policy); add '__dict__' to __slots__, "
                 "or make one per object: async_callback(obj.method)"
             ) from None
-        bound = per_object.get(name)
+        bound: AsyncCallback[_T] | None = per_object.get(name)
         if bound is None:
             bound = per_object[name] = AsyncCallback(
                 self.fn.__get__(instance, owner),

@@ -70,21 +70,32 @@ import math
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import gi
 import outcome
-from gi.repository import GLib
+
+from ._core.errors import raise_first, toolkit_missing
+
+try:
+    import gi
+    from gi.repository import GLib
+except ImportError as _exc:
+    raise toolkit_missing(
+        "asyncio_guest.glib", "PyGObject", "pip install 'asyncio-guest[glib]'", _exc
+    ) from _exc
 
 from ._core.entry import run_beside, start_with_host
-from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.interrupts import run_host_loop
+from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.wake_queue import CoalescingQueue
 
 __all__ = ["BUSY_PRIORITY", "WAKE_PRIORITY", "GLibHost", "run", "run_dialog", "start_guest_run"]
 
 logger = logging.getLogger("asyncio_guest")
+
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 
@@ -326,9 +337,10 @@ class GLibHost:
 # ------------------------------------------------------------- entries
 
 
+@closes_main_if_it_never_ran
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     host: GLibHost | None = None,
     context: Any = None,
@@ -371,9 +383,10 @@ def _gtk3() -> Any:
     return None
 
 
+@closes_main_if_it_never_ran
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     loop: Any = None,
     application: Any = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,

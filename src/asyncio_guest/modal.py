@@ -31,16 +31,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ._core.guest_loop import engine_of
 
 __all__ = ["run_modal"]
 
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
+
 _T = TypeVar("_T")
 
 
-async def run_modal(fn: Callable[..., _T], *args: Any) -> _T:
+async def run_modal(fn: Callable[[Unpack[MainArgs]], _T], *args: Unpack[MainArgs]) -> _T:
     """Run ``fn(*args)`` from the host loop, outside the tick; await its result.
 
     Must be awaited in a guest run (``start_guest_run`` or a host module's

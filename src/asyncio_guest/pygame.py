@@ -93,18 +93,33 @@ import threading
 import time
 from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
-import pygame
+
+from ._core.errors import toolkit_missing
+
+try:
+    import pygame
+except ImportError as _exc:
+    raise toolkit_missing(
+        "asyncio_guest.pygame",
+        "pygame-ce or pygame",
+        "pip install 'asyncio-guest[pygame-ce]' or 'asyncio-guest[pygame]'",
+        _exc,
+    ) from _exc
 
 from ._core import fd_watch
 from ._core.entry import run_beside, start_with_host
 from ._core.guest_loop import engine_of
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.wake_queue import CoalescingQueue
 
 __all__ = ["DEFAULT_FRAME_BUDGET", "PygameHost", "run", "start_guest_run"]
+
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 
@@ -547,9 +562,10 @@ def _fd_watcher(host: PygameHost) -> PygameHost | None:
 # ------------------------------------------------------------- entries
 
 
+@closes_main_if_it_never_ran
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     host: PygameHost | None = None,
     doorbell: bool = False,
@@ -599,9 +615,10 @@ def _default_frame_loop(host: PygameHost) -> None:
         host.pump()
 
 
+@closes_main_if_it_never_ran
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     frame_loop: Callable[[PygameHost], object] | None = None,
     host: PygameHost | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,

@@ -72,7 +72,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
 
@@ -80,12 +80,16 @@ from . import _qt_binding
 from ._core.entry import run_beside, start_with_host
 from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
 __all__ = ["QtHost", "binding_name", "exec_dialog", "run", "start_guest_run", "use_binding"]
 
 logger = logging.getLogger("asyncio_guest")
+
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 
@@ -386,9 +390,10 @@ class QtHost:
         self.close()
 
 
+@closes_main_if_it_never_ran
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     app: Any = None,
     host: QtHost | None = None,
@@ -422,9 +427,10 @@ def start_guest_run(
     )
 
 
+@closes_main_if_it_never_ran
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     app: Any = None,
     binding: str | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,

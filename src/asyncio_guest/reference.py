@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._core.entry import run_beside
 from ._core.handover import DEFAULT_TICK_BUDGET
@@ -21,12 +21,15 @@ from ._core.reference_host import HostTimer, ReferenceHost
 
 __all__ = ["HostTimer", "ReferenceHost", "run"]
 
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
+
 _T = TypeVar("_T")
 
 
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     host: ReferenceHost | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,

@@ -15,7 +15,9 @@ every new loop a guest loop. asyncio deprecates policies from Python 3.14
 (removal in 3.16), so the class is made only when first asked for, and asking
 for it warns there, as ``asyncio.DefaultEventLoopPolicy`` does: importing this
 module never warns. Prefer ``loop_factory=new_event_loop`` where the suite
-accepts one.
+accepts one. As a class attribute (``IsolatedAsyncioTestCase.loop_factory``,
+which is looked up on the test case, so a function there becomes a method)
+use the class ``EventLoop`` instead, as with ``asyncio.EventLoop``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from typing import Any
 
 from ._core.guest_loop import GuestSelectorEventLoop, as_guest_loop, default_loop_factory
 
-__all__ = ["GuestSelectorEventLoop", "as_guest_loop", "new_event_loop"]
+__all__ = ["EventLoop", "GuestSelectorEventLoop", "as_guest_loop", "new_event_loop"]
+
+#: The guest loop class of the platform's default kind (what ``new_event_loop()``
+#: makes): a class, so it stays a plain factory as a class attribute.
+EventLoop: type[asyncio.AbstractEventLoop]
+if sys.platform == "win32":
+    from ._core.guest_loop import GuestProactorEventLoop
+
+    EventLoop = GuestProactorEventLoop
+else:
+    EventLoop = GuestSelectorEventLoop
 
 _POLICIES_DEPRECATED = sys.version_info >= (3, 14)
 
@@ -39,6 +51,12 @@ def new_event_loop(selector: selectors.BaseSelector | None = None) -> asyncio.Ab
     That is the proactor (IOCP) loop on Windows and the selector loop elsewhere;
     with a ``selector``, a selector loop on it.
     """
+    if selector is not None and not isinstance(selector, selectors.BaseSelector):
+        raise TypeError(
+            f"new_event_loop(selector) takes a selectors.BaseSelector, got {selector!r}; "
+            "as a class attribute (IsolatedAsyncioTestCase.loop_factory) a function "
+            "becomes a method: use asyncio_guest.testing.EventLoop there"
+        )
     if selector is not None:
         return GuestSelectorEventLoop(selector)
     return default_loop_factory()

@@ -54,20 +54,36 @@ import itertools
 import os
 import sys
 import threading
-import tkinter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
+
+from ._core.errors import toolkit_missing
+
+try:
+    import tkinter
+except ImportError as _exc:
+    raise toolkit_missing(
+        "asyncio_guest.tk",
+        "tkinter",
+        "a Python built with Tk (python.org's and Windows' installers include it; "
+        "Debian, Ubuntu: apt install python3-tk)",
+        _exc,
+    ) from _exc
 
 from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.interrupts import run_host_loop
+from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.select_limit import SELECT_FD_LIMIT
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
 __all__ = ["TkHost", "run", "run_dialog", "start_guest_run", "wait_window"]
+
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 _serial = itertools.count()
@@ -388,9 +404,10 @@ def _close_fds(fds: list[int]) -> None:
 # ------------------------------------------------------------- entries
 
 
+@closes_main_if_it_never_ran
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     root: tkinter.Misc,
     done_callback: Callable[[outcome.Outcome[_T]], object],
     host: TkHost | None = None,
@@ -429,9 +446,10 @@ def _window_exists(root: tkinter.Misc) -> bool:
         return False
 
 
+@closes_main_if_it_never_ran
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     root: tkinter.Tk | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,

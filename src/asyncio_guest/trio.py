@@ -55,16 +55,27 @@ import logging
 import math
 from asyncio import events
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
-import trio
+
+from ._core.errors import toolkit_missing
+
+try:
+    import trio
+except ImportError as _exc:
+    raise toolkit_missing(
+        "asyncio_guest.trio", "Trio", "pip install 'asyncio-guest[trio]'", _exc
+    ) from _exc
 
 from ._core.guest_loop import engine_of
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import RunLifecycle, close_refused, start
 
 __all__ = ["TrioFdWatcher", "run", "run_asyncio", "trio_host_primitives"]
+
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 HostFn = Callable[[], object]
@@ -291,8 +302,8 @@ class _GuestRun:
 
 
 async def run_asyncio(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
@@ -317,6 +328,14 @@ async def run_asyncio(
     Only one guest at a time per thread: raises ``RuntimeError`` if an asyncio
     loop is already running here (another ``run_asyncio``, say).
     """
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        close_refused(main)
+        raise RuntimeError(
+            "asyncio_guest.trio.run_asyncio() must be awaited inside trio.run: it runs "
+            "asyncio as Trio's guest (in asyncio code, await main() itself)"
+        ) from None
     if events._get_running_loop() is not None:
         close_refused(main)
         raise RuntimeError(
@@ -383,8 +402,8 @@ async def run_asyncio(
 
 
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
@@ -396,6 +415,10 @@ def run(
     charge (Trio libraries alongside, Trio's Ctrl+C handling).
     ``trio_run_options`` go to ``trio.run`` (``clock``, ``instruments``...).
     """
+
+    if events._get_running_loop() is not None:
+        close_refused(main)
+        raise RuntimeError("asyncio_guest.trio.run() cannot be called from a running event loop")
 
     async def trio_main() -> _T:
         return await run_asyncio(

@@ -96,7 +96,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
 
@@ -104,6 +104,7 @@ from . import _win32_api as w
 from ._core.entry import refuse_inside_a_running_loop, start_with_host
 from ._core.errors import cleanup_twice
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.lifecycle import start as _start
 from ._core.wake_queue import CoalescingQueue
 
@@ -115,6 +116,9 @@ _WAKE_MESSAGE_NAME = "asyncio_guest.Win32Host.wake"
 # Our WM_TIMER's id ("agst", unlikely to collide with a framework window's own
 # timers): the wake-up when a busy tick yields to the GUI (the safety net) or
 # to a WM_QUIT, and when the host thread finds its own queue full.
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
+
 _T = TypeVar("_T")
 _TIMER_ID = 0x61677374
 # Messages of the GUI's that get their turn before a busy guest's next tick.
@@ -612,9 +616,10 @@ def _close_main_thread_hosts() -> None:
                 logger.exception("asyncio_guest.win32: closing a Win32Host at exit failed")
 
 
+@closes_main_if_it_never_ran
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     host: Win32Host | None = None,
     host_uses_signal_set_wakeup_fd: bool = False,
@@ -650,9 +655,10 @@ def start_guest_run(
     )
 
 
+@closes_main_if_it_never_ran
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,

@@ -81,21 +81,36 @@ import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
-import wx
+
+from ._core.errors import raise_first, toolkit_missing
+
+try:
+    import wx
+except ImportError as _exc:
+    raise toolkit_missing(
+        "asyncio_guest.wx",
+        "wxPython",
+        "pip install 'asyncio-guest[wx]' (Windows, macOS); on Linux, the distribution's "
+        "package (Debian, Ubuntu: apt install python3-wxgtk4.0)",
+        _exc,
+    ) from _exc
 
 from ._core.entry import run_beside, start_with_host
-from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.interrupts import run_host_loop
+from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.wake_queue import CoalescingQueue
 from .modal import run_modal
 
 __all__ = ["WxHost", "run", "show_modal", "start_guest_run"]
 
 logger = logging.getLogger("asyncio_guest")
+
+if TYPE_CHECKING:
+    from ._core.main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 
@@ -326,9 +341,10 @@ def _glib_watcher() -> Any:
 # ------------------------------------------------------------- entries
 
 
+@closes_main_if_it_never_ran
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     app: Any = None,
     host: WxHost | None = None,
@@ -377,9 +393,10 @@ def _the_app(app: Any) -> Any:
     return app
 
 
+@closes_main_if_it_never_ran
 def run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     app: Any = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,

@@ -64,3 +64,24 @@ def check() -> None:
     )
     # Something that is not awaitable is rejected.
     asyncio_guest.run(42)  # type: ignore[arg-type]
+    # Arguments are checked against main's parameters, as trio.run's are.
+    asyncio_guest.run(answer, "41")  # type: ignore[arg-type]
+    asyncio_guest.run(answer)  # type: ignore[arg-type]
+    asyncio_guest.start_guest_run(
+        answer, 1, 2,  # type: ignore[arg-type]
+        run_sync_soon_threadsafe=post, done_callback=on_done,
+    )
+
+    # A method decorated with async_callback is its object's AsyncCallback.
+    class Panel:
+        @asyncio_guest.async_callback(on_busy="ignore")
+        async def refresh(self, n: int) -> str:
+            return str(n)
+
+    assert_type(Panel().refresh, asyncio_guest.AsyncCallback[str])
+    assert_type(Panel().refresh.running, set[asyncio.Task[str]])
+
+    # run_modal: the blocking call's arguments are checked, its result typed.
+    async def modal() -> None:
+        assert_type(await asyncio_guest.run_modal(pow, 2, 3), int)
+        await asyncio_guest.run_modal(len, 1)  # type: ignore[arg-type]

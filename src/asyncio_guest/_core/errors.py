@@ -36,3 +36,12 @@ def raise_first(errors: list[BaseException]) -> None:
         first = errors[0]
         errors.clear()
         raise first
+
+
+def toolkit_missing(module: str, toolkit: str, how: str, exc: ImportError) -> ImportError:
+    """The error a host module raises when importing its toolkit failed: which
+    module needs what, and how to install it (the extra), with the import's
+    own message (a toolkit installed but broken says why). A missing one stays
+    a ``ModuleNotFoundError``, for code that tells the two apart."""
+    kind = ModuleNotFoundError if isinstance(exc, ModuleNotFoundError) else ImportError
+    return kind(f"{module} needs {toolkit}: {how} ({exc})", name=exc.name)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import inspect
 import logging
 import signal
@@ -33,7 +34,7 @@ import types
 import warnings
 from asyncio import events
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import outcome
 
@@ -43,6 +44,9 @@ from .fd_watch import FdWatcher
 from .guest_loop import GuestLoopMixin, as_guest_loop, default_loop_factory
 from .handover import DEFAULT_TICK_BUDGET, Engine
 from .interrupts import call_user_with, interrupt_lands_in_user_code
+
+if TYPE_CHECKING:
+    from .main_args import MainArgs, Unpack
 
 _T = TypeVar("_T")
 logger = logging.getLogger("asyncio_guest")
@@ -54,6 +58,30 @@ def close_refused(main: object) -> None:
     it is not reported as never awaited (the refusal is the error to see)."""
     if inspect.iscoroutine(main):
         main.close()
+
+
+_Entry = TypeVar("_Entry", bound=Callable[..., Any])
+
+
+def closes_main_if_it_never_ran(entry: _Entry) -> _Entry:
+    """For a host module's ``run``/``start_guest_run(main, ...)``: if it raises
+    before ``main``'s coroutine took its first step (no display for Tk, no Qt
+    binding, pygame not initialised...), close that coroutine, so the error is
+    what the user sees, not a "coroutine ... was never awaited" after it."""
+
+    @functools.wraps(entry)
+    def entry_closing_main(main: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return entry(main, *args, **kwargs)
+        except BaseException:
+            if (
+                inspect.iscoroutine(main)
+                and inspect.getcoroutinestate(main) == inspect.CORO_CREATED
+            ):
+                main.close()
+            raise
+
+    return cast(_Entry, entry_closing_main)
 
 
 # Shutdowns a Ctrl+C cut short, kept until the interpreter exits (see below).
@@ -104,7 +132,10 @@ def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any
     if inspect.iscoroutine(main):
         if args:
             main.close()  # refused (see close_refused)
-            raise TypeError("start_guest_run() got a coroutine object and extra arguments")
+            raise TypeError(
+                "a coroutine object was given with extra arguments: give the async "
+                "function and its arguments (main, 1, 2), or the coroutine alone (main(1, 2))"
+            )
         return main
     if callable(main):
         coro = main(*args)
@@ -586,8 +617,8 @@ def _restore_wakeup_fd(old_fd: int) -> None:
 
 
 def start_guest_run(
-    main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
-    *args: Any,
+    main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
+    *args: Unpack[MainArgs],
     run_sync_soon_threadsafe: Callable[[Callable[[], object]], object],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     run_sync_soon_not_threadsafe: Callable[[Callable[[], object]], object] | None = None,
