@@ -56,7 +56,15 @@ class Row:
             value = self.ratio
             ok = value >= bar.value if bar.kind == "ratio_min" else value <= bar.value
         if math.isnan(value):
-            return "no data" if self.plain or self.guest else "ERROR"
+            if not (self.plain or self.guest):
+                return "ERROR"
+            guest_measured = any(not math.isnan(g) for g in self.guest)
+            plain_measured = any(not math.isnan(p) for p in self.plain)
+            if not guest_measured and (plain_measured or bar.kind == "guest_max"):
+                # A gated metric the guest never measured (every round NaN)
+                # passes nothing: it fails the run, as a missed bar does.
+                return "NO DATA"
+            return "no data"
         return "pass" if ok else "FAIL"
 
     def to_json(self) -> dict[str, object]:

@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     # The exit status is about asyncio-guest: a bar missed, or a plain/guest
     # measurement failed. A failing peer shows in the table and the JSON only.
     failed = [r for rows in summaries.values() for r in rows
-              if r.verdict() in ("FAIL", "ERROR")]
+              if r.verdict() in ("FAIL", "ERROR", "NO DATA")]
     ours_failed = [e for e in errors if "/peer:" not in e]
     return 1 if failed or ours_failed else 0
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
 import faulthandler
 import functools
 import gc
@@ -357,6 +358,21 @@ def primitive_cases(kind: str) -> Cases:
         yield f"host primitive raising on call {k}", case, InjectedFault
 
 
+@contextlib.contextmanager
+def _backend_thread_wait() -> Iterator[None]:
+    """Runs whose wait is the backend thread's: the zero-thread wait joins no
+    thread, so the ``joins`` family would inject nothing there."""
+    before = os.environ.get("ASYNCIO_GUEST_WAIT")
+    os.environ["ASYNCIO_GUEST_WAIT"] = "thread"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["ASYNCIO_GUEST_WAIT"]
+        else:
+            os.environ["ASYNCIO_GUEST_WAIT"] = before
+
+
 def join_cases(kind: str) -> Cases:
     stock_join = threading.Thread.join
     joins = [0]
@@ -371,7 +387,8 @@ def join_cases(kind: str) -> Cases:
 
     threading.Thread.join = join  # type: ignore[method-assign]
     try:
-        assert run_scenario(kind) == EXPECTED
+        with _backend_thread_wait():
+            assert run_scenario(kind) == EXPECTED
         total = joins[0]
     finally:
         threading.Thread.join = stock_join  # type: ignore[method-assign]
@@ -382,7 +399,9 @@ def join_cases(kind: str) -> Cases:
             fail_at[0] = k
             threading.Thread.join = join  # type: ignore[method-assign]
             try:
-                return _outcome(lambda: run_scenario(kind), InjectedFault), joins[0] >= k
+                with _backend_thread_wait():
+                    outcome_seen = _outcome(lambda: run_scenario(kind), InjectedFault)
+                return outcome_seen, joins[0] >= k
             finally:
                 threading.Thread.join = stock_join  # type: ignore[method-assign]
 

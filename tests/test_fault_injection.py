@@ -9,6 +9,7 @@ descriptor left. About 1 200 cases, 20-40 s on Linux.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -52,3 +53,6 @@ def test_fault_injection(args: list[str]) -> None:
     summaries = [line for line in out.splitlines() if line.startswith("fault injection:")]
     assert proc.returncode == 0 and summaries, out[-8000:]
     assert all(", 0 failed" in line for line in summaries), "\n".join(summaries)
+    for line in summaries:  # a family that injected nothing proves nothing
+        found = re.search(r": (\d+) points, (\d+) cases, ", line)
+        assert found and int(found.group(1)) > 0 and int(found.group(2)) > 0, line

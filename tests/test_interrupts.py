@@ -45,15 +45,24 @@ def _sweep(*args: str) -> str:
     return out
 
 
+def _swept(out: str, share: float) -> None:
+    """No case failed, and at least ``share`` of the cases had their second
+    Ctrl+C land (a sweep that hits nothing passes nothing)."""
+    found = re.search(r"interrupt sweep: (\d+) cases, (\d+) points hit, (\d+) failed", out)
+    assert found, out
+    cases, hit, failed = map(int, found.groups())
+    assert failed == 0, out
+    assert cases > 0 and hit >= share * cases, found.group(0)
+
+
 def test_second_ctrl_c_at_every_call_into_the_library() -> None:
-    out = _sweep("150", "--granularity", "call")
-    assert re.search(r"interrupt sweep: .*, 0 failed", out), out
+    _swept(_sweep("150", "--granularity", "call"), 0.9)
 
 
 def test_second_ctrl_c_at_every_line_the_library_runs() -> None:
-    # Past the last line of a run the case has no second Ctrl+C: harmless.
-    out = _sweep("1500", "--granularity", "line")
-    assert re.search(r"interrupt sweep: .*, 0 failed", out), out
+    # Past the last line of a run the case has no second Ctrl+C: harmless
+    # (1436 of 1500 cases hit a line on Linux, 3.13).
+    _swept(_sweep("1500", "--granularity", "line"), 0.8)
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals only")

@@ -8,6 +8,7 @@ import logging
 import os
 import queue
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 import asyncio_guest
 
 from .conftest import settle_threads
-from .hosts import LONG, QueueHost, wait_long
+from .hosts import LONG, QueueHost
 from .loops import needs_eager_tasks, resolved_factory, test_loop_factory
 from .os_resources import CAN_CHECK, DESCRIPTION, Resources
 
@@ -345,15 +346,22 @@ def test_loop_stop_inside_run_is_runtime_error(host: QueueHost) -> None:
 
 
 def test_loop_stop_from_host_callback_is_runtime_error(host: QueueHost) -> None:
+    """``loop.stop()`` from host code while the guest waits: the wait ends at
+    once (stop wakes it) and the run ends with the error that says why. (With
+    a safety timeout on main's sleep, a stop that woke nothing passed too,
+    30 s later, when the timeout ended the wait.)"""
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         host.in_host(loop.stop)  # runs while the backend waits
-        await wait_long(asyncio.sleep(LONG * 2))
+        await asyncio.sleep(LONG * 2)
 
+    began = time.monotonic()
     out = host.guest_run(main)
     assert isinstance(out, outcome.Error)
     assert isinstance(out.error, RuntimeError)
     assert "stopped before" in str(out.error)
+    assert time.monotonic() - began < LONG / 3, "stop() from host code woke nothing"
 
 
 def test_loop_stop_after_main_done_keeps_result(host: QueueHost) -> None:
@@ -780,3 +788,172 @@ def test_shutdown_after_a_failure_is_woken_by_worker_threads(
         assert record == ["main started", "main raised"], (record, calls)
     else:
         assert record == ["main started", "main finally"], (record, calls)
+
+
+# ------------------------------------------------------------ the run's shutdown
+
+
+def test_a_task_failing_during_the_shutdown_is_reported(host: QueueHost) -> None:
+    """A leftover task whose clean-up raises when the shutdown cancels it is
+    reported through the loop's exception handler, as ``asyncio.run`` reports
+    it; the run's own outcome is ``main``'s."""
+    seen: list[tuple[str, type[BaseException]]] = []
+    left_over: list[asyncio.Task[None]] = []
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(
+            lambda _loop, context: seen.append((context["message"], type(context["exception"])))
+        )
+
+        async def bad_clean_up() -> None:
+            try:
+                await asyncio.sleep(LONG)
+            finally:
+                raise LookupError("in clean-up")
+
+        left_over.append(loop.create_task(bad_clean_up()))  # the shutdown's to end
+        await asyncio.sleep(0)
+        return "main's value"
+
+    assert host.guest_run(main) == outcome.Value("main's value")
+    assert seen == [("unhandled exception during asyncio-guest run shutdown", LookupError)]
+
+
+def test_a_failing_shutdown_is_the_runs_outcome(
+    host: QueueHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shutdown's own step fails (the default executor's shutdown raises):
+    that error is the run's outcome, not ``main``'s value over a clean-up
+    that did not happen."""
+
+    async def broken(self: object, *args: object) -> None:
+        raise OSError("executor shutdown failed")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "shutdown_default_executor", broken)
+
+    async def main() -> str:
+        return "main's value"
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error) and isinstance(out.error, OSError), out
+
+
+def test_the_default_executors_work_ends_before_done_callback(host: QueueHost) -> None:
+    finished = threading.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, lambda: (time.sleep(0.3), finished.set()))
+        await asyncio.sleep(0)
+
+    assert host.guest_run(main) == outcome.Value(None)
+    assert finished.is_set(), "done_callback ran before the executor's work had finished"
+
+
+def test_ctrl_c_after_another_cancel_ends_main_as_asyncio_run_does(host: QueueHost) -> None:
+    """``main`` was cancelled (a window closed) and then Ctrl+C came: plain
+    ``asyncio.run`` raises ``CancelledError`` (the cancellation was not the
+    interrupt's), and so does the guest run."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT handling needs the main thread")
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        signal.raise_signal(signal.SIGINT)
+        await asyncio.sleep(LONG)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error) and isinstance(out.error, asyncio.CancelledError), out
+
+
+def test_a_ctrl_c_deferred_during_the_teardown_becomes_the_outcome(
+    host: QueueHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second Ctrl+C that lands in the run's own teardown (deferred there)
+    is the run's outcome, ``KeyboardInterrupt`` through ``done_callback``, not
+    a value followed by a ``KeyboardInterrupt`` raised into the host."""
+    from asyncio_guest._core import lifecycle
+
+    teardown = lifecycle.RunLifecycle._teardown
+
+    def teardown_hit_by_ctrl_c(self: lifecycle.RunLifecycle) -> None:
+        if self._sigint_installed and not self._unprotected:
+            self.interrupts = max(self.interrupts, 1)  # as if the first was spent
+            signal.raise_signal(signal.SIGINT)  # lands in our own code: deferred
+        teardown(self)
+
+    monkeypatch.setattr(lifecycle.RunLifecycle, "_teardown", teardown_hit_by_ctrl_c)
+
+    async def main() -> str:
+        return "main's value"
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT handling needs the main thread")
+    got: list[object] = []
+    try:
+        got.append(host.guest_run(main))
+    except KeyboardInterrupt:
+        got.append("KeyboardInterrupt raised into the host after done_callback")
+    assert len(got) == 1, got
+    assert isinstance(got[0], outcome.Error) and isinstance(got[0].error, KeyboardInterrupt), got
+
+
+def test_cancelled_timers_are_compacted_out_of_the_heap(host: QueueHost) -> None:
+    """Cancelled timers behind a live one leave the heap once they are most of
+    it, as ``_run_once`` compacts them: a program that sets and cancels
+    timeouts all day keeps a small heap."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(LONG + i, lambda: None) for i in range(1000)]
+        for timer in timers[10:]:  # behind a live head: popping heads never reaches them
+            timer.cancel()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)  # a real wait: its timeout is computed
+        size = len(loop._scheduled)  # type: ignore[attr-defined]
+        for timer in timers[:10]:
+            timer.cancel()
+        return size
+
+    assert host.guest_run(main).unwrap() <= 100
+
+
+def test_a_ctrl_c_deferred_between_ticks_comes_before_the_next_ticks_callbacks(
+    host: QueueHost,
+) -> None:
+    """A Ctrl+C that landed in our own code between ticks is deferred
+    (``interrupts.py``) and delivered at the start of the next tick: as when a
+    callback raises it, every task is cancelled before any takes a normal step,
+    so a task whose wake-up is queued resumes with ``CancelledError``."""
+    from asyncio_guest._core.guest_loop import engine_of
+
+    record: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def ctrl_c_deferred_then_a_wake_up() -> None:
+            engine = engine_of(loop)
+            assert engine is not None
+            woken.set_result(None)  # main's wake-up, queued for the next tick
+            engine.interrupt_pending = True  # as the run's SIGINT handler defers one
+            engine.host_wake()
+
+        host.in_host(ctrl_c_deferred_then_a_wake_up)
+        try:
+            await woken
+            record.append("resumed normally")
+        except asyncio.CancelledError:
+            record.append("cancelled")
+            raise
+
+    out = host.guest_run(main)
+    assert isinstance(out, outcome.Error) and isinstance(out.error, KeyboardInterrupt), out
+    assert record == ["cancelled"]

@@ -321,6 +321,25 @@ def test_closing_again_after_main_declined_cancels_it_again(root: Any, how: str)
     start = time.monotonic()
     assert agtk.run(main, root=root) == "closed the second time"
     assert time.monotonic() - start < 4
+    # The user closed the window: it is gone at the end (quit() keeps it).
+    assert agtk._window_exists(root) == (how == "quit")
+
+
+def test_the_programs_own_close_handler_is_left_alone(root: Any) -> None:
+    """A program that set its own ``WM_DELETE_WINDOW`` handler ("save first?")
+    keeps it during the run: the close button runs it, and ``main`` is not
+    cancelled behind the program's back."""
+    asked: list[str] = []
+    root.protocol("WM_DELETE_WINDOW", lambda: asked.append("save first?"))
+
+    async def main() -> str:
+        root.after(20, lambda: root.tk.eval(str(root.protocol("WM_DELETE_WINDOW"))))
+        await asyncio.sleep(0.2)
+        return "ran to the end"
+
+    assert agtk.run(main, root=root) == "ran to the end"
+    assert asked == ["save first?"]
+    assert agtk._window_exists(root)
 
 
 def test_root_quit_mid_run_cancels_main_and_keeps_the_window(root: Any) -> None:

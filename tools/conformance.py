@@ -784,7 +784,10 @@ def _cell(run: ModuleRun | None) -> str:
 
 
 def _suspicious(plain: ModuleRun | None, guest: ModuleRun | None) -> str:
-    """Flags a module whose guest run did not exercise guest mode as the plain run did."""
+    """Flags a module whose guest run did not exercise guest mode as the plain run
+    did (a plain loop ran in guest mode, or no guest loop where plain ran real
+    ones): its tests passing would say nothing about guest mode, so the gate
+    fails (``unexercised``)."""
     if guest is None:
         return ""
     if guest.runs.plain_selector:
@@ -808,6 +811,11 @@ def _loops_guest(r: RunCounts) -> str:
         f"{r.guest_selector}+{r.guest_proactor}/{r.plain_selector + r.plain_proactor}/"
         f"{r.mock_selector}/{r.other}"
     )
+
+
+def unexercised(modules: list[str], runs: dict[tuple[str, str], ModuleRun]) -> list[str]:
+    """The modules ``_suspicious`` flags."""
+    return [m for m in modules if _suspicious(runs.get((m, "plain")), runs.get((m, "guest")))]
 
 
 def print_table(modules: list[str], runs: dict[tuple[str, str], ModuleRun]) -> None:
@@ -902,7 +910,10 @@ def compare(
     ], "guest")
     rerun_plain = rerun_alone([t for t, status in rerun.items() if status != PASSED], "plain")
     ran_modules = {m for m, _ in runs}
-    unreliable = {t for t, status in rerun_plain.items() if status != PASSED}
+    # Only a plain re-run that failed excuses a guest failure: one that never
+    # ran (its child died at import, its budget ran out) or skipped says
+    # nothing about plain, and the guest failure stands.
+    unreliable = {t for t, status in rerun_plain.items() if status in BAD}
     return Verdict(
         plain=plain,
         guest=guest,
@@ -1142,9 +1153,13 @@ def parent_main(args: argparse.Namespace) -> int:
     if verdict.stale:
         print(f"FAILED: {len(verdict.stale)} stale expected-failure entr"
               f"{'y' if len(verdict.stale) == 1 else 'ies'} (see above)")
+    not_guest = unexercised(modules, runs)
+    if not_guest:
+        print(f"FAILED: guest mode was not exercised in {', '.join(not_guest)} "
+              "(see the loops columns above)")
     n_guest_pass = _passed(verdict.guest)
     print(f"{n_guest_pass} passed, {len(verdict.regressions)} failed")
-    return 1 if verdict.regressions or verdict.stale else 0
+    return 1 if verdict.regressions or verdict.stale or not_guest else 0
 
 
 def main(argv: Iterable[str] | None = None) -> int:
