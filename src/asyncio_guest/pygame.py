@@ -85,6 +85,7 @@ thread that runs the frame loop (the *host thread*).
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import select
@@ -113,6 +114,7 @@ from ._core import fd_watch
 from ._core.entry import run_beside, start_with_host
 from ._core.guest_loop import engine_of
 from ._core.handover import DEFAULT_TICK_BUDGET
+from ._core.interrupts import run_host_loop
 from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.wake_queue import CoalescingQueue
 
@@ -658,7 +660,9 @@ def run(
 
     def run_host(task: asyncio.Task[_T]) -> None:
         the_host.main_task = task
-        loop_fn(the_host)
+        # The program's frame loop runs under the Ctrl+C boundary a toolkit's
+        # main loop gets (interrupts.py): a second Ctrl+C raises in its code.
+        run_host_loop(functools.partial(loop_fn, the_host), pygame)
         if the_host.running:
             # The program's loop ended first: cancel main (unless a QUIT did
             # already), pump the shutdown.

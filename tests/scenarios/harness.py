@@ -26,8 +26,9 @@ _T = TypeVar("_T")
 
 WIDGETS = "widgets"  # make_button/click/modal/close_window work
 SIGINT = "sigint"  # Ctrl+C while the host idles can be tested in a subprocess
-# call_soon_in_host's callback is dispatched by the toolkit's own main loop (C
-# code), as the program's widget callbacks are, not by a loop of ours.
+# call_soon_in_host's callback is dispatched as the program's own callbacks are:
+# by the toolkit's main loop (C code), or by a host loop of ours through its
+# Ctrl+C boundary (the reference host, the pygame host's pump).
 TOOLKIT_LOOP = "toolkit loop"
 
 # The contract every host module's one-call entry keeps (the scenarios check it):

@@ -32,7 +32,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .harness import SIGINT, WIDGETS, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
 _T = TypeVar("_T")
 
@@ -58,7 +58,7 @@ def _load() -> Any:
 
 
 class PygameHarness:
-    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT})
+    capabilities: frozenset[str] = frozenset({WIDGETS, SIGINT, TOOLKIT_LOOP})
 
     def __init__(self, pygame: Any) -> None:
         self.pg = pygame

@@ -7,14 +7,14 @@ from typing import Any, TypeVar
 
 import asyncio_guest
 
-from .harness import SIGINT, Harness
+from .harness import SIGINT, TOOLKIT_LOOP, Harness
 
 _T = TypeVar("_T")
 
 
 class ReferenceHarness:
     name = "reference"
-    capabilities: frozenset[str] = frozenset({SIGINT})
+    capabilities: frozenset[str] = frozenset({SIGINT, TOOLKIT_LOOP})
 
     def __init__(self) -> None:
         self.host: asyncio_guest.ReferenceHost | None = None

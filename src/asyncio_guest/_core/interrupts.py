@@ -21,7 +21,12 @@ result the backend thread already returned. So the run's SIGINT handler asks
   between: *yes* if a frame of the program's lies below it, *no* if only the
   toolkit's own Python code (or the standard library's) does (the loop idles
   in C, and the toolkit runs Python's signal handlers from there: that Ctrl+C
-  is delivered by the engine, at its next safe point);
+  is delivered by the engine, at its next safe point). A host loop of ours
+  that runs the engine's callbacks and the program's alike (the reference
+  host, the wake-up queue the pygame, Tk, GLib and wx hosts drain) calls each
+  through ``run_host_callback``, the same kind of boundary: a stuck callback
+  of the program's gets a second Ctrl+C at once, while one of the engine's
+  (whose own frames lie below) defers it;
 * no marked frame at all (the host's own code, with no asyncio-guest frame
   under it) is user code too.
 
@@ -62,6 +67,11 @@ def run_host_loop(fn: Callable[[], _T], toolkit: types.ModuleType) -> _T:
     ``gi``...), whose package's frames are the loop's own, not the program's."""
     _add_toolkit(toolkit)
     return fn()
+
+
+def run_host_callback(fn: Callable[[], object]) -> None:
+    """Call one callback a host loop of ours runs (see ``run_host_loop``)."""
+    fn()
 
 
 _BOUNDARIES: set[types.CodeType] = {call_user.__code__, call_user_with.__code__}
@@ -123,7 +133,7 @@ def interrupt_lands_in_user_code(frame: types.FrameType | None) -> bool:
         code = frame.f_code
         if code in _BOUNDARIES:
             return True
-        if code is _HOST_LOOP:
+        if code in _HOST_LOOPS:
             return program_below
         kind = _kind(code.co_filename)
         if kind is _OWN:
@@ -134,4 +144,4 @@ def interrupt_lands_in_user_code(frame: types.FrameType | None) -> bool:
     return True
 
 
-_HOST_LOOP = run_host_loop.__code__
+_HOST_LOOPS = frozenset({run_host_loop.__code__, run_host_callback.__code__})

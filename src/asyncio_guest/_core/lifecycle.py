@@ -420,6 +420,13 @@ class RunLifecycle:
         if shutdown is None:
             self._begin_shutdown(outcome.Error(exc), cancel_now=True)
             return
+        self._cut_shutdown_short(shutdown, exc)
+        assert self.engine is not None
+        self.engine.request_finish()
+
+    def _cut_shutdown_short(self, shutdown: asyncio.Task[None], exc: BaseException) -> None:
+        """``exc`` is the outcome (chained to an earlier error, as one raised
+        while handling it); the shutdown is left where it stands."""
         earlier = self.outcome
         if isinstance(earlier, outcome.Error) and earlier.error is not exc:
             if exc.__context__ is None:
@@ -427,8 +434,6 @@ class RunLifecycle:
         self.outcome = outcome.Error(exc)
         if not shutdown.done():  # (done: the run is finishing anyway)
             _leave_shutdown_pending(shutdown)
-        assert self.engine is not None
-        self.engine.request_finish()
 
     def finalize(self) -> None:
         """The engine finished the run (host thread, inside a tick)."""
@@ -462,6 +467,12 @@ class RunLifecycle:
                 engine.stop()
             except BaseException as stop_exc:
                 exc.__context__ = stop_exc
+        shutdown = self.shutdown_task
+        if isinstance(exc, KeyboardInterrupt) and shutdown is not None:
+            # A Ctrl+C raised in the program's own host loop (pygame's frame
+            # loop) while the shutdown waits: it cuts the shutdown short, as a
+            # deferred one does (on_callback_raised); not finished here.
+            self._cut_shutdown_short(shutdown, exc)
         self.outcome = outcome.Error(exc)
         self.on_fatal(exc)
 
@@ -547,6 +558,8 @@ class RunLifecycle:
         # here, blocking this thread until the shutdown completes. A shutdown
         # the run had begun is finished, not started again beside itself.
         finished = self.shutdown_task
+        if finished in _cut_short:
+            return  # a second Ctrl+C cut it short (end_now): left as it stands
         if finished is None:
             finished = loop.create_task(self._shutdown())
             # Cancelling the main task calls _on_main_done: with this set, it

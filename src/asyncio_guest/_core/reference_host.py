@@ -28,6 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection
 
+from .interrupts import run_host_callback
 from .select_limit import SELECT_FD_LIMIT
 
 
@@ -272,7 +273,7 @@ class ReferenceHost:
                     while timers and timers[0][0] <= now:
                         timer = heapq.heappop(timers)[2]
                         if not timer.cancelled:
-                            timer.callback()
+                            run_host_callback(timer.callback)
                             if self._stopped:
                                 return
                 slept = not queue
@@ -291,7 +292,7 @@ class ReferenceHost:
                 if n:
                     popleft = queue.popleft
                     for _ in range(n):
-                        popleft()()
+                        run_host_callback(popleft())
                         if self._stopped:
                             return
                     if not slept:
@@ -304,7 +305,7 @@ class ReferenceHost:
                 for fd in ready:
                     callback = watches.get(fd)  # (unwatched meanwhile: None)
                     if callback is not None:
-                        callback()
+                        run_host_callback(callback)
                         if self._stopped:
                             return
         finally:

@@ -51,6 +51,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from .interrupts import run_host_callback
+
 Callback = Callable[[], object]
 
 
@@ -132,7 +134,7 @@ class CoalescingQueue:
                     # drain can reach them (at most one extra wake-up per
                     # drain; a busy one, see the module doc).
                     self._wake(self._post_busy)
-                fn()
+                run_host_callback(fn)  # a boundary for a program's (interrupts.py)
         finally:
             self._draining -= 1
             if queue:
