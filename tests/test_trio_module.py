@@ -29,6 +29,7 @@ import trio.testing
 import asyncio_guest
 from asyncio_guest.trio import TrioFdWatcher, run, run_asyncio, trio_host_primitives
 
+from .child_process import reaped, start_child
 from .hosts import LONG
 from .loops import (
     NO_SUBPROCESS,
@@ -902,3 +903,37 @@ def test_an_eager_tasks_first_step_started_from_trio_code_sees_asyncio() -> None
         ("trio after create_task", "trio"),
         ("after anyio.sleep", "asyncio"),
     ]
+
+
+_RUN_ASYNCIO_IN_A_SYSTEM_TASK = """
+import asyncio, trio
+import asyncio_guest.trio as agt
+
+async def main():
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        print("asyncio main cancelled", flush=True)
+        raise
+
+async def trio_main():
+    trio.lowlevel.spawn_system_task(agt.run_asyncio, main)
+    await trio.sleep(0.1)
+    print("trio main task returns", flush=True)
+
+trio.run(trio_main)
+print("trio.run returned", flush=True)
+"""
+
+
+def test_run_asyncio_in_a_system_task_ends_with_trio_run() -> None:
+    """``run_asyncio`` in a Trio system task: when ``trio.run``'s main task
+    returns, Trio cancels every system task at once, so the guest's main is
+    cancelled and shuts down, and ``trio.run`` returns. The guest's own watches
+    (system tasks too) were cancelled with them, before the wake-up that would
+    have run that shutdown: ``trio.run`` waited for ever."""
+    with reaped(start_child(_RUN_ASYNCIO_IN_A_SYSTEM_TASK)) as proc:
+        out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out.decode()) == (
+        0, "trio main task returns\nasyncio main cancelled\ntrio.run returned\n"
+    ), err

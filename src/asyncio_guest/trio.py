@@ -438,7 +438,9 @@ class TrioFdWatcher:
     harmless to call again, after the fact, or after ``trio.run`` ended.
 
     Each watch and timer is a Trio system task: KeyboardInterrupt-protected (the
-    callbacks are the guest engine's own code) and ended with ``trio.run``.
+    callbacks are the guest engine's own code), shielded (the engine stops it
+    when the guest run no longer needs it, also after ``trio.run``'s main task
+    ended).
     Thread invariant: construct and use inside ``trio.run``, on its thread; a
     callback never runs inside another Trio callback (each runs in its own
     task step), which is the ordering the zero-thread hand-over relies on.
@@ -456,7 +458,12 @@ class TrioFdWatcher:
     def _spawn(
         self, body: Callable[[trio.CancelScope], Awaitable[None]], name: str
     ) -> Callable[[], None]:
-        scope = trio.CancelScope()
+        # Shielded: only stop() (or close()) ends a watch. When trio.run's main
+        # task returns, Trio cancels every system task at once; a run_asyncio
+        # in a system task is then cancelled too, and its guest must go on to
+        # its shutdown, woken through these very watches. Unshielded, they
+        # were gone before that wake-up, and trio.run waited for ever.
+        scope = trio.CancelScope(shield=True)
         self._scopes.add(scope)
 
         async def task() -> None:
