@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
 import warnings
+import weakref
 from typing import Any
 
 import outcome
@@ -266,6 +268,70 @@ def test_two_attributes_over_one_method_keep_their_own_policies(host: QueueHost)
         "start button", "start F5", "cancelled F5", "start F5 again",
         "end button", "end F5 again",
     ], panel.log
+
+
+def test_a_methods_callback_does_not_keep_its_object_alive(host: QueueHost) -> None:
+    """A connection holds the object's callback (``button.clicked.connect(
+    self.on_click)``): the callback must not hold the object, or a widget and
+    its callback keep each other alive through the toolkit's C++ side, where
+    no collection sees the cycle. Once the object is gone, a call does nothing."""
+    ran: list[str] = []
+
+    class Window:
+        @asyncio_guest.async_callback
+        async def on_click(self, what: str) -> None:
+            ran.append(what)
+
+    async def main() -> tuple[bool, Any]:
+        window = Window()
+        connection = window.on_click  # what a signal connection keeps
+        connection("while alive")
+        await asyncio.sleep(0.01)  # (its task, which holds the object, has ended)
+        gone = weakref.ref(window)
+        del window  # no collection: a reference cycle would keep it
+        alive = gone() is not None
+        result = connection("after")
+        await asyncio.sleep(0.01)
+        return alive, result
+
+    alive, result = _run_with_clicks(host, main)
+    assert not alive, "the object's callback kept the object alive"
+    assert result is None and ran == ["while alive"]
+
+
+@pytest.mark.parametrize("how", ["made in the run", "loop given"])
+def test_a_call_from_another_thread_is_handed_to_the_runs_thread(
+    host: QueueHost, how: str
+) -> None:
+    """A Qt signal emitted in a QThread reaches a plain callable in the
+    emitting thread (PySide6): the call is handed to the run's thread, as a
+    queued connection would be, and the task runs there. (It failed with "no
+    asyncio guest run on this thread", and with ``loop=`` given, the task was
+    made on the worker thread.)"""
+    ran_on: list[int] = []
+
+    async def handler(n: int) -> int:
+        ran_on.append(threading.get_ident())
+        return n
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        if how == "loop given":
+            callback = asyncio_guest.async_callback(handler, loop=loop)
+        else:
+            callback = asyncio_guest.async_callback(handler)
+        returned: list[Any] = []
+        worker = threading.Thread(target=lambda: returned.append(callback(7)))
+        worker.start()
+        await asyncio.to_thread(worker.join)
+        for _ in range(2000):  # (bounded: a call lost in the worker fails, not hangs)
+            if ran_on and not callback.running:
+                break
+            await asyncio.sleep(0.001)
+        return returned
+
+    assert _run_with_clicks(host, main) == [None]  # handed over: no task yet there
+    assert ran_on == [threading.get_ident()]
 
 
 def test_as_a_method_decorator_on_a_slotted_class_it_says_what_works() -> None:

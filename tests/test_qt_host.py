@@ -482,6 +482,54 @@ def test_async_callback_on_clicked_drops_the_checked_argument(window: Any) -> No
     assert qt.run(main, app=app) == (["ran"], [expected])
 
 
+def test_a_qthread_workers_signal_reaches_an_async_callback_method_on_the_gui_thread(
+    window: Any,
+) -> None:
+    """A worker object in a ``QThread`` emits a signal connected to an
+    ``@async_callback`` method of a widget: each emission runs the handler on
+    the GUI thread. PySide6 calls a plain callable (not a QObject's bound
+    method) in the emitting thread, where no guest run is: every emission
+    failed there ("no asyncio guest run on this thread")."""
+    core = b.QtCore
+    signal_type = core.Signal if b.name.startswith("PySide") else core.pyqtSignal
+    gui_thread = threading.get_ident()
+
+    class Worker(b.QObject):  # type: ignore[misc]
+        data = signal_type(int)
+
+        def work(self) -> None:
+            for i in range(3):
+                self.data.emit(i)
+
+    class View(W.QWidget):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(window)
+            self.got: list[tuple[int, bool]] = []
+
+        @asyncio_guest.async_callback
+        async def on_data(self, i: int) -> None:
+            await asyncio.sleep(0)
+            self.got.append((i, threading.get_ident() == gui_thread))
+
+    async def main() -> list[tuple[int, bool]]:
+        view = View()
+        thread = b.QThread()
+        worker = Worker()
+        worker.moveToThread(thread)
+        worker.data.connect(view.on_data)
+        thread.started.connect(worker.work)
+        thread.start()
+        for _ in range(500):
+            if len(view.got) == 3:
+                break
+            await asyncio.sleep(0.01)
+        thread.quit()
+        await asyncio.to_thread(thread.wait)
+        return view.got
+
+    assert qt.run(main, app=app) == [(0, True), (1, True), (2, True)]
+
+
 def test_exec_dialog_keeps_asyncio_running_and_returns_the_result_code(window: Any) -> None:
     async def main() -> tuple[int, int]:
         dialog = W.QDialog(window)

@@ -17,7 +17,13 @@ wrong, this does not:
   earlier call cancelled already is left to finish its clean-up: cancelled
   again, its ``finally`` would be cut short, as ``TaskGroup`` never does);
 * positional arguments the callback does not accept are dropped, as Qt does for
-  its own slots (``clicked`` passes ``checked``; Tk's ``bind`` passes the event).
+  its own slots (``clicked`` passes ``checked``; Tk's ``bind`` passes the event);
+* called from another thread (a Qt signal emitted in a ``QThread``, which
+  PySide6 delivers to a plain callable in the emitting thread), the call is
+  handed to the guest run's thread, as a queued connection would do;
+* as a method decorator, the object's callback holds the object weakly: a
+  signal connection to it does not keep a widget alive, and once the object is
+  gone a call does nothing.
 
 The same helper serves every host: it needs only the guest loop, which is the
 host thread's running loop for the whole run (``docs/design.md``, section 1).
@@ -29,8 +35,12 @@ import asyncio
 import functools
 import inspect
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Literal, TypeVar, overload
+
+from ._core.handover import running_guest_loops
 
 __all__ = ["AsyncCallback", "OnBusy", "async_callback"]
 
@@ -60,6 +70,13 @@ class AsyncCallback(Generic[_T]):
         self.on_busy = on_busy
         self.loop = loop
         self.running: set[asyncio.Task[_T]] = set()
+        # The loop of the run this callback was made or last called in: where
+        # a call from another thread is handed (weak: a run's loop is not kept).
+        self._home: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        try:
+            self._home = weakref.ref(asyncio.get_running_loop())
+        except RuntimeError:
+            pass
         # Those of ``running`` that a call cancelled (``on_busy="cancel"``).
         self._superseded: set[asyncio.Task[_T]] = set()
         # As a method decorator, the attribute's name in the class (__set_name__).
@@ -72,17 +89,23 @@ class AsyncCallback(Generic[_T]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Task[_T] | None:
-        """Start the task (or not, by ``on_busy``); return it, or None if ignored."""
+        """Start the task (or not, by ``on_busy``); return it, or None if ignored
+        (or handed to the run's thread, from another thread)."""
+        fn = self.fn
+        if isinstance(fn, _WeakMethod) and not fn.alive():
+            return None  # its object is gone (a deleted widget's connection)
         loop = self.loop
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                raise RuntimeError(
-                    f"async callback {self._name()} was called with no asyncio guest run "
-                    "on this thread: call it from the host thread while the guest runs, "
-                    "or give async_callback(..., loop=guest_loop)"
-                ) from None
+                self._hand_over(None, args, kwargs)
+                return None
+        elif getattr(loop, "_thread_id", None) not in (None, threading.get_ident()):
+            self._hand_over(loop, args, kwargs)
+            return None
+        if self._home is None or self._home() is not loop:
+            self._home = weakref.ref(loop)
         if loop.is_closed():
             raise RuntimeError(
                 f"async callback {self._name()} was called after its guest run ended "
@@ -122,6 +145,35 @@ class AsyncCallback(Generic[_T]):
         self.running.add(task)
         task.add_done_callback(self._ended)
         return task
+
+    def _hand_over(
+        self,
+        loop: asyncio.AbstractEventLoop | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Called on a thread that is not the run's (a Qt signal emitted in a
+        ``QThread``, which PySide6 delivers to a plain callable in the emitting
+        thread): hand the call to the run's thread, as a queued connection
+        would. The run's loop: ``loop`` (given), else the one this callback was
+        made or last called in, else the only guest run going on."""
+        if loop is None:
+            home = self._home() if self._home is not None else None
+            if home is not None and home.is_running() and not home.is_closed():
+                loop = home
+            else:
+                running = running_guest_loops()
+                loop = running[0] if len(running) == 1 else None
+        if loop is None or loop.is_closed():
+            raise RuntimeError(
+                f"async callback {self._name()} was called on thread "
+                f"{threading.current_thread().name!r}, where no asyncio guest run is "
+                "going on, and there is no one run to hand the call to: call it on the "
+                "host thread while the guest runs (a callback made there, or given "
+                "async_callback(..., loop=the run's loop), hands calls from other "
+                "threads to it)"
+            )
+        loop.call_soon_threadsafe(functools.partial(self, *args, **kwargs))
 
     def _busy(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[_T]]:
         """The tasks of ours that run now.
@@ -191,12 +243,44 @@ class AsyncCallback(Generic[_T]):
             ) from None
         bound: AsyncCallback[_T] | None = per_object.get(name)
         if bound is None:
+            try:
+                method: Callable[..., Any] = _WeakMethod(self.fn, instance)
+            except TypeError:  # an object that takes no weak reference
+                method = self.fn.__get__(instance, owner)
             bound = per_object[name] = AsyncCallback(
-                self.fn.__get__(instance, owner),
-                on_busy=self.on_busy,
-                loop=self.loop,
+                method, on_busy=self.on_busy, loop=self.loop
             )
         return bound
+
+
+class _WeakMethod:
+    """``fn`` bound to ``instance`` through a weak reference.
+
+    The per-object callback lives in the object's ``__dict__`` and a signal
+    connection holds it: bound strongly, the object (a widget) would hold
+    itself alive through the toolkit's C++ side, where no garbage collection
+    sees the cycle. Once the object is gone, ``alive()`` is False and the
+    callback does nothing.
+    """
+
+    def __init__(self, fn: Callable[..., Any], instance: object) -> None:
+        self._weak_target = weakref.ref(instance)
+        self._weak_fn = fn
+        for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(self, attribute, getattr(fn, attribute, None))
+        try:
+            self.__signature__ = inspect.signature(fn.__get__(instance, type(instance)))
+        except (TypeError, ValueError):
+            pass
+
+    def alive(self) -> bool:
+        return self._weak_target() is not None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        target = self._weak_target()
+        if target is None:
+            return None
+        return self._weak_fn(target, *args, **kwargs)
 
 
 def _called_by_host_code(loop: asyncio.AbstractEventLoop) -> bool:

@@ -407,7 +407,23 @@ def start_guest_run(
     ``done_callback(outcome)`` runs there once the run has shut down (it may
     call ``app.quit()``). Without a ``host``, a ``QtHost`` is made here and
     closed after ``done_callback`` returns. Returns the main task; cancel it
-    to end the run (e.g. from ``app.aboutToQuit``).
+    to end the run.
+
+    The guest runs only while Qt's loop runs, and its shutdown needs it too.
+    ``aboutToQuit`` is emitted as ``exec()`` returns: cancelling ``main`` there
+    leaves nothing to run the shutdown (``main``'s ``finally`` never runs, the
+    run is reported abandoned). Run the loop again until ``done_callback``
+    has been called (it quits it), cancelling ``main`` each time Qt's loop
+    returns early::
+
+        done = []
+        task = start_guest_run(main, done_callback=lambda o: (done.append(o), app.quit()))
+        app.exec()
+        while not done:
+            task.cancel()
+            app.exec()
+
+    ``run`` does this (and more) for you.
     """
     the_host = host if host is not None else QtHost(app)
     if the_host.closed:

@@ -95,6 +95,12 @@ def _warn_unfinished_runs() -> None:
             )
 
 
+def running_guest_loops() -> list[Any]:
+    """The loops of the guest runs going on now (any thread), for code that
+    must find a run's loop from another thread (``async_callback``)."""
+    return [engine._loop for engine in list(_live_engines) if not engine._finished]
+
+
 class GuestLoop(Protocol):
     """What the engine uses of the loop it drives (``guest_loop.GuestLoopMixin``).
 
