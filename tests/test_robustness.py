@@ -187,6 +187,29 @@ def _abandon_a_run() -> None:
         host.queue = queue.SimpleQueue()  # the crashed host forgets what was queued
 
 
+def test_a_host_that_drops_the_first_tick_at_once_is_told_so() -> None:
+    """A host primitive that drops what it is handed, inside the call: the run
+    is abandoned before ``start_guest_run`` returns. The warning says so, and
+    ``start_guest_run`` raises an error that says what happened (it raised
+    "Event loop is closed" from making the main task)."""
+    outcomes: list[Any] = []
+    threads = set(threading.enumerate())
+
+    async def main() -> None:
+        await asyncio.sleep(0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="dropped the first callback"):
+            asyncio_guest.start_guest_run(
+                main, run_sync_soon_threadsafe=lambda fn: None, done_callback=outcomes.append
+            )
+        gc.collect()
+    assert any("abandoned" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert outcomes == []
+    assert not settle_threads(threads)
+
+
 def test_abandoned_run_warns_and_releases_the_thread(caplog: pytest.LogCaptureFixture) -> None:
     threads = set(threading.enumerate())
     with pytest.warns(RuntimeWarning, match="abandoned"):

@@ -725,6 +725,13 @@ def start(
         )
         run.setup(engine, set_event_loop=loop_factory is None)
         engine.start()
+        if engine._finished:
+            # Abandoned already: the host dropped the first tick it was handed,
+            # inside that call (the warning said so), and the loop is closed.
+            raise RuntimeError(
+                "the guest run could not start: the host's run_sync_soon_* dropped "
+                "the first callback it was handed without running it"
+            )
         run.create_main_task(coro)
         return run
     except BaseException:
