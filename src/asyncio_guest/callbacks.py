@@ -72,12 +72,18 @@ class AsyncCallback(Generic[_T]):
         self.running: set[asyncio.Task[_T]] = set()
         # The loop of the run this callback was made or last called in: where
         # a call from another thread is handed (weak: a run's loop is not kept).
+        # Written on the host thread only; read by ``_hand_over`` on any thread
+        # without a lock: one attribute read sees the old or the new reference,
+        # and either is a loop that ``_hand_over`` checks (running, not closed)
+        # before it hands the call over with ``call_soon_threadsafe``.
         self._home: weakref.ref[asyncio.AbstractEventLoop] | None = None
         try:
             self._home = weakref.ref(asyncio.get_running_loop())
         except RuntimeError:
             pass
-        # Those of ``running`` that a call cancelled (``on_busy="cancel"``).
+        # Those of ``running`` that a call cancelled (``on_busy="cancel"``):
+        # read only on 3.10, where a task does not count its cancellations
+        # (``_cancelling``).
         self._superseded: set[asyncio.Task[_T]] = set()
         # As a method decorator, the attribute's name in the class (__set_name__).
         self._attribute: str | None = None
@@ -86,7 +92,10 @@ class AsyncCallback(Generic[_T]):
         # again (a handler that emits its own signal) before we hold the task.
         self._starting: list[Coroutine[Any, Any, _T]] = []
         self._max_args = _positional_capacity(fn)
-        functools.update_wrapper(self, fn)
+        # A method's _WeakMethod carries its own names and signature; its
+        # __dict__ (the weak reference, the function) is not the callback's.
+        updated = () if isinstance(fn, _WeakMethod) else functools.WRAPPER_UPDATES
+        functools.update_wrapper(self, fn, updated=updated)
 
     def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Task[_T] | None:
         """Start the task (or not, by ``on_busy``); return it, or None if ignored

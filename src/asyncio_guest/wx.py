@@ -512,25 +512,28 @@ async def show_modal(dialog: Any) -> int:
     own loop (``ScheduleExit``), which returns once the dialog above closes;
     the run's end, which cancels both, then ends both.
     """
-    own_loop: list[Any] = []  # the dialog's modal loop, while it runs
+    own_loop: Any = None  # the dialog's modal loop, once noted
+    ended = False  # ShowModal returned: its loop is gone, never touch it again
 
     def note_own_loop() -> None:
         # Called from the first pending-event pass of the dialog's loop.
-        if dialog and dialog.IsModal() and not own_loop:
-            own_loop.append(wx.EventLoopBase.GetActive())
+        nonlocal own_loop
+        if not ended and own_loop is None and dialog and dialog.IsModal():
+            own_loop = wx.EventLoopBase.GetActive()
 
     def show() -> Any:
+        nonlocal ended
         wx.CallAfter(note_own_loop)
         try:
             return dialog.ShowModal()
         finally:
-            own_loop.append(None)  # the loop is gone: never touch it again
+            ended = True
 
     try:
         return int(await run_modal(show))
     except asyncio.CancelledError:
-        if dialog and dialog.IsModal():
-            loop = own_loop[0] if own_loop else None
+        if not ended and dialog and dialog.IsModal():
+            loop = own_loop
             dialog.EndModal(wx.ID_CANCEL)
             if loop is not None and not loop.IsRunning():
                 # Another modal loop runs inside this one: EndModal ended

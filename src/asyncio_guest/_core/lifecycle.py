@@ -473,8 +473,7 @@ class RunLifecycle:
             # loop) while the shutdown waits: it cuts the shutdown short, as a
             # deferred one does (on_callback_raised); not finished here.
             self._cut_shutdown_short(shutdown, exc)
-        self.outcome = outcome.Error(exc)
-        self.on_fatal(exc)
+        self.on_fatal(exc)  # delivers exc itself: whatever outcome was recorded yields to it
 
     def on_abandoned(self) -> None:
         """The host dropped the run (a finalizer, maybe on another thread)."""
