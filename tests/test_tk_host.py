@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .child_process import start_child
 from .scenarios.harness import unavailable
 
 if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
@@ -230,6 +231,53 @@ def test_a_run_keeps_no_reference_to_the_tcl_interpreter(entry: str) -> None:
         assert holders == []
     finally:
         gc.enable()
+
+
+_RUN_THAT_RAISES = """
+import asyncio, sys, threading, tkinter, weakref
+import asyncio_guest.tk as agtk
+
+roots = []
+
+async def main():
+    root = tkinter._default_root  # the root agtk.run made
+    roots.append(weakref.ref(root))
+    if sys.argv[1] == "close":  # the user closes the window
+        root.after(10, lambda: root.tk.call(root.protocol("WM_DELETE_WINDOW")))
+        await asyncio.sleep(5)
+    raise ValueError("boom")
+
+try:
+    agtk.run(main)
+except (ValueError, asyncio.CancelledError) as exc:
+    print(type(exc).__name__, flush=True)
+# The traceback's cycles are garbage now: a collection in a worker thread
+# (a worker allocating) must not be the one that frees the Tcl interpreter.
+worker = threading.Thread(target=lambda: [[i] for i in range(300_000)])
+worker.start()
+worker.join()
+print("survived", flush=True)
+
+async def second():
+    return "second"
+
+print(agtk.run(second), "root freed:", roots[0]() is None, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Tcl's wrong-thread abort (Linux X11)")
+@pytest.mark.parametrize("how", ["raise", "close"])
+def test_a_root_made_by_a_run_that_raised_is_freed_on_tks_thread(how: str) -> None:
+    """``run`` raised, and the exception's traceback holds the root it made
+    (``mainloop``'s frame, the run's own) in a cycle with the main task: a
+    collection on another thread freed its interpreter there, and Tcl aborted
+    the process ("Tcl_AsyncDelete: async handler deleted by the wrong thread").
+    The root is kept, and freed on Tk's thread by the next run (or at exit)."""
+    proc = start_child(_RUN_THAT_RAISES, how)
+    out, err = proc.communicate(timeout=60)
+    expected = "ValueError" if how == "raise" else "CancelledError"
+    assert proc.returncode == 0, (out, err)
+    assert out.decode().splitlines() == [expected, "survived", "second root freed: True"], err
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Tcl's select() limit is Unix's")

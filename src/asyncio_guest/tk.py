@@ -48,6 +48,7 @@ touch only the queue (its own lock), ``_wfd`` and ``_closed``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import gc
 import itertools
@@ -477,28 +478,70 @@ def run(
 
     The backend thread is joined before ``mainloop()`` returns.
     """
+    # A root made by an earlier run that raised: free it here, on Tk's thread,
+    # before this run's Tk loop could run its interpreter's idle handlers.
+    _free_kept_roots()
+    made: tkinter.Tk | None = None
+    if root is None:
+        made = the_root = tkinter.Tk()
+    else:
+        the_root = root
     try:
-        return _run(main, args, root, loop_factory, debug, tick_budget)
-    finally:
-        if root is None:
-            # The root made here is in reference cycles (each widget and its
-            # master): collect it now, on Tk's thread. Left to a collection in
-            # another thread (a worker's, ours), its Tcl interpreter would be
-            # deleted there, and Tcl aborts the process ("async handler deleted
-            # by the wrong thread").
-            gc.collect()
+        result = _run(main, args, the_root, made is not None, loop_factory, debug, tick_budget)
+    except BaseException:
+        if made is not None:
+            _keep_root(made)
+        raise
+    if made is not None:
+        # The root made here is in reference cycles (each widget and its
+        # master): collect it now, on Tk's thread. Left to a collection in
+        # another thread (a worker's), its Tcl interpreter would be deleted
+        # there, and Tcl aborts the process ("async handler deleted by the
+        # wrong thread").
+        made = None
+        del the_root
+        gc.collect()
+    return result
+
+
+# Tk's thread only: the roots ``run`` made whose run raised. The exception
+# going out holds them: its traceback's frames (``mainloop``'s ``self``, the
+# run's own) are in a reference cycle with the main task, which only a
+# collection frees, and that may happen on any thread, where freeing a Tcl
+# interpreter aborts the process. Kept here, each is freed on its own thread:
+# by the next ``run`` there, or at exit (the main thread's). A thread's list
+# goes when the thread ends, on that thread: its roots go with it then, unless
+# an exception the program still holds keeps them.
+_kept = threading.local()
+
+
+def _keep_root(root: tkinter.Tk) -> None:
+    kept: list[tkinter.Tk] | None = getattr(_kept, "roots", None)
+    if kept is None:
+        kept = _kept.roots = []
+    kept.append(root)
+
+
+def _free_kept_roots() -> None:
+    """Tk's thread: let go of the roots kept by ``_keep_root`` and collect them here."""
+    kept: list[tkinter.Tk] | None = getattr(_kept, "roots", None)
+    if kept:
+        kept.clear()
+        gc.collect()
+
+
+atexit.register(_free_kept_roots)  # the main thread's, before the interpreter goes
 
 
 def _run(
     main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
     args: tuple[Any, ...],
-    root: tkinter.Tk | None,
+    the_root: tkinter.Tk,
+    own_root: bool,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
     debug: bool | None,
     tick_budget: float,
 ) -> _T:
-    own_root = root is None
-    the_root: tkinter.Tk = tkinter.Tk() if root is None else root
     host: TkHost | None = None
     state = {"done": False, "closed": False, "gone": False}
     protocol_set = False
