@@ -85,10 +85,36 @@ def test_preexisting_wakeup_fd_warns_and_is_restored(
     fd = host_wakeup_sock.fileno()
     signal.set_wakeup_fd(fd)
     try:
-        with pytest.warns(RuntimeWarning, match="collided"):
+        with pytest.warns(RuntimeWarning, match="host_uses_signal_set_wakeup_fd=True") as seen:
             inside = host.guest_run(
                 _main_reporting_wakeup_fd(), host_uses_signal_set_wakeup_fd=False
             ).unwrap()
+        assert inside not in (-1, fd)
+        assert _current_wakeup_fd() == fd
+        # Attributed to the program's call, not to the library's own code.
+        assert [w.filename for w in seen] == [os.path.join(os.path.dirname(__file__), "hosts.py")]
+    finally:
+        assert signal.set_wakeup_fd(-1) == fd
+
+
+@pytest.mark.parametrize("wait", ["fd", "thread"])
+def test_a_one_call_run_borrows_the_programs_wakeup_fd_without_a_warning(
+    host_wakeup_sock: socket.socket, wait: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``asyncio_guest.run`` runs a host loop of its own, which reads no wakeup
+    fd: one set before is the program's. It is borrowed for the run (so Ctrl+C
+    wakes the guest) and put back, with no warning whose advice (a
+    ``host_uses_signal_set_wakeup_fd`` that ``run`` does not take) cannot be
+    followed; under ``-W error`` that warning refused the run."""
+    import asyncio_guest
+
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)
+    fd = host_wakeup_sock.fileno()
+    signal.set_wakeup_fd(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            inside = asyncio_guest.run(_main_reporting_wakeup_fd())
         assert inside not in (-1, fd)
         assert _current_wakeup_fd() == fd
     finally:

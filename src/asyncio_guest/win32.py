@@ -648,6 +648,7 @@ def start_guest_run(
         host=the_host,
         own_host=host is None,
         done_callback=done_callback,
+        offers_wakeup_fd_choice=True,
         host_uses_signal_set_wakeup_fd=host_uses_signal_set_wakeup_fd,
         loop_factory=loop_factory,
         debug=debug,

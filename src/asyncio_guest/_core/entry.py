@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import outcome
 
 from .errors import cleanup_twice
-from .lifecycle import close_refused, start, start_guest_run
+from .lifecycle import close_refused, start
 
 _T = TypeVar("_T")
 
@@ -55,6 +55,7 @@ def start_with_host(
     host: HostObject,
     own_host: bool,
     done_callback: Callable[[outcome.Outcome[_T]], object],
+    offers_wakeup_fd_choice: bool = False,
     **start_options: Any,
 ) -> asyncio.Task[_T]:
     """A host module's ``start_guest_run``: the guest on ``host``'s primitives.
@@ -63,6 +64,8 @@ def start_with_host(
     ``done_callback`` returns (also when that raises), or at once if the start
     fails; a host the caller gave stays theirs. ``start_options`` go to
     ``start_guest_run`` (``fd_watcher``, ``loop_factory``, ``debug``...).
+    A wakeup fd set before the run is warned about only where the module
+    offers its caller ``host_uses_signal_set_wakeup_fd`` (RunLifecycle).
     """
 
     def done(result: outcome.Outcome[_T]) -> None:
@@ -73,14 +76,18 @@ def start_with_host(
                 host.close()
 
     try:
-        return start_guest_run(
+        run = start(
             main,
             *args,
             run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
             run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
             done_callback=done,
+            warn_if_wakeup_fd_taken=offers_wakeup_fd_choice,
             **start_options,
         )
+        task = run.main_task
+        assert task is not None
+        return task
     except BaseException:
         if own_host:
             host.close()
@@ -135,6 +142,7 @@ def run_beside(
             run_sync_soon_threadsafe=run_sync_soon_threadsafe,
             run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
             done_callback=done,
+            warn_if_wakeup_fd_taken=False,  # the host loop is ours (RunLifecycle)
             **start_options,
         )
         lifecycle.keep_sigint = True  # until our own clean-up is done, below

@@ -27,6 +27,7 @@ import atexit
 import functools
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -151,6 +152,18 @@ def _called_already(result: outcome.Outcome[Any]) -> None:
     """What a run's ``done_callback`` becomes once called (``RunLifecycle._deliver``)."""
 
 
+def _stacklevel_of_caller() -> int:
+    """``warnings.warn``'s stacklevel, from the function that calls it, of the
+    first frame outside this package: the program's call that started the run."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    level = 1  # warnings.warn's caller, the frame this is called from
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 class RunLifecycle:
     """One guest run: the Engine's owner (host thread unless noted)."""
 
@@ -164,6 +177,13 @@ class RunLifecycle:
         self.aloop: Any = loop  # the same loop, for asyncio's private attributes
         self.done_callback = done_callback
         self.host_uses_wakeup_fd = host_uses_signal_set_wakeup_fd
+        # Whether a wakeup fd set before the run may be the host's: only where
+        # the caller could have said so (host_uses_signal_set_wakeup_fd), and
+        # is then warned. A one-call entry runs a host loop of ours, and Tk,
+        # Qt, wx and pygame read no wakeup fd: the fd is the program's, which
+        # the run borrows and puts back, as asyncio's add_signal_handler
+        # takes it without a word.
+        self.warn_if_wakeup_fd_taken = True
         self.engine: Engine | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self.outcome: outcome.Outcome[Any] | None = None
@@ -255,13 +275,14 @@ class RunLifecycle:
             self._wakeup_fd_to_restore = old_fd
             signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
             self.loop._guest.keep_wakeup_fd = fd
-            if old_fd != -1:
+            if old_fd != -1 and self.warn_if_wakeup_fd_taken:
                 warnings.warn(
-                    "asyncio-guest's signal handling code replaced the host's signal "
-                    "wakeup fd for this run (they collided); pass "
-                    "host_uses_signal_set_wakeup_fd=True if the host handles signals",
+                    f"asyncio-guest replaced the signal wakeup fd ({old_fd}) with its "
+                    "own for this run and puts it back at the end; if the host reads "
+                    "that fd (its own signal handling), pass "
+                    "host_uses_signal_set_wakeup_fd=True and it is left alone",
                     RuntimeWarning,
-                    stacklevel=4,
+                    stacklevel=_stacklevel_of_caller(),
                 )
 
     def _restore_sigint(self) -> None:
@@ -693,8 +714,12 @@ def start(
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
     fd_watcher: FdWatcher | None = None,
+    warn_if_wakeup_fd_taken: bool = True,
 ) -> RunLifecycle:
-    """``start_guest_run`` for host modules: returns the run itself (see ``end_now``)."""
+    """``start_guest_run`` for host modules: returns the run itself (see ``end_now``).
+
+    ``warn_if_wakeup_fd_taken``: see ``RunLifecycle.warn_if_wakeup_fd_taken``.
+    """
     if tick_budget <= 0:
         close_refused(main)
         raise ValueError("tick_budget must be positive")
@@ -714,6 +739,7 @@ def start(
         if debug is not None:
             loop.set_debug(debug)
         run = RunLifecycle(loop, done_callback, host_uses_signal_set_wakeup_fd)
+        run.warn_if_wakeup_fd_taken = warn_if_wakeup_fd_taken
         engine = Engine(
             loop,
             run,
