@@ -425,6 +425,7 @@ def start_guest_run(
     (destroying the root window is fine if something still calls
     ``root.tk.dooneevent()``). Returns the main task.
     """
+    _free_kept_roots()  # before the caller's loop runs (see run)
     the_host = host if host is not None else TkHost(root)
     return start_with_host(
         main,
