@@ -3,8 +3,11 @@
 # inside, in the current directory (the checkout is mounted at the same path).
 NEWER_ROOT=${ASYNCIO_GUEST_NEWER_ROOT:-/var/tmp/asyncio-guest-sid}
 
-# Environment passed into the chroot; everything else stays outside.
-_newer_pass=(CI DISPLAY PYTHONUNBUFFERED PYTHONFAULTHANDLER PIP_DISABLE_PIP_VERSION_CHECK
+# Environment passed into the chroot; everything else stays outside. The
+# interpreter's own settings a run may be given (asyncio debug mode, warning
+# filters, dev mode...) pass as on any other Python.
+_newer_pass=(CI DISPLAY PYTHONUNBUFFERED PYTHONFAULTHANDLER PYTHONASYNCIODEBUG PYTHONWARNINGS
+             PYTHONDEVMODE PYTHONTRACEMALLOC PYTHONHASHSEED PIP_DISABLE_PIP_VERSION_CHECK
              PIP_NO_CACHE_DIR PIP_PROGRESS_BAR QT_QPA_PLATFORM SDL_VIDEODRIVER
              SDL_AUDIODRIVER ASYNCIO_GUEST_TEST_LOOP ASYNCIO_GUEST_REQUIRE_DISPLAY
              ASYNCIO_GUEST_SWEEP_SAMPLE ASYNCIO_GUEST_REQUIRE_HOSTS ASYNCIO_GUEST_WAIT
