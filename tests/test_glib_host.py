@@ -620,6 +620,70 @@ def test_gtk4_application_window_closed_mid_run_cancels_main() -> None:
     assert proc.stdout.split() == ["clicked", "cancelled", "cleaned", "up", "CancelledError", "1"]
 
 
+_APPLICATION_LIVES_ON_CHILD = """
+import asyncio, sys, warnings
+import gi
+gtk_major, case = sys.argv[1], sys.argv[2]
+gi.require_version("Gtk", gtk_major + ".0")
+from gi.repository import Gio, GLib, Gtk
+from asyncio_guest import glib
+
+app = Gtk.Application(application_id="org.asyncio_guest.LivesOn",
+                      flags=Gio.ApplicationFlags.NON_UNIQUE)
+def show(title):
+    win = Gtk.ApplicationWindow(application=app, title=title)
+    win.present() if gtk_major == "4" else win.show_all()
+
+def later():
+    app.get_windows()[0].close()
+    if case == "switch":
+        show("main")  # the login window gives way to the main window
+    return False
+
+def on_activate(app):
+    if case == "held":
+        app.hold()  # the program's own: it keeps running with no window
+    show("login")
+    GLib.timeout_add(100, later)
+
+app.connect("activate", on_activate)
+
+async def main():
+    await asyncio.sleep(0.6)
+    if case == "held":
+        app.release()
+    return "main finished"
+
+with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    try:
+        print(glib.run(main, application=app))
+    except asyncio.CancelledError:
+        print("CancelledError")
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform.startswith("linux") and not os.environ.get("DISPLAY"), reason="needs a display"
+)
+@pytest.mark.parametrize("gtk_major", ["3", "4"])
+@pytest.mark.parametrize("case", ["switch", "held"])
+def test_an_application_that_lives_on_without_us_keeps_main_running(
+    gtk_major: str, case: str
+) -> None:
+    """The application's run ends when its own use count does, as without us:
+    a window closed and another opened in one callback (GTK 4 removes the
+    closed one at once), or the last window closed while the program holds
+    the application, leave it running, and main with it. The run cancelled
+    main on the first window list it saw empty."""
+    proc = _child(
+        "import sys; sys.argv[1:] = ["
+        + repr(gtk_major) + ", " + repr(case) + "]\n" + _APPLICATION_LIVES_ON_CHILD
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "main finished", proc.stderr
+
+
 _RUN_DIALOG_CHILD = """
 import asyncio, os, signal, sys, threading
 import gi

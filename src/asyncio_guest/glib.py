@@ -398,11 +398,13 @@ def run(
     The loop (on the thread's default context, this thread):
 
     * ``application``: ``application.run()`` (a ``Gtk.Application``, GTK 4 or
-      3, or a ``Gio.Application``). The application is held (``hold()``) for
-      the run, so it lives while ``main`` runs even with no window open; when
-      ``main`` ends, ``application.quit()`` makes ``run()`` return. The
-      application quitting first (``quit()``, or its last window closed)
-      cancels ``main``.
+      3, or a ``Gio.Application``). Until its first window, the application
+      is held (``hold()``), so it lives while ``main`` runs even with no
+      window open; from then on its own use count decides, as without us
+      (its windows and the program's holds). When ``main`` ends,
+      ``application.quit()`` makes ``run()`` return. The application
+      quitting first (``quit()``, or its last window closed with no hold of
+      the program's left) cancels ``main``.
     * ``loop``: that ``GLib.MainLoop``; ``loop.quit()`` before ``main`` is
       done cancels ``main``.
     * neither: ``Gtk.main()`` if GTK 3 has been imported (``Gtk.main_quit()``
@@ -422,7 +424,7 @@ def run(
     finished = False
     quits: list[Callable[[], object]] = []  # how to make each running loop return
     gtk = _gtk3() if loop is None and application is None else None
-    window_removed: list[int] = []
+    window_added: list[int] = []
     held = False
 
     def run_loop(run_it: Callable[[], object], quit_it: Callable[[], object]) -> None:
@@ -467,18 +469,28 @@ def run(
             quit_it()
 
     if application is not None:
-        application.hold()
-        held = True
-        if hasattr(application, "get_windows"):
+        # Held until its first window: an application with no window yet (its
+        # activate still to come, or none at all: a Gio.Application serving
+        # D-Bus) lives while main runs. From its first window on, it lives by
+        # its own use count, as it would without us: each window holds it,
+        # and so does every hold() of the program's; once none is left, after
+        # a main-loop iteration, application.run() returns and main is
+        # cancelled. Hence a window closed and another opened in one callback
+        # (a login window giving way to the main window) or a program that
+        # holds a windowless application keeps the run going, as without us.
+        windows = getattr(application, "get_windows", None)
+        if windows is None or not windows():
+            application.hold()
+            held = True
+        if held and windows is not None:
 
-            def on_window_removed(app: Any, _window: Any) -> None:
-                # A Gtk.Application whose last window closed would quit: so
-                # does the run (main is cancelled; our hold keeps the
-                # application alive until the guest has shut down).
-                if not finished and not app.get_windows() and quits:
-                    app.quit()
+            def on_window_added(app: Any, _window: Any) -> None:
+                nonlocal held
+                if held:
+                    held = False
+                    app.release()  # the window holds it now (see above)
 
-            window_removed.append(application.connect("window-removed", on_window_removed))
+            window_added.append(application.connect("window-added", on_window_added))
 
     def close_host() -> None:
         nonlocal held
@@ -486,9 +498,9 @@ def run(
             host.close()
         finally:
             if application is not None:
-                for handler in window_removed:
+                for handler in window_added:
                     application.disconnect(handler)
-                window_removed.clear()
+                window_added.clear()
                 if held:
                     held = False
                     application.release()
