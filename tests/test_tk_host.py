@@ -570,7 +570,10 @@ def test_host_watch_readable_and_call_later(root: Any) -> None:
         root.mainloop()
         unwatch()
         assert got == ["a", "b"]
-        assert fired and fired[0] >= 0.02
+        # Not early: Tcl times ``after`` on the wall clock, which runs 0.5%
+        # fast against the monotonic one on these VMs (NTP slewing); one run
+        # of 3 on 3.15 saw 19.67 ms for Tcl's 20: a millisecond's tolerance.
+        assert fired and fired[0] >= 0.019
         # unwatched: a byte written now is not reported
         os.write(w, b"c")
         root.after(30, root.quit)
