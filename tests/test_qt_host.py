@@ -530,6 +530,84 @@ def test_a_qthread_workers_signal_reaches_an_async_callback_method_on_the_gui_th
     assert qt.run(main, app=app) == [(0, True), (1, True), (2, True)]
 
 
+def test_an_async_callback_slot_of_a_deleted_widget_does_nothing() -> None:
+    """Qt disconnects a destroyed QObject's own bound-method slots; an
+    ``@async_callback`` method is a plain callable to the binding, and kept
+    firing while the program still held the widget's wrapper: its task ran on
+    a dead object ("Internal C++ object already deleted")."""
+    signal_type = b.QtCore.Signal if b.name.startswith("PySide") else b.QtCore.pyqtSignal
+
+    class Source(b.QObject):  # type: ignore[misc]
+        fired = signal_type()
+
+    class Panel(W.QWidget):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.label = W.QLabel("x", self)
+
+        def plain_slot(self) -> None:
+            ran.append("plain slot")
+
+        @asyncio_guest.async_callback
+        async def async_slot(self) -> None:
+            ran.append("async slot")
+            self.label.setText("y")
+
+    ran: list[str] = []
+
+    async def main() -> list[str]:
+        errors: list[Any] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, c: errors.append(c))
+        source = Source()
+        panel = Panel()  # the program keeps its wrapper (self.panel)
+        source.fired.connect(panel.plain_slot)
+        source.fired.connect(panel.async_slot)
+        source.fired.emit()
+        await asyncio.sleep(0.02)
+        panel.deleteLater()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not b.is_valid(panel):
+                break
+        assert not b.is_valid(panel)
+        source.fired.emit()
+        await asyncio.sleep(0.05)
+        assert errors == []
+        return ran
+
+    assert qt.run(main, app=app) == ["plain slot", "async slot"]
+
+
+@pytest.mark.parametrize("helper", ["exec_dialog", "run_modal"])
+def test_a_dialog_before_the_main_window_through_the_helpers_keeps_the_run(helper: str) -> None:
+    """The login dialog, then the main window: the dialog is the only window,
+    so its closing posts Qt's automatic quit, which Qt drops when a window is
+    shown before it is delivered (the code after a plain ``exec()`` shows the
+    main window at once). Through the helpers the coroutine resumed a tick
+    later, after the quit: ``main`` was cancelled."""
+    visible = [w for w in app.topLevelWidgets() if w.isVisible()]
+    assert visible == [], visible  # else no "last window closed" to test
+
+    async def main() -> tuple[int, str]:
+        dialog = W.QDialog()
+        _later(50, dialog.accept)
+        if helper == "exec_dialog":
+            code = await qt.exec_dialog(dialog)
+        else:
+            code = await asyncio_guest.run_modal(b.exec, dialog)
+        window = W.QWidget()
+        window.show()  # the main window
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            window.hide()
+            b.delete(window)
+            b.delete(dialog)
+        return code, "main window kept"
+
+    assert qt.run(main, app=app) == (1, "main window kept")
+
+
 def test_exec_dialog_keeps_asyncio_running_and_returns_the_result_code(window: Any) -> None:
     async def main() -> tuple[int, int]:
         dialog = W.QDialog(window)

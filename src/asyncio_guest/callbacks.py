@@ -23,7 +23,9 @@ wrong, this does not:
   handed to the guest run's thread, as a queued connection would do;
 * as a method decorator, the object's callback holds the object weakly: a
   signal connection to it does not keep a widget alive, and once the object is
-  gone a call does nothing.
+  gone a call does nothing; so it does once a Qt or wx object's C++ side is
+  deleted (``deleteLater``) while Python still holds the wrapper, as Qt
+  disconnects a destroyed object's own slots.
 
 The same helper serves every host: it needs only the guest loop, which is the
 host thread's running loop for the whole run (``docs/design.md``, section 1).
@@ -275,6 +277,7 @@ class _WeakMethod:
     def __init__(self, fn: Callable[..., Any], instance: object) -> None:
         self._weak_target = weakref.ref(instance)
         self._weak_fn = fn
+        self._deleted = _deletion_check(type(instance))
         for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(self, attribute, getattr(fn, attribute, None))
         try:
@@ -283,13 +286,40 @@ class _WeakMethod:
             pass
 
     def alive(self) -> bool:
-        return self._weak_target() is not None
+        target = self._weak_target()
+        return target is not None and not (self._deleted is not None and self._deleted(target))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         target = self._weak_target()
-        if target is None:
+        if target is None or (self._deleted is not None and self._deleted(target)):
             return None
         return self._weak_fn(target, *args, **kwargs)
+
+
+def _deletion_check(cls: type) -> Callable[[Any], bool] | None:
+    """For a toolkit class wrapping a C++ object (Qt's, wx's), whether an
+    instance's C++ side is gone; None for any other class.
+
+    The Python wrapper of a deleted widget (``deleteLater``, its parent
+    deleted, a destroyed wx window) lives on while the program holds it, and
+    a method of it connected as a slot would run on a dead object. Qt
+    disconnects a QObject's own bound-method slots when it is destroyed; ours
+    is a plain callable to the binding, so it says "gone" itself. The binding
+    is the one that defined the class, loaded already (never imported here).
+    """
+    for klass in cls.__mro__:
+        package = klass.__module__.partition(".")[0]
+        if package in ("PySide6", "PySide2"):
+            shiboken = sys.modules.get("shiboken6" if package == "PySide6" else "shiboken2")
+            if shiboken is not None:
+                is_valid = shiboken.isValid
+                return lambda obj: not is_valid(obj)
+        elif package in ("PyQt6", "PyQt5", "wx"):
+            sip = sys.modules.get("wx.siplib" if package == "wx" else f"{package}.sip")
+            if sip is not None:
+                isdeleted: Callable[[Any], bool] = sip.isdeleted
+                return isdeleted
+    return None
 
 
 def _called_by_host_code(loop: asyncio.AbstractEventLoop) -> bool:

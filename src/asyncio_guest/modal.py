@@ -77,6 +77,9 @@ async def run_modal(fn: Callable[[Unpack[MainArgs]], _T], *args: Unpack[MainArgs
         else:
             if not done.done():
                 done.set_result(value)
+        # The awaiting coroutine goes on now, before the host's next event,
+        # as the code after a blocking call does (Engine.tick_now).
+        engine.tick_now()
 
     engine.post_outside_tick(call_outside_tick)
     return await done

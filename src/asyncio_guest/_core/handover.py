@@ -320,6 +320,23 @@ class Engine:
         """
         self._post_local(fn)
 
+    def tick_now(self) -> None:
+        """Host thread, outside ticks: run a tick here and now, as a posted one.
+
+        For host code that has just made guest work ready and returns to a
+        host loop whose next event must not come first: ``run_modal``'s call
+        returned (a dialog closed), and the awaiting coroutine resumes before
+        the host handles what the closing posted. (Qt's automatic quit when
+        the last window closed is dropped if a window is shown before it is
+        delivered, as the code after a plain ``exec()`` shows the next one.)
+        Inside a tick (a nested host loop) it does nothing: that tick's own
+        ending runs what is ready. A tick already posted finds its work done:
+        one tick more, never one lost (``_tick``).
+        """
+        tok = self._token_ref()
+        if tok is not None and not self._in_tick and not self._finished:
+            self._tick(tok)
+
     def request_finish(self) -> None:
         """Host thread: end the run at the next point where the backend is parked."""
         self._finish_requested = True
