@@ -425,6 +425,39 @@ def test_done_callback_errors_come_out_of_mainloop(root: Any, last_wake: str) ->
         root.mainloop()
 
 
+def test_a_programs_after_0_chain_does_not_starve_a_busy_guest(root: Any) -> None:
+    """A busy guest's next tick waits for Tk's idle queue (redraws first),
+    which Tcl runs only when no event is due: a program's own ``after 0``
+    chain kept one due all the time, and the guest, its timers with it, got
+    no tick at all until the chain stopped (a 0.1 s sleep took 2 s)."""
+    chain = [True]
+
+    def step() -> None:
+        if chain[0]:
+            root.after(0, step)
+
+    async def main() -> tuple[float, int]:
+        root.after(0, step)
+        root.after(1000, lambda: chain.__setitem__(0, False))
+
+        async def spin() -> int:  # the guest stays busy
+            n = 0
+            while chain[0]:
+                n += 1
+                await asyncio.sleep(0)
+            return n
+
+        spinner = asyncio.create_task(spin())
+        t0 = time.monotonic()
+        await asyncio.sleep(0.1)
+        slept = time.monotonic() - t0
+        return slept, await spinner
+
+    slept, spins = agtk.run(main, root=root)
+    assert slept < 0.5, slept  # it took the whole second (the chain's life) before
+    assert spins > 1000, spins
+
+
 def test_wait_window_keeps_asyncio_running(root: Any) -> None:
     async def main() -> int:
         top = tkinter.Toplevel(root)

@@ -89,6 +89,11 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 _serial = itertools.count()
 
+_BUSY_FALLBACK_MS = 4
+"""How long a busy guest's next tick may wait for Tk's idle queue (``TkHost._post_busy``):
+while the program keeps Tk from ever being idle, the guest still gets a tick
+(of ``tick_budget``, 1 ms) every 4 ms or so, beside the program's own events."""
+
 
 class TkHost:
     """Runs callbacks on Tk's thread, through its event loop (see module doc).
@@ -115,6 +120,7 @@ class TkHost:
         self._depth = 0
         self._close_requested = False
         self._later: dict[str, str] = {}  # call_later's Tcl command -> its after id
+        self._fallback: str | None = None  # the busy wake-up's fallback timer (_post_busy)
         self._watched: set[int] = set()  # the fds of watch_readable's handlers
         prefix = f"asyncio_guest_tk{os.getpid()}_{next(_serial)}"
         self._cmd = prefix + "_drain"
@@ -195,8 +201,26 @@ class TkHost:
             pass  # the pipe is full: a wake-up is pending anyway
 
     def _post_busy(self) -> None:
-        """Tk thread: a drain left work; the next one after Tk's idle work (module doc)."""
-        self._tk.call("after", "idle", "after", 0, self._cmd)
+        """Tk thread: a drain left work; the next one after Tk's idle work (module doc).
+
+        Tcl runs idle handlers only when no event is due, so a program that
+        always has one (its own ``after 0`` chain, an animation polling at
+        full speed) would starve that wake-up, and with it the guest's timers
+        and I/O, whose wake-ups wait behind the one pending (the queue keeps
+        one in flight). A timer ``_BUSY_FALLBACK_MS`` later drains too, should
+        the idle one not have come by then; every drain cancels it.
+        """
+        tk = self._tk
+        tk.call("after", "idle", "after", 0, self._cmd)
+        if self._fallback is None:
+            self._fallback = tk.call("after", _BUSY_FALLBACK_MS, self._cmd)
+
+    def _cancel_fallback(self) -> None:
+        """Tk thread, as a drain begins: it consumes the wake-up the fallback guards."""
+        fallback = self._fallback
+        if fallback is not None:
+            self._fallback = None
+            self._tk.call("after", "cancel", fallback)
 
     # ------------------------------------------------------------- drains
 
@@ -219,6 +243,7 @@ class TkHost:
             raise error
         if self._closed:
             return
+        self._cancel_fallback()
         self._depth += 1
         try:
             self._queue.drain()
@@ -231,6 +256,7 @@ class TkHost:
             return
         self._depth += 1
         try:
+            self._cancel_fallback()
             self._queue.drain()
         except BaseException as exc:
             self._raise_from_file_handler(exc)
