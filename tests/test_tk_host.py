@@ -426,10 +426,11 @@ def test_done_callback_errors_come_out_of_mainloop(root: Any, last_wake: str) ->
 
 
 def test_a_programs_after_0_chain_does_not_starve_a_busy_guest(root: Any) -> None:
-    """A busy guest's next tick waits for Tk's idle queue (redraws first),
-    which Tcl runs only when no event is due: a program's own ``after 0``
-    chain kept one due all the time, and the guest, its timers with it, got
-    no tick at all until the chain stopped (a 0.1 s sleep took 2 s)."""
+    """A busy guest's next tick waited for Tk's idle queue (``after idle
+    after 0``), which Tcl runs only when no event is due: a program's own
+    ``after 0`` chain kept one due all the time, and the guest, its timers
+    with it, got no tick at all until the chain stopped (a 0.1 s sleep took
+    the chain's whole second)."""
     chain = [True]
 
     def step() -> None:
@@ -456,6 +457,37 @@ def test_a_programs_after_0_chain_does_not_starve_a_busy_guest(root: Any) -> Non
     slept, spins = agtk.run(main, root=root)
     assert slept < 0.5, slept  # it took the whole second (the chain's life) before
     assert spins > 1000, spins
+
+
+def test_tks_idle_work_keeps_its_turn_while_the_guest_spins(root: Any) -> None:
+    """Tcl runs idle handlers (redraws, the program's ``after idle`` scripts)
+    only when no event is due, and a busy guest's next tick always is: each
+    drain runs one idle pass itself. A label's text set from a timer is
+    redrawn, and the program's idle script runs, about once per timer."""
+    label = tkinter.Label(root, text="0")
+    label.pack()
+    ticks = [0]
+    idles = [0]
+
+    def every_10_ms() -> None:
+        ticks[0] += 1
+        label.configure(text=str(ticks[0]))  # a redraw, itself idle work
+        root.after_idle(lambda: idles.__setitem__(0, idles[0] + 1))
+        root.after(10, every_10_ms)
+
+    async def main() -> int:
+        root.after(10, every_10_ms)
+        n = 0
+        t_end = time.monotonic() + 0.5
+        while time.monotonic() < t_end:  # 200 tasks' worth of spinning, in one
+            n += 1
+            await asyncio.sleep(0)
+        return n
+
+    spins = agtk.run(main, root=root)
+    assert spins > 1000, spins
+    assert ticks[0] >= 20, ticks  # the timer kept its pace (about 45 of 50)
+    assert idles[0] >= ticks[0] - 2, (idles, ticks)  # and idle work kept up with it
 
 
 def test_wait_window_keeps_asyncio_running(root: Any) -> None:

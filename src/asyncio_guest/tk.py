@@ -21,12 +21,18 @@ is one byte written to a non-blocking pipe whose read end Tk watches
 (``createfilehandler``): a system call that never waits for Tk. On the Tk thread
 the wake-up is an ``after 0`` timer instead (no pipe, no notifier hop).
 
-Keeping the GUI smooth: Tcl runs idle handlers (geometry, redraws) only when no
-other event is queued, so a busy guest that always had a file event or a due
-``after 0`` timer waiting would never let the window repaint. A tick that leaves
-work therefore schedules the next one as ``after idle after 0``: first Tk's idle
-work, then a zero timer, which runs beside the program's own due ``after``
-timers. (A bare ``after idle`` chain can starve every ``after`` timer on Tk 8.6.)
+Keeping the GUI smooth: Tcl runs idle handlers (geometry, redraws, the
+program's ``after idle`` scripts) only when no other event is due, so a busy
+guest, whose next tick is always due, would never let the window repaint. So
+each drain begins with one idle pass of its own (``dooneevent`` with idle
+events only: the handlers queued so far, no poll). A tick that leaves work
+schedules the next one as an ``after 0`` timer: it runs beside the program's
+own due ``after`` timers (an ``after 0`` chain of the program's included), and
+costs one trip through Tcl's threaded notifier per tick (about 0.1 ms here).
+Scheduled as ``after idle after 0`` (Tk's idle work, then a timer), as it once
+was, it cost two, and a program that kept Tk from being idle (its own ``after
+0`` chain) starved the guest, its timers and I/O waiting behind that wake-up.
+(A bare ``after idle`` chain can starve every ``after`` timer on Tk 8.6.)
 
 Errors: what a callback raises (``done_callback``'s exception, a Ctrl+C) must
 come out of ``mainloop()``. Tkinter re-raises what a *file handler* raises from
@@ -63,6 +69,7 @@ import outcome
 from ._core.errors import toolkit_missing
 
 try:
+    import _tkinter
     import tkinter
 except ImportError as _exc:
     raise toolkit_missing(
@@ -88,11 +95,8 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _serial = itertools.count()
+_IDLE_PASS = _tkinter.DONT_WAIT | _tkinter.IDLE_EVENTS
 
-_BUSY_FALLBACK_MS = 4
-"""How long a busy guest's next tick may wait for Tk's idle queue (``TkHost._post_busy``):
-while the program keeps Tk from ever being idle, the guest still gets a tick
-(of ``tick_budget``, 1 ms) every 4 ms or so, beside the program's own events."""
 
 
 class TkHost:
@@ -120,7 +124,6 @@ class TkHost:
         self._depth = 0
         self._close_requested = False
         self._later: dict[str, str] = {}  # call_later's Tcl command -> its after id
-        self._fallback: str | None = None  # the busy wake-up's fallback timer (_post_busy)
         self._watched: set[int] = set()  # the fds of watch_readable's handlers
         prefix = f"asyncio_guest_tk{os.getpid()}_{next(_serial)}"
         self._cmd = prefix + "_drain"
@@ -172,7 +175,7 @@ class TkHost:
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
         """Tk thread only: the same; from inside one of our callbacks it costs no pipe byte.
 
-        Inside a drain the wake-up for the next one (``after idle after 0``) is
+        Inside a drain the wake-up for the next one (an ``after 0`` timer) is
         sent at once rather than when the drain ends: should the callback that
         runs now open a nested Tk loop (``wait_window`` from a task), that loop
         then runs ``fn`` (the engine's debug probe says so, naming ``run_modal``).
@@ -201,26 +204,17 @@ class TkHost:
             pass  # the pipe is full: a wake-up is pending anyway
 
     def _post_busy(self) -> None:
-        """Tk thread: a drain left work; the next one after Tk's idle work (module doc).
+        """Tk thread: a drain left work; the next one is an ``after 0`` timer.
 
-        Tcl runs idle handlers only when no event is due, so a program that
-        always has one (its own ``after 0`` chain, an animation polling at
-        full speed) would starve that wake-up, and with it the guest's timers
-        and I/O, whose wake-ups wait behind the one pending (the queue keeps
-        one in flight). A timer ``_BUSY_FALLBACK_MS`` later drains too, should
-        the idle one not have come by then; every drain cancels it.
+        One timer, so one trip through Tcl's notifier per busy tick (its
+        threaded notifier answers each poll from another thread: about 0.1 ms
+        on these machines, a tenth of a tick). A timer also runs beside the
+        program's own due ``after`` timers, an ``after 0`` chain of its own
+        included. Tk's idle work (redraws, geometry, the program's ``after
+        idle`` scripts), which Tcl runs only when no event is due, gets its
+        turn as each drain begins (module doc).
         """
-        tk = self._tk
-        tk.call("after", "idle", "after", 0, self._cmd)
-        if self._fallback is None:
-            self._fallback = tk.call("after", _BUSY_FALLBACK_MS, self._cmd)
-
-    def _cancel_fallback(self) -> None:
-        """Tk thread, as a drain begins: it consumes the wake-up the fallback guards."""
-        fallback = self._fallback
-        if fallback is not None:
-            self._fallback = None
-            self._tk.call("after", "cancel", fallback)
+        self._tk.call("after", 0, self._cmd)
 
     # ------------------------------------------------------------- drains
 
@@ -243,9 +237,9 @@ class TkHost:
             raise error
         if self._closed:
             return
-        self._cancel_fallback()
         self._depth += 1
         try:
+            self._tk.dooneevent(_IDLE_PASS)  # Tk's idle work first (module doc)
             self._queue.drain()
         finally:
             self._left_drain()
@@ -256,7 +250,7 @@ class TkHost:
             return
         self._depth += 1
         try:
-            self._cancel_fallback()
+            self._tk.dooneevent(_IDLE_PASS)  # Tk's idle work first (module doc)
             self._queue.drain()
         except BaseException as exc:
             self._raise_from_file_handler(exc)
