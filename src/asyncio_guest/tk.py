@@ -155,7 +155,7 @@ class TkHost:
             _close_fds(self._fds)
             raise
         self._write = functools.partial(os.write, self._wfd, b"\0")
-        self._queue = CoalescingQueue(self._post, self._post_busy)
+        self._queue = CoalescingQueue(self._post)  # busy wake-ups too (_post)
 
     # ----------------------------------------------------------- primitives
 
@@ -193,7 +193,13 @@ class TkHost:
         """Any thread: wake the Tk thread for a drain (the queue's ``post``).
 
         On the Tk thread an ``after 0`` timer; elsewhere one pipe byte (the
-        only thing another thread does here: never a Tk call).
+        only thing another thread does here: never a Tk call). A drain that
+        left work (the queue's busy wake-up, always on the Tk thread) posts
+        the same timer: one trip through Tcl's threaded notifier per busy
+        tick (it answers each poll from another thread: about 0.1 ms here),
+        and the timer runs beside the program's own due ``after`` timers, an
+        ``after 0`` chain of its own included. Tk's idle work gets its turn
+        as each drain begins (module doc).
         """
         if threading.get_ident() == self.thread_id:
             self._tk.call("after", 0, self._cmd)
@@ -202,19 +208,6 @@ class TkHost:
             self._write()
         except BlockingIOError:
             pass  # the pipe is full: a wake-up is pending anyway
-
-    def _post_busy(self) -> None:
-        """Tk thread: a drain left work; the next one is an ``after 0`` timer.
-
-        One timer, so one trip through Tcl's notifier per busy tick (its
-        threaded notifier answers each poll from another thread: about 0.1 ms
-        on these machines, a tenth of a tick). A timer also runs beside the
-        program's own due ``after`` timers, an ``after 0`` chain of its own
-        included. Tk's idle work (redraws, geometry, the program's ``after
-        idle`` scripts), which Tcl runs only when no event is due, gets its
-        turn as each drain begins (module doc).
-        """
-        self._tk.call("after", 0, self._cmd)
 
     # ------------------------------------------------------------- drains
 
