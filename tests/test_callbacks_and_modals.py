@@ -230,7 +230,13 @@ def test_as_a_method_decorator_each_object_has_its_own_policy(host: QueueHost) -
 def test_two_attributes_over_one_method_keep_their_own_policies(host: QueueHost) -> None:
     """One async method, two callbacks: a button that ignores double clicks and
     a shortcut that restarts the work. Each object gets one callback per
-    attribute, with that attribute's policy (they shared the first one made)."""
+    attribute, with that attribute's policy (they shared the first one made).
+
+    The work waits for an event, not a sleep: on Windows the clock ticks every
+    15.6 ms and asyncio runs a timer up to one tick early, so two sleeps begun
+    30 ms apart could end in either order (seen once under Wine)."""
+    release = asyncio.Event()
+
     class Panel:
         def __init__(self) -> None:
             self.log: list[str] = []
@@ -238,7 +244,7 @@ def test_two_attributes_over_one_method_keep_their_own_policies(host: QueueHost)
         async def _refresh(self, who: str) -> None:
             self.log.append(f"start {who}")
             try:
-                await asyncio.sleep(0.05)
+                await release.wait()
                 self.log.append(f"end {who}")
             except asyncio.CancelledError:
                 self.log.append(f"cancelled {who}")
@@ -259,7 +265,9 @@ def test_two_attributes_over_one_method_keep_their_own_policies(host: QueueHost)
         host.in_host(lambda: panel.refresh_shortcut("F5"))  # its own tasks: none busy
         await asyncio.sleep(0.01)
         host.in_host(lambda: panel.refresh_shortcut("F5 again"))  # cancels F5's
-        await asyncio.sleep(0.01)
+        while len(panel.log) < 4:
+            await asyncio.sleep(0.001)
+        release.set()  # wakes its waiters in the order they began to wait
         while panel.refresh_button.running or panel.refresh_shortcut.running:
             await asyncio.sleep(0.01)
 
