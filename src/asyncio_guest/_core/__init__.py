@@ -22,3 +22,10 @@ Read in this order (each module says what it holds and who may touch it):
 
 Public names live in ``asyncio_guest`` and its host modules; nothing here is API.
 """
+
+import os
+
+#: The ``asyncio_guest`` package's directory: a frame whose file lies under it
+#: is the library's own (Ctrl+C deferral in ``interrupts``, debug-mode creation
+#: tracebacks in ``guest_loop``, warnings' stacklevel in ``lifecycle``).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from . import PACKAGE_DIR
 from . import linger as _linger
 from .backend import Backend
 from .iocp_wait import IocpIO, Taken
@@ -207,7 +208,6 @@ def _create_task_from_host_code(loop: Any, coro: Any, kwargs: dict[str, Any]) ->
 _OWN_CREATE_TASK_FRAMES = frozenset(
     {"_create_task_seen_as_asyncio", "_create_task_from_host_code", "call_as_loop_code"}
 )
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _forget_own_frames(task: Any) -> None:
@@ -221,7 +221,7 @@ def _forget_own_frames(task: Any) -> None:
             for entry in stack
             if not (
                 entry.name in _OWN_CREATE_TASK_FRAMES
-                and os.path.dirname(os.path.dirname(entry.filename)) == _PACKAGE_DIR
+                and os.path.dirname(os.path.dirname(entry.filename)) == PACKAGE_DIR
             )
         ]
 

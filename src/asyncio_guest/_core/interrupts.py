@@ -46,9 +46,10 @@ from asyncio import events
 from collections.abc import Callable
 from typing import TypeVar
 
+from . import PACKAGE_DIR
+
 _T = TypeVar("_T")
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def call_user(fn: Callable[[], _T]) -> _T:
@@ -114,7 +115,7 @@ def _kind(filename: str) -> str:
     kind = _KINDS.get(filename)
     if kind is None:
         path = os.path.abspath(filename)
-        if path.startswith(_PACKAGE_DIR + os.sep):
+        if path.startswith(PACKAGE_DIR + os.sep):
             kind = _OWN
         elif any(path.startswith(where + os.sep) for where in _TOOLKIT_DIRS):
             kind = _TOOLKIT

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import outcome
 
+from . import PACKAGE_DIR
 from .asyncgen_hooks import RunAsyncgenHooks
 from .errors import InternalError, cleanup_twice
 from .fd_watch import FdWatcher
@@ -155,7 +156,7 @@ def _called_already(result: outcome.Outcome[Any]) -> None:
 def _stacklevel_of_caller() -> int:
     """``warnings.warn``'s stacklevel, from the function that calls it, of the
     first frame outside this package: the program's call that started the run."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    package = PACKAGE_DIR + os.sep
     level = 1  # warnings.warn's caller, the frame this is called from
     frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(package):
