@@ -511,6 +511,30 @@ def test_wait_window_keeps_asyncio_running(root: Any) -> None:
     assert agtk.run(main, root=root) == 5
 
 
+def test_a_root_destroys_cleanly_after_wait_window() -> None:
+    """The wait's Tcl command went with the wait, and the root's record of it too:
+    the root's destroy() raised "can't delete Tcl command" on 3.11-3.14 (and a
+    ``tk.run`` without a root lost main's result to it). The fixture's root
+    forgives a failing destroy(), so this test makes its own."""
+    async def main() -> str:
+        root = tkinter._get_default_root()  # type: ignore[attr-defined]
+        for end in ("destroyed", "timed out"):
+            top = tkinter.Toplevel(root)
+            if end == "destroyed":
+                top.after(20, top.destroy)
+                await asyncio.wait_for(agtk.wait_window(top), 5)
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(agtk.wait_window(top), 0.01)
+                top.destroy()
+        return "done"
+
+    root = tkinter.Tk()
+    assert agtk.run(main, root=root) == "done"
+    root.destroy()  # raised TclError
+    assert agtk.run(main) == "done"  # its own root, destroyed by run: raised TclError
+
+
 def test_wait_window_survives_the_programs_own_destroy_binding(root: Any) -> None:
     """The program binds ``<Destroy>`` on the window after the wait began (no
     ``add="+"``: replacing the window's binding, as most Tk code does), or its

@@ -676,11 +676,18 @@ async def wait_window(window: tkinter.Misc) -> None:
     gone: asyncio.Future[None] = loop.create_future()
     tag = f"asyncio_guest_wait_window{next(_serial)}"
 
-    def on_destroy(event: tkinter.Event[Any]) -> None:
+    def on_destroy() -> None:
         if not gone.done():
             gone.set_result(None)
 
-    command = window.bind_class(tag, "<Destroy>", on_destroy)
+    # The command is the root's (``register`` records it there, so the root's
+    # destroy() deletes it if this wait is still on) and the binding is plain
+    # Tcl: tkinter's bind_class/unbind_class keep a record of the command on
+    # 3.11+ (and delete it on 3.15) but not on 3.10, and deleting it behind
+    # that record made the root's destroy() fail ("can't delete Tcl command").
+    root = window._root()
+    command = root.register(on_destroy)
+    window.tk.call("bind", tag, "<Destroy>", command)
     window.bindtags((tag, *window.bindtags()))
     try:
         await gone
@@ -688,8 +695,8 @@ async def wait_window(window: tkinter.Misc) -> None:
         try:
             if _window_exists(window):
                 window.bindtags(tuple(t for t in window.bindtags() if t != tag))
-            window.unbind_class(tag, "<Destroy>")
-            window.tk.deletecommand(command)  # (bind_class keeps no record of it)
+            window.tk.call("bind", tag, "<Destroy>", "")
+            root.deletecommand(command)  # the command and the root's record of it
         except tkinter.TclError:
             pass  # the interpreter's application was destroyed: nothing is left
 
