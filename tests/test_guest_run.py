@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, NoReturn
 
 import outcome
@@ -92,8 +93,6 @@ async def _async_function() -> int:
     [
         pytest.param(_sync_function, (), id="sync-function"),
         pytest.param(42, (), id="not-callable"),
-        pytest.param(_Awaitable(), (), id="awaitable-object"),
-        pytest.param(_Awaitable, (), id="function-returning-awaitable"),
         pytest.param(None, (), id="none"),
     ],
 )
@@ -116,6 +115,55 @@ def test_non_coroutine_raises_type_error_from_the_call(
     assert set(threading.enumerate()) == threads
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
+
+
+class _ForeignCoroutine(Coroutine[Any, Any, int]):
+    """A coroutine that is no native one (what Cython makes of ``async def``):
+    ``asyncio.iscoroutine`` says it is one, ``inspect.iscoroutine`` does not."""
+
+    def __init__(self) -> None:
+        self._inner = _async_function()
+
+    def send(self, value: Any) -> Any:
+        return self._inner.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        return self._inner.throw(*exc)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __await__(self) -> Generator[Any, None, int]:
+        return self._inner.__await__()
+
+
+@pytest.mark.parametrize(
+    ("guest_main", "plain_main"),
+    [
+        pytest.param(_ForeignCoroutine, _ForeignCoroutine, id="foreign-coroutine"),
+        pytest.param(lambda: _ForeignCoroutine, _ForeignCoroutine, id="its-function"),
+        pytest.param(_Awaitable, _Awaitable, id="awaitable-object"),
+        pytest.param(lambda: _Awaitable, _Awaitable, id="function-returning-awaitable"),
+    ],
+)
+def test_main_is_taken_where_asyncio_run_takes_it(
+    guest_main: Callable[[], Any], plain_main: type
+) -> None:
+    """A coroutine is what asyncio says is one (it was refused unless native),
+    and from 3.14 on, as ``asyncio.run`` does, any awaitable (it was refused)."""
+    try:
+        expected: object = asyncio.run(plain_main())
+    except (TypeError, ValueError):  # ValueError before 3.14
+        expected = TypeError
+    try:
+        got: object = asyncio_guest.run(guest_main())
+    except TypeError:
+        got = TypeError
+    assert got == expected
+    if issubclass(plain_main, Coroutine):
+        assert expected == 1  # a foreign coroutine: taken on every version
+    if sys.version_info >= (3, 14):
+        assert expected == 1  # any awaitable
 
 
 def test_coroutine_object_with_extra_args_is_a_type_error(host: QueueHost) -> None:

@@ -58,7 +58,7 @@ _THREAD_JOIN_TIMEOUT = 300.0  # what asyncio.run gives the default executor (3.1
 def close_refused(main: object) -> None:
     """A run refused before it took ``main``: close a coroutine object given, so
     it is not reported as never awaited (the refusal is the error to see)."""
-    if inspect.iscoroutine(main):
+    if asyncio.iscoroutine(main):
         main.close()
 
 
@@ -130,8 +130,24 @@ def _close_cut_short() -> None:
             logger.debug("asyncio-guest: closing a cut-short shutdown failed", exc_info=True)
 
 
+#: ``asyncio.run`` takes any awaitable from 3.14 on (``Runner.run`` wraps it in
+#: a coroutine); before, only a coroutine.
+_RUN_TAKES_AWAITABLES = sys.version_info >= (3, 14)
+
+
+async def _awaiting(awaitable: Awaitable[_T]) -> _T:
+    """An awaitable ``main`` as a coroutine (3.14+), as ``Runner.run`` wraps it."""
+    return await awaitable
+
+
 def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any]:
-    if inspect.iscoroutine(main):
+    """``main`` (and its ``args``) as the coroutine of the main task.
+
+    A coroutine is what ``asyncio.iscoroutine`` says is one (native, or a
+    ``collections.abc.Coroutine`` such as Cython's), as ``asyncio.run`` and
+    ``Task`` take it; from 3.14 on any awaitable, as ``asyncio.run`` takes it.
+    """
+    if asyncio.iscoroutine(main):
         if args:
             main.close()  # refused (see close_refused)
             raise TypeError(
@@ -139,11 +155,15 @@ def _make_coroutine(main: Any, args: tuple[Any, ...]) -> Coroutine[Any, Any, Any
                 "function and its arguments (main, 1, 2), or the coroutine alone (main(1, 2))"
             )
         return main
+    if _RUN_TAKES_AWAITABLES and inspect.isawaitable(main) and not args:
+        return _awaiting(main)
     if callable(main):
         coro = main(*args)
-        if inspect.iscoroutine(coro):
+        if asyncio.iscoroutine(coro):
             return coro
         if inspect.isawaitable(coro):
+            if _RUN_TAKES_AWAITABLES:
+                return _awaiting(coro)
             raise TypeError(f"{main!r} returned {coro!r}, which is awaitable but not a coroutine")
         raise TypeError(f"{main!r} must be an async function (it returned {coro!r})")
     raise TypeError(f"a coroutine or an async function was expected, got {main!r}")
