@@ -4,7 +4,7 @@ Three ways in, from the simplest:
 
 * ``run(main, root=root)`` runs ``root.mainloop()`` with ``main`` as the guest
   and returns ``main``'s result or raises its exception (contract below).
-* ``start_guest_run(main, root, done_callback=...)`` for a program that runs
+* ``start_guest_run(main, root=root, done_callback=...)`` for a program that runs
   ``root.mainloop()`` (or a ``root.update()`` loop) itself: it returns the main
   task at once.
 * ``TkHost(root)``: the two host primitives, for ``asyncio_guest.start_guest_run``
@@ -685,7 +685,7 @@ async def wait_window(window: tkinter.Misc) -> None:
     # Tcl: tkinter's bind_class/unbind_class keep a record of the command on
     # 3.11+ (and delete it on 3.15) but not on 3.10, and deleting it behind
     # that record made the root's destroy() fail ("can't delete Tcl command").
-    root = window._root()
+    root = window.nametowidget(".")  # the Tk of window's interpreter
     command = root.register(on_destroy)
     window.tk.call("bind", tag, "<Destroy>", command)
     window.bindtags((tag, *window.bindtags()))
