@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from ._core.errors import InternalError
-from ._core.fd_watch import FdWatcher
+from ._core.fd_watch import FdWatcher, WaitChoiceError
 from ._core.guest_loop import GuestSelectorEventLoop, as_guest_loop
 from ._core.handover import DEFAULT_TICK_BUDGET
 from ._core.lifecycle import asyncio_guest_run, start_guest_run
@@ -24,6 +24,7 @@ __all__ = [
     "HostTimer",
     "InternalError",
     "ReferenceHost",
+    "WaitChoiceError",
     "as_guest_loop",
     "async_callback",
     "asyncio_guest_run",

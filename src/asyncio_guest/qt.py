@@ -41,8 +41,9 @@ tasks spinning).
 
 Ending: ``app.quit()``, the last window closed (``quitOnLastWindowClosed``) or
 anything else that makes ``exec()`` return before ``main`` is done cancels
-``main``; ``run`` then keeps a ``QEventLoop`` running until the guest has
-shut down (windows still paint meanwhile), and returns or raises.
+``main``; ``run`` then runs ``app.exec()`` again until the guest has shut
+down (windows still paint meanwhile), and returns or raises (not a
+``QEventLoop``: after a second ``exit()`` a new one returns at once).
 
 Ctrl+C: Qt's loop does not run Python signal handlers while it sleeps, but
 the run's signal wakeup fd wakes the guest (its byte fires the notifier, or
