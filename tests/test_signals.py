@@ -460,3 +460,36 @@ def test_removing_a_guest_handler_puts_the_hosts_own_handler_back(
     finally:
         signal.signal(signal.SIGUSR2, previous)
         signal.set_wakeup_fd(-1)
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "SafeChildWatcher"), reason="child watchers are gone from 3.14 on"
+)
+def test_a_sigchld_child_watcher_set_before_the_run_sees_its_child_and_ends_cleanly() -> None:
+    """3.10-3.13's policy attaches a ``SafeChildWatcher`` to the run's loop when
+    the run sets it as the thread's loop; its SIGCHLD handler took the loop's
+    self-pipe as the wakeup fd before the run had set its own, the run saved
+    that as the program's fd, and put it back once the loop had closed it:
+    ``OSError: [Errno 9]`` instead of main's result (and, under GLib, which
+    swaps the fd, every child's exit lost)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12-3.13
+        watcher = asyncio.SafeChildWatcher()
+        asyncio.set_child_watcher(watcher)
+    try:
+        import asyncio_guest
+
+        async def main() -> int | None:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+            return await asyncio.wait_for(proc.wait(), LONG)
+
+        before = _current_wakeup_fd()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            assert asyncio_guest.run(main) == 0
+        assert _current_wakeup_fd() == before
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_child_watcher(None)
+        watcher.close()

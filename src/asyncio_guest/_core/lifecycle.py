@@ -240,9 +240,6 @@ class RunLifecycle:
         loop._thread_id = self.host_ident
         self._restore.append(lambda: events._set_running_loop(None))
         events._set_running_loop(loop)
-        if set_event_loop:
-            self._restore.append(lambda: events.set_event_loop(None))
-            events.set_event_loop(loop)
         self._restore.append(self.loop._guest_detach)
         self.loop._guest_attach(engine)
         # Guest generators go to the loop's hooks, host generators keep the host's.
@@ -251,6 +248,14 @@ class RunLifecycle:
         hooks.install()
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handling()
+        # After the signal handling: a child watcher of 3.10-3.13's policy
+        # (SafeChildWatcher...) attaches here and adds its SIGCHLD handler,
+        # which must find the run's wakeup fd in place (it took the self-pipe
+        # for its own, which the run then saved as the program's and put back
+        # once closed: EBADF, and under GLib every child exit lost).
+        if set_event_loop:
+            self._restore.append(lambda: events.set_event_loop(None))
+            events.set_event_loop(loop)
 
     def create_main_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         """After the first tick is posted (a host primitive that fails on its first
@@ -666,8 +671,8 @@ def _make_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
 def _restore_wakeup_fd(old_fd: int) -> None:
     try:
         signal.set_wakeup_fd(old_fd)
-    except ValueError:
-        pass  # not the main thread any more (cannot happen) or fd gone
+    except (ValueError, OSError):
+        pass  # not the main thread any more (cannot happen), or the fd is closed
 
 
 def start_guest_run(
