@@ -717,9 +717,11 @@ _CTRL_C_IN_SHUTDOWN_CHILD = textwrap.dedent(
             await asyncio.sleep(60)  # a graceful close that hangs
 
     async def aio_main():
-        if sys.argv[1] == "task":
+        if sys.argv[1] in ("task", "main-done"):
             asyncio.create_task(slow_cleanup())
         print("ready", flush=True)
+        if sys.argv[1] == "main-done":
+            return  # the shutdown begins, and waits for the task's clean-up
         if sys.argv[1] == "executor":
             await asyncio.to_thread(time.sleep, 60)  # the executor's join waits for it
         else:
@@ -765,6 +767,34 @@ def test_a_second_ctrl_c_cuts_the_guests_shutdown_short(waits_for: str) -> None:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=LONG)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out.split() == ["trio", "ran", "True", "KeyboardInterrupt"], (out, err)
+    assert elapsed < 10.0, elapsed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child: POSIX")
+def test_one_ctrl_c_once_main_is_done_cuts_the_guests_shutdown_short() -> None:
+    """main has returned and the shutdown waits for a task's slow ``finally``:
+    the first Ctrl+C ends the run at once, as in ``asyncio.run`` (it was taken
+    for the one that cancels main, which was done: nothing happened until a
+    second Ctrl+C or the clean-up's end)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_IN_SHUTDOWN_CHILD, "main-done"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.0)
         assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
         sent = time.monotonic()

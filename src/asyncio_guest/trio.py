@@ -228,6 +228,8 @@ class _GuestRun:
         self.lifecycle: RunLifecycle | None = None
         self.trio_exc: BaseException | None = None  # trio.Cancelled or KeyboardInterrupt
         self.raise_cancel: Callable[[], Any] | None = None
+        # Ctrl+Cs for the guest's run itself: all but one that cancelled main
+        # (a Ctrl+C once main is done, or cancelled already, ends the run).
         self.interrupts = 0
         self.cancel_sent = False  # main is cancelled once, as asyncio.run does
 
@@ -247,27 +249,30 @@ class _GuestRun:
         try:
             raise_cancel()
         except KeyboardInterrupt as exc:
-            self.interrupts += 1
             if self.trio_exc is None or isinstance(self.trio_exc, trio.Cancelled):
                 self.trio_exc = exc
+            if not self.cancel_main():
+                self.interrupts += 1
         except BaseException as exc:  # trio.Cancelled
             if self.trio_exc is None:
                 self.trio_exc = exc
                 self.raise_cancel = raise_cancel
-        self.cancel_main()
+            self.cancel_main()
         # Trio tries one abort per park: come back and park again (shielded
         # from now on), so that a later Ctrl+C still finds an abort to call.
         self.poster.wake()
         return trio.lowlevel.Abort.FAILED
 
-    def cancel_main(self) -> None:
-        # Once only: a second cancel() would interrupt main's own clean-up.
+    def cancel_main(self) -> bool:
+        """Cancel main, once: a second cancel() would interrupt its own clean-up.
+        Says whether this call did (not if main is done or cancelled already)."""
         lifecycle = self.lifecycle
         task = None if lifecycle is None else lifecycle.main_task
         if self.cancel_sent or self.result is not None or task is None or task.done():
-            return
+            return False
         self.cancel_sent = True
         task.cancel()
+        return True
 
     @trio.lowlevel.enable_ki_protection
     async def drive(self) -> None:
@@ -279,13 +284,15 @@ class _GuestRun:
         poster = self.poster
         lifecycle = self.lifecycle
         assert lifecycle is not None
-        passed_on = 1  # Ctrl+Cs given to the guest so far (the first cancels main)
+        passed_on = 0  # Ctrl+Cs given to the guest so far
         while self.result is None:
             if self.interrupts > passed_on:
-                # A further Ctrl+C: to the guest as one a callback let out, as
-                # asyncio.run takes it. Before the shutdown it begins it; during
-                # it, it cuts it short (the run ends at once, not after a slow
-                # ``finally`` or the executor's join). Trio keeps running meanwhile.
+                # A Ctrl+C that did not cancel main (a further one, or one once
+                # main was done or cancelled by Trio): to the guest as one a
+                # callback let out, as asyncio.run takes it. Before the shutdown
+                # it begins it; during it, it cuts it short (the run ends at
+                # once, not after a slow ``finally`` or the executor's join).
+                # Trio keeps running meanwhile.
                 passed_on = self.interrupts
                 assert self.trio_exc is not None
                 lifecycle.on_callback_raised(self.trio_exc)
