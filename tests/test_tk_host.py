@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .child_process import start_child
+from .child_process import ctrl_c, ready_child, reaped, start_child
 from .scenarios.harness import unavailable
 
 if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
@@ -738,3 +739,93 @@ def test_the_example_app_smoke_run(option: str, says: bytes) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert says in proc.stdout
     assert proc.stderr == b"", proc.stderr.decode()
+
+
+def test_a_dialog_the_program_opens_from_after_idle_keeps_a_busy_guest_running(
+    root: Any,
+) -> None:
+    """The program's ``after_idle`` callback opens a nested loop (a dialog's)
+    while the guest is busy: asyncio keeps running in it, as for a dialog opened
+    from a button. The drain's idle pass ran the callback before the next tick
+    was posted, and no wake-up could be posted while that drain was pending:
+    asyncio stood still until the dialog closed."""
+    seen: dict[str, int] = {}
+
+    def open_dialog() -> None:
+        top = tkinter.Toplevel(root)
+        top.after(300, top.destroy)
+        ticks_before = ticks[0]
+        top.wait_window()  # the dialog's nested loop
+        seen["during"] = ticks[0] - ticks_before
+
+    ticks = [0]
+
+    async def main() -> None:
+        async def spin() -> None:
+            while True:
+                await asyncio.sleep(0)
+
+        spinner = asyncio.create_task(spin())
+        await asyncio.sleep(0.05)
+
+        async def count() -> None:
+            while True:
+                await asyncio.sleep(0.01)
+                ticks[0] += 1
+
+        counter = asyncio.create_task(count())
+        root.after_idle(open_dialog)
+        while "during" not in seen:
+            await asyncio.sleep(0.01)
+        spinner.cancel()
+        counter.cancel()
+
+    agtk.run(main, root=root)
+    assert seen["during"] >= 5, seen  # about 25 in 0.3 s; it was 0
+
+
+_STUCK_IDLE_HANDLER_CHILD = """
+import asyncio, time, tkinter
+import asyncio_guest.tk
+
+root = tkinter.Tk()
+
+def stuck():  # the program's after_idle callback, caught in a loop
+    print("ready", flush=True)
+    try:
+        began = time.monotonic()
+        while time.monotonic() - began < 30:
+            sum(range(100))
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+
+async def main():
+    async def spin():  # a busy guest: each drain runs Tk's idle work itself
+        while True:
+            await asyncio.sleep(0)
+    asyncio.create_task(spin())
+    await asyncio.sleep(0.05)
+    root.after_idle(stuck)
+    await asyncio.sleep(60)
+
+try:
+    asyncio_guest.tk.run(main, root=root)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX here")
+def test_a_second_ctrl_c_interrupts_a_stuck_idle_handler_of_a_busy_guests_program() -> None:
+    """The drain's idle pass runs the program's ``after_idle`` callbacks as the
+    program's (a ``run_host_callback``): a second Ctrl+C raises in a stuck one at
+    once. It was held back, as if it had landed in our machinery, until the
+    callback returned by itself."""
+    with reaped(ready_child(_STUCK_IDLE_HANDLER_CHILD)) as proc:
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None
+        out, err, elapsed = ctrl_c(proc, timeout=25)
+    assert out == b"interrupted\nKeyboardInterrupt\n", (out, err)
+    assert elapsed < 10.0, elapsed

@@ -24,8 +24,11 @@ the wake-up is an ``after 0`` timer instead (no pipe, no notifier hop).
 Keeping the GUI smooth: Tcl runs idle handlers (geometry, redraws, the
 program's ``after idle`` scripts) only when no other event is due, so a busy
 guest, whose next tick is always due, would never let the window repaint. So
-each drain begins with one idle pass of its own (``dooneevent`` with idle
-events only: the handlers queued so far, no poll). A tick that leaves work
+each drain ends with one idle pass of its own (``dooneevent`` with idle events
+only: the handlers queued so far, no poll), run as a program's callback: after
+the drain, so the next tick is already posted (an idle handler that opens a
+dialog does not freeze asyncio), and a Ctrl+C lands in a stuck idle handler as
+in any other callback of the program's (``run_host_callback``). A tick that leaves work
 schedules the next one as an ``after 0`` timer: it runs beside the program's
 own due ``after`` timers (an ``after 0`` chain of the program's included), and
 costs one trip through Tcl's threaded notifier per tick (about 0.1 ms here).
@@ -82,7 +85,7 @@ except ImportError as _exc:
 
 from ._core.entry import run_beside, start_with_host
 from ._core.handover import DEFAULT_TICK_BUDGET
-from ._core.interrupts import run_host_loop
+from ._core.interrupts import run_host_callback, run_host_loop
 from ._core.lifecycle import closes_main_if_it_never_ran
 from ._core.select_limit import SELECT_FD_LIMIT
 from ._core.wake_queue import CoalescingQueue
@@ -232,8 +235,11 @@ class TkHost:
             return
         self._depth += 1
         try:
-            self._tk.dooneevent(_IDLE_PASS)  # Tk's idle work first (module doc)
             self._queue.drain()
+            # Tk's idle work (module doc). No Python frame of ours in between
+            # (a partial of a builtin): a Ctrl+C in a stuck idle handler sees
+            # the program's callback right under run_host_callback.
+            run_host_callback(functools.partial(self._tk.dooneevent, _IDLE_PASS))
         finally:
             self._left_drain()
 
@@ -243,8 +249,11 @@ class TkHost:
             return
         self._depth += 1
         try:
-            self._tk.dooneevent(_IDLE_PASS)  # Tk's idle work first (module doc)
             self._queue.drain()
+            # Tk's idle work (module doc). No Python frame of ours in between
+            # (a partial of a builtin): a Ctrl+C in a stuck idle handler sees
+            # the program's callback right under run_host_callback.
+            run_host_callback(functools.partial(self._tk.dooneevent, _IDLE_PASS))
         except BaseException as exc:
             self._raise_from_file_handler(exc)
         finally:
