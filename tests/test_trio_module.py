@@ -506,9 +506,12 @@ def test_trio_host_primitives_with_start_guest_run() -> None:
     assert trio.run(trio_main) == ("ok", True, True)
 
 
-def test_a_guest_run_left_behind_by_trio_run_is_ended_with_it() -> None:
+@pytest.mark.parametrize("primitives", ["both", "threadsafe-only"])
+def test_a_guest_run_left_behind_by_trio_run_is_ended_with_it(primitives: str) -> None:
     """``trio.run`` returns without waiting for a run on ``trio_host_primitives``:
-    the run is shut down then and there, and the thread has no running loop."""
+    the run is shut down then and there, and the thread has no running loop.
+    Also for a run given only the threadsafe one (the other is optional): it
+    was left running, its loop this thread's running loop for good."""
     box: list[outcome.Outcome[str]] = []
     cleaned: list[str] = []
 
@@ -524,7 +527,7 @@ def test_a_guest_run_left_behind_by_trio_run_is_ended_with_it() -> None:
         asyncio_guest.start_guest_run(
             main,
             run_sync_soon_threadsafe=threadsafe,
-            run_sync_soon_not_threadsafe=local,
+            run_sync_soon_not_threadsafe=local if primitives == "both" else None,
             done_callback=box.append,
             host_uses_signal_set_wakeup_fd=True,
             loop_factory=LOOP,

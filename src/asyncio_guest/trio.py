@@ -159,11 +159,14 @@ class _LocalPoster:
 
 def _end_a_run_left_behind(poster: _LocalPoster) -> None:
     """``trio.run`` is ending (its system tasks are cancelled) under a guest run
-    that posts with ``poster``: nothing will run its ticks again. End it now, so
-    that its loop is closed and no longer this thread's running loop; its
-    ``done_callback`` gets the error."""
+    that posts with ``poster`` or with this ``trio.run``'s ``TrioToken`` alone
+    (``run_sync_soon_not_threadsafe`` is optional): nothing will run its ticks
+    again. End it now, so that its loop is closed and no longer this thread's
+    running loop; its ``done_callback`` gets the error."""
     engine = engine_of(events._get_running_loop())
-    if engine is None or not engine.posts_with(poster):
+    if engine is None or not (
+        engine.posts_with(poster) or engine.posts_with(poster._fallback)
+    ):
         return
     error = RuntimeError(
         "trio.run() ended while an asyncio guest run it carried was still going; "

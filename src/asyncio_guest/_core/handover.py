@@ -354,8 +354,12 @@ class Engine:
             self._failure = exc
 
     def posts_with(self, primitive: object) -> bool:
-        """Is ``primitive`` one of the host primitives this run posts with?"""
-        return primitive is self._post_local or primitive is self._post_threadsafe
+        """Is ``primitive`` one of the host primitives this run posts with?
+
+        By equality: a bound method (``TrioToken.run_sync_soon``) is a new
+        object at each attribute access, equal to the others of its object.
+        """
+        return primitive == self._post_local or primitive == self._post_threadsafe
 
     def host_loop_ended(self, exc: BaseException) -> None:
         """Host thread, outside any tick: the host loop is gone for good under a
