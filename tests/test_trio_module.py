@@ -970,3 +970,24 @@ def test_run_asyncio_in_a_system_task_ends_with_trio_run() -> None:
     assert (proc.returncode, out.decode()) == (
         0, "trio main task returns\nasyncio main cancelled\ntrio.run returned\n"
     ), err
+
+
+def test_a_run_asyncio_leaves_no_reference_cycle_behind() -> None:
+    """As after ``asyncio.run``: a run's objects (loop, engine, tasks) are freed
+    by reference counting, not by a later collection, where a Ctrl+C landing in
+    a finalizer's Python code was lost (Trio's KI raised inside it)."""
+
+    async def aio_main() -> int:
+        await asyncio.sleep(0.001)
+        return 1
+
+    async def trio_main() -> int:
+        gc.collect()
+        gc.disable()
+        try:
+            result = await run_asyncio(aio_main)
+            return gc.collect() if result == 1 else -1
+        finally:
+            gc.enable()
+
+    assert trio.run(trio_main) == 0

@@ -342,6 +342,7 @@ class GuestLoopMixin:
     def _guest_detach(self) -> None:
         state = self._guest_state()  # (also undoes an attach that never happened)
         state.engine = None
+        state.waker = _no_wake  # (a bound method of the loop: a cycle through its state)
         self._guest_outside_tick = False
         state.watch_regs = False
         state.keep_wakeup_fd = None

@@ -576,7 +576,11 @@ class RunLifecycle:
         of the entry as ``KeyboardInterrupt`` afterwards.
         """
         self._restore_sigint()
-        engine = self.engine
+        # The run is over: let go of the engine, which holds this lifecycle (its
+        # owner). Left as a cycle, the run's objects (loop, tasks, finalizers)
+        # were freed by a later collection, anywhere: a Ctrl+C landing in a
+        # finalizer's Python code there is lost ("Exception ignored").
+        engine, self.engine = self.engine, None
         if engine is not None and engine.interrupt_pending:
             engine.interrupt_pending = False
             raise KeyboardInterrupt
