@@ -829,3 +829,39 @@ def test_a_second_ctrl_c_interrupts_a_stuck_idle_handler_of_a_busy_guests_progra
         out, err, elapsed = ctrl_c(proc, timeout=25)
     assert out == b"interrupted\nKeyboardInterrupt\n", (out, err)
     assert elapsed < 10.0, elapsed
+
+
+@pytest.mark.parametrize("guest", ["busy", "timers"])
+def test_a_close_handler_that_cancels_every_after_still_ends_the_run(
+    root: Any, guest: str
+) -> None:
+    """A common close handler cancels each id of ``after info`` (tkinter's
+    ``after_cancel``, which also deletes the command the script names), then
+    destroys the root. Ours went with them: the run's shutdown waited for ever
+    for a drain no one would post (busy guest), or for asyncio's timer, and the
+    end raised TclError ("can't delete Tcl command"). Now main is cancelled and
+    the run ends as for any close."""
+    def on_close() -> None:
+        for after_id in root.tk.splitlist(root.tk.call("after", "info")):
+            root.after_cancel(after_id)
+        root.destroy()
+
+    root.protocol("WM_DELETE_WINDOW", on_close)
+    ended: list[str] = []
+
+    async def main() -> None:
+        async def feed() -> None:
+            while True:
+                await asyncio.sleep(0 if guest == "busy" else 0.02)
+
+        asyncio.create_task(feed())
+        # The user closes the window a moment later: its protocol command runs.
+        root.tk.eval(f"after 100 [wm protocol {root} WM_DELETE_WINDOW]")
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append("main's finally")
+
+    with pytest.raises(asyncio.CancelledError):
+        agtk.run(main, root=root)
+    assert ended == ["main's finally"]

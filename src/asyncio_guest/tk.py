@@ -126,7 +126,8 @@ class TkHost:
         # the file handler that raises a pending error, finishes the close.
         self._depth = 0
         self._close_requested = False
-        self._later: dict[str, str] = {}  # call_later's Tcl command -> its after id
+        # call_later's Tcl command -> its after id and what it runs
+        self._later: dict[str, tuple[str, Callable[[], None]]] = {}
         self._watched: set[int] = set()  # the fds of watch_readable's handlers
         prefix = f"asyncio_guest_tk{os.getpid()}_{next(_serial)}"
         self._cmd = prefix + "_drain"
@@ -323,22 +324,56 @@ class TkHost:
         self._tk.createcommand(name, fire)
         try:
             ms = max(0, int(delay * 1000.0 + 0.999))
-            self._later[name] = str(self._tk.call("after", ms, name))
+            self._later[name] = (str(self._tk.call("after", ms, name)), fire)
         except BaseException:
             self._tk.deletecommand(name)
             raise
 
         def cancel() -> None:
-            after_id = self._later.get(name)
-            if after_id is not None:
-                self._tk.call("after", "cancel", after_id)
+            timer = self._later.get(name)
+            if timer is not None:
+                self._tk.call("after", "cancel", timer[0])
                 self._forget(name)
 
         return cancel
 
     def _forget(self, name: str) -> None:
         if self._later.pop(name, None) is not None:
-            self._tk.deletecommand(name)
+            try:
+                self._tk.deletecommand(name)
+            except tkinter.TclError:
+                pass  # deleted by the program's after_cancel (see revive)
+
+    def revive(self) -> None:
+        """Tk thread: give back what a program that cancelled every ``after`` took.
+
+        A common close handler cancels each id of ``after info`` with tkinter's
+        ``after_cancel`` (which also deletes the script's command) before it
+        destroys the root: ours went with them. A drain that was due would never
+        come (the queue's wake-up stays pending, so none is posted again: the
+        run's shutdown hung), nor would asyncio's next timer. So: a pending
+        wake-up with no ``after`` of ours left goes out through the pipe (our
+        drain command is made again if it went too), and a timer whose
+        ``after`` is gone fires now (asyncio plans the next one).
+        Cheap (one ``after info``); ``run`` calls it while it waits for the
+        guest's shutdown with the root gone.
+        """
+        if self._closed or self._tk is None or self._win32 is not None:
+            return
+        tk = self._tk
+        if not tk.call("info", "commands", self._cmd):  # deleted with its after
+            tk.createcommand(self._cmd, self._drain_from_tcl)
+        scheduled = set(tk.splitlist(tk.call("after", "info")))
+        if self._queue.pending and not any(
+            self._cmd == str(tk.call("after", "info", after_id)[0]) for after_id in scheduled
+        ):
+            try:
+                self._write()
+            except BlockingIOError:
+                pass  # the pipe is full: a drain is due anyway
+        for after_id, fire in list(self._later.values()):
+            if after_id not in scheduled:
+                fire()
 
     # ------------------------------------------------------------- ending
 
@@ -369,14 +404,14 @@ class TkHost:
         self._close_requested = False
         self._error = None
         errors: list[BaseException] = []
-        for name, after_id in list(self._later.items()):
+        for name, (after_id, _) in list(self._later.items()):
             _try(errors, self._tk.call, "after", "cancel", after_id)
             self._later.pop(name, None)
-            _try(errors, self._tk.deletecommand, name)
+            _try(errors, _delete_command, self._tk, name)
         # Our own pending ``after 0``/``after idle`` scripts name the command:
         # cancel them, so no "invalid command name" error is reported later.
         _try(errors, self._cancel_our_afters)
-        _try(errors, self._tk.deletecommand, self._cmd)
+        _try(errors, _delete_command, self._tk, self._cmd)
         while self._watched:
             _try(errors, self._tk.deletefilehandler, self._watched.pop())
         if self._fds:
@@ -410,6 +445,13 @@ class TkHost:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _delete_command(tk: Any, name: str) -> None:
+    """Delete one of our Tcl commands, unless the program did (tkinter's
+    ``after_cancel`` deletes the command its ``after`` script names)."""
+    if tk.call("info", "commands", name):
+        tk.deletecommand(name)
 
 
 def _try(errors: list[BaseException], fn: Callable[..., object], *args: Any) -> None:
@@ -598,6 +640,8 @@ def _run(
             task_ref.append(task)
             try:
                 while not state["done"]:
+                    if host is not None:
+                        host.revive()  # a close handler that cancelled every after
                     # The program's Tk callbacks run under it: a second Ctrl+C
                     # raises in them at once (interrupts.py).
                     if _window_exists(the_root):
