@@ -854,12 +854,13 @@ def test_a_close_handler_that_cancels_every_after_still_ends_the_run(
             while True:
                 await asyncio.sleep(0 if guest == "busy" else 0.02)
 
-        asyncio.create_task(feed())
+        feeder = asyncio.create_task(feed())
         # The user closes the window a moment later: its protocol command runs.
         root.tk.eval(f"after 100 [wm protocol {root} WM_DELETE_WINDOW]")
         try:
             await asyncio.sleep(60)
         finally:
+            feeder.cancel()
             ended.append("main's finally")
 
     with pytest.raises(asyncio.CancelledError):
