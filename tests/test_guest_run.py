@@ -615,11 +615,14 @@ def test_reference_host_call_later_runs_host_timers_in_order() -> None:
     async def main() -> list[int]:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
+        # 20 ms apart: each call reads the clock, which may tick between two
+        # (1 ms under Wine, 15.6 ms on Windows before 3.13), and a tie runs
+        # in the order of the calls.
         for n in (3, 1, 2):
-            host.call_later(0.001 * n, functools.partial(fired.append, n))
-        cancelled = host.call_later(0.002, lambda: fired.append(99))
+            host.call_later(0.02 * n, functools.partial(fired.append, n))
+        cancelled = host.call_later(0.04, lambda: fired.append(99))
         cancelled.cancel()
-        host.call_later(0.005, lambda: done.set_result(None))
+        host.call_later(0.1, lambda: done.set_result(None))
         await asyncio.wait_for(done, LONG)
         return fired
 

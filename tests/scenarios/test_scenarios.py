@@ -129,9 +129,11 @@ def test_timers_fire_in_order_and_not_early(host: Harness) -> None:
         # on Windows): "early" is earlier than that, on any loop, plain included.
         slack: float = getattr(loop, "_clock_resolution", 0.0)
         t0 = loop.time()
-        loop.call_later(0.03, order.append, "c")
-        loop.call_later(0.01, order.append, "a")
-        loop.call_later(0.02, order.append, "b")
+        # From one reading of the clock: on Windows it may tick 15.6 ms between
+        # two call_later calls, which would make c's deadline earlier than b's.
+        loop.call_at(t0 + 0.03, order.append, "c")
+        loop.call_at(t0 + 0.01, order.append, "a")
+        loop.call_at(t0 + 0.02, order.append, "b")
         await asyncio.sleep(0.05)
         assert loop.time() - t0 >= 0.05 - slack
         for _ in range(5):
