@@ -866,3 +866,32 @@ def test_a_close_handler_that_cancels_every_after_still_ends_the_run(
     with pytest.raises(asyncio.CancelledError):
         agtk.run(main, root=root)
     assert ended == ["main's finally"]
+
+
+def test_update_returns_while_the_guest_is_busy(root: Any) -> None:
+    """A program's own frame loop (``root.update()`` then a sleep, 60 times a
+    second) beside a guest that always has work: each ``update()`` returns after
+    the events due (the guest gets a tick of it), and the loop keeps its pace.
+    An ``after 0`` tick is always due, and Tcl's ``update`` runs events until
+    none is: it returned only when the guest ran out of work (1 frame in 1 s)."""
+    done: list[outcome.Outcome[int]] = []
+
+    async def main() -> int:
+        spins = 0
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end:
+            spins += 1
+            await asyncio.sleep(0)
+        return spins
+
+    agtk.start_guest_run(main, root=root, done_callback=done.append)
+    frames, longest = 0, 0.0
+    t0 = time.monotonic()
+    while not done and time.monotonic() - t0 < 30:
+        began = time.monotonic()
+        root.update()
+        longest = max(longest, time.monotonic() - began)
+        frames += 1
+        time.sleep(1 / 60)
+    assert done and done[0].unwrap() > 1000  # the guest went on meanwhile
+    assert frames >= 10, (frames, longest)  # about 55; it was 1

@@ -64,6 +64,7 @@ import itertools
 import os
 import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 _serial = itertools.count()
 _IDLE_PASS = _tkinter.DONT_WAIT | _tkinter.IDLE_EVENTS
+_TCL_UPDATE = tkinter.Misc.update.__code__  # whose Tcl ``update`` runs our drains (_drain)
 
 
 
@@ -125,6 +127,7 @@ class TkHost:
         # inside one (a done_callback) only asks; the last drain to leave, or
         # the file handler that raises a pending error, finishes the close.
         self._depth = 0
+        self._busy_delay_ms = 0  # the Tk-thread wake-up's after: 1 inside update (_drain)
         self._close_requested = False
         # call_later's Tcl command -> its after id and what it runs
         self._later: dict[str, tuple[str, Callable[[], None]]] = {}
@@ -206,7 +209,7 @@ class TkHost:
         as each drain begins (module doc).
         """
         if threading.get_ident() == self.thread_id:
-            self._tk.call("after", 0, self._cmd)
+            self._tk.call("after", self._busy_delay_ms, self._cmd)
             return
         try:
             self._write()
@@ -236,11 +239,7 @@ class TkHost:
             return
         self._depth += 1
         try:
-            self._queue.drain()
-            # Tk's idle work (module doc). No Python frame of ours in between
-            # (a partial of a builtin): a Ctrl+C in a stuck idle handler sees
-            # the program's callback right under run_host_callback.
-            run_host_callback(functools.partial(self._tk.dooneevent, _IDLE_PASS))
+            self._drain(sys._getframe(1).f_code)
         finally:
             self._left_drain()
 
@@ -250,15 +249,32 @@ class TkHost:
             return
         self._depth += 1
         try:
-            self._queue.drain()
-            # Tk's idle work (module doc). No Python frame of ours in between
-            # (a partial of a builtin): a Ctrl+C in a stuck idle handler sees
-            # the program's callback right under run_host_callback.
-            run_host_callback(functools.partial(self._tk.dooneevent, _IDLE_PASS))
+            self._drain(sys._getframe(1).f_code)
         except BaseException as exc:
-            self._raise_from_file_handler(exc)
+            self._raise_from_file_handler(exc)  # (before a close the drain asked for)
         finally:
             self._left_drain()
+
+    def _drain(self, tcl_caller: types.CodeType) -> None:
+        """Tk thread: run the queue, then one pass of Tk's idle work (module doc).
+
+        ``tcl_caller``: the Python code that entered Tcl, which called us. In
+        Tcl's ``update`` (tkinter's ``Misc.update``: a program's own frame loop,
+        or a handler that pumps the GUI as it works) a busy guest's next tick is
+        an ``after 1``: ``update`` runs events until none is due, and an ``after
+        0`` always is, so it never returned while the guest had work. So there
+        the guest gets a tick per ``update()``, as a frame budget.
+        """
+        outer = self._busy_delay_ms
+        self._busy_delay_ms = 1 if tcl_caller is _TCL_UPDATE else 0
+        try:
+            self._queue.drain()
+            # No Python frame of ours in between (a partial of a builtin): a
+            # Ctrl+C in a stuck idle handler sees the program's callback right
+            # under run_host_callback.
+            run_host_callback(functools.partial(self._tk.dooneevent, _IDLE_PASS))
+        finally:
+            self._busy_delay_ms = outer
 
     def _left_drain(self) -> None:
         self._depth -= 1
