@@ -499,11 +499,14 @@ def start_guest_run(
     """Start ``main`` as the guest of ``root``'s event loop, which the caller runs.
 
     Call on the Tk thread, then run ``root.mainloop()`` (or ``root.update()``
-    in a loop). ``done_callback(outcome)`` runs on the Tk thread once the run
-    has shut down; without a ``host`` one is made and closed after
-    ``done_callback`` returns. Keep the Tcl interpreter alive until then
-    (destroying the root window is fine if something still calls
-    ``root.tk.dooneevent()``). Returns the main task.
+    in a loop: a busy guest then gets a tick per ``update()``, which returns).
+    ``done_callback(outcome)`` runs on the Tk thread once the run has shut
+    down; without a ``host`` one is made and closed after ``done_callback``
+    returns. What ``done_callback`` raises comes out of ``mainloop()`` (tkinter
+    raises a file handler's exception there only: an ``update()`` loop does not
+    see it, so catch inside ``done_callback`` there). Keep the Tcl interpreter
+    alive until then (destroying the root window is fine if something still
+    calls ``root.tk.dooneevent()``). Returns the main task.
     """
     _free_kept_roots()  # before the caller's loop runs (see run)
     the_host = host if host is not None else TkHost(root)
