@@ -307,6 +307,10 @@ class GuestLoopMixin:
                 self._guest.self_host = None
                 hosted.close()
             super().close()  # type: ignore[misc]
+            if self.is_closed():  # type: ignore[attr-defined]
+                # The proactor (its _loop: this loop) is the loop's no more, as
+                # the stock close() drops it: no cycle left through our state.
+                self._guest.iocp_io = self._guest.selector_io = None
 
     def _guest_attach(self, engine: Engine) -> None:
         """Host thread: start being driven by ``engine``."""
