@@ -307,10 +307,12 @@ class GuestLoopMixin:
                 self._guest.self_host = None
                 hosted.close()
             super().close()  # type: ignore[misc]
-            if self.is_closed():  # type: ignore[attr-defined]
+            state = self._guest  # (read-only until a first run: then both are None)
+            kept_io = state.iocp_io is not None or state.selector_io is not None
+            if kept_io and self.is_closed():  # type: ignore[attr-defined]
                 # The proactor (its _loop: this loop) is the loop's no more, as
                 # the stock close() drops it: no cycle left through our state.
-                self._guest.iocp_io = self._guest.selector_io = None
+                state.iocp_io = state.selector_io = None
 
     def _guest_attach(self, engine: Engine) -> None:
         """Host thread: start being driven by ``engine``."""
