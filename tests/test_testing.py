@@ -73,6 +73,15 @@ def test_new_event_loop_run_until_complete_uses_a_backend_thread(
     assert not settle_threads(threads)
 
 
+def test_a_loop_that_never_ran_closes() -> None:
+    """Made and closed without a run (a fixture's loop a test never used): its
+    state is still the shared read-only one, which close() must only read."""
+    loop = asyncio_guest.testing.new_event_loop()
+    loop.close()
+    assert loop.is_closed()
+    loop.close()  # idempotent, as the stock close()
+
+
 def test_a_run_that_never_waits_starts_no_thread() -> None:
     threads = set(threading.enumerate())
     loop = asyncio_guest.testing.new_event_loop()
