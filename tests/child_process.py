@@ -69,6 +69,18 @@ def reaped(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
             proc.communicate()
 
 
+def second_ctrl_c(
+    proc: subprocess.Popen[bytes], timeout: float, wait: float = 0.5
+) -> tuple[bytes, bytes, float]:
+    """A first Ctrl+C (it cancels ``main``), a check that the child still runs
+    ``wait`` s later (else the test proves nothing), then ``ctrl_c``: the second."""
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(wait)
+    assert proc.poll() is None, "the first Ctrl+C ended the child (the test proves nothing)"
+    return ctrl_c(proc, timeout)
+
+
 def ctrl_c(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes, float]:
     """Send SIGINT and wait for the child to end: its stdout, its stderr, and the
     seconds from the signal to its end. ``subprocess.TimeoutExpired`` if it did

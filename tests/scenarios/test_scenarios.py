@@ -15,7 +15,6 @@ import itertools
 import math
 import os
 import pkgutil
-import signal
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ import pytest
 
 from asyncio_guest import async_callback, run_modal
 
-from ..child_process import ctrl_c, ready_child, reaped
+from ..child_process import ctrl_c, ready_child, reaped, second_ctrl_c
 from . import harness as harness_api
 from .harness import SIGINT, TOOLKIT_LOOP, WIDGETS, Harness
 
@@ -418,11 +417,7 @@ def test_a_second_ctrl_c_interrupts_a_stuck_callback_of_the_program(host: Harnes
     It was held back, as if it had landed in our machinery, until the callback
     returned by itself (never, for an endless loop)."""
     with reaped(ready_child(_STUCK_CALLBACK_CHILD, host.name)) as proc:
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        assert proc.poll() is None
-        out, err, elapsed = ctrl_c(proc, timeout=25)
+        out, err, elapsed = second_ctrl_c(proc, timeout=25)
     assert out == b"interrupted\nKeyboardInterrupt\n", (out, err)
     assert proc.returncode == 3
     assert elapsed < 10.0, elapsed
@@ -466,11 +461,8 @@ def test_a_second_ctrl_c_cuts_the_runs_shutdown_short(host: Harness, waits_for: 
     run at once with ``KeyboardInterrupt`` (chained to the first), as it ends
     ``asyncio.run``'s clean-up."""
     with reaped(ready_child(_SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for)) as proc:
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
-        time.sleep(1.0)
-        assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
-        out, err, elapsed = ctrl_c(proc, timeout=30)
+        # The first cancels main, and the shutdown waits.
+        out, err, elapsed = second_ctrl_c(proc, timeout=30, wait=1.0)
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt KeyboardInterrupt\n", (out, err)
     assert elapsed < 10.0, elapsed
@@ -506,9 +498,6 @@ def test_a_program_whose_shutdown_a_second_ctrl_c_cut_short_exits_quietly(wait: 
         _SHUTDOWN_CUT_SHORT_THEN_EXIT_CHILD, f"reference[{wait}]", flags=("-X", "dev")
     )
     with reaped(child) as proc:
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)  # main is cancelled; the shutdown waits
-        time.sleep(0.3)
-        assert proc.poll() is None, "the shutdown did not wait (the test proves nothing)"
-        out, err, _ = ctrl_c(proc, timeout=30)
+        # The first cancels main, and the shutdown waits.
+        out, err, _ = second_ctrl_c(proc, timeout=30, wait=0.3)
     assert (proc.returncode, out, err) == (0, b"KeyboardInterrupt\n", b"")
