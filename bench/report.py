@@ -35,6 +35,14 @@ class Row:
 
     @property
     def ratio(self) -> float:
+        """The median of the per-round guest/plain ratios: each round ran the two
+        back to back, and the order alternates round by round, so a position
+        effect (the first to run was 10-20% faster on a loaded machine) cancels
+        out over an even number of rounds, which a ratio of medians taken from
+        different rounds does not."""
+        paired = self.paired_ratios
+        if paired:
+            return statistics.median(paired)
         p, g = self.plain_med, self.guest_med
         if math.isnan(p) or math.isnan(g) or p <= 0:
             return math.nan
@@ -43,7 +51,11 @@ class Row:
     @property
     def paired_ratios(self) -> list[float]:
         """guest/plain per round (the two ran back to back, so they share the noise)."""
-        return [g / p for p, g in zip(self.plain, self.guest) if p > 0 and not math.isnan(g)]
+        return [
+            g / p
+            for p, g in zip(self.plain, self.guest)
+            if p > 0 and not (math.isnan(p) or math.isnan(g))
+        ]
 
     def verdict(self) -> str:
         bar = self.metric.bar
@@ -159,8 +171,8 @@ def format_table(rows: list[Row]) -> str:
 
 LEGEND = (
     "plain/guest: median over rounds, ± = half the min..max spread in % of the median.\n"
-    "ratio: guest median / plain median; in parentheses the min-max of the per-round\n"
-    "guest/plain ratios (each round ran plain and guest back to back). For throughput a\n"
+    "ratio: the median of the per-round guest/plain ratios (each round ran plain and guest\n"
+    "back to back, in an order that alternates); in parentheses their min-max. For throughput a\n"
     "ratio above 1 means the guest is faster; for latency/CPU a ratio below 1 means the\n"
     "guest is better."
 )
