@@ -172,7 +172,7 @@ def format_table(rows: list[Row]) -> str:
 LEGEND = (
     "plain/guest: median over rounds, ± = half the min..max spread in % of the median.\n"
     "ratio: the median of the per-round guest/plain ratios (each round ran plain and guest\n"
-    "back to back, in an order that alternates); in parentheses their min-max. For throughput a\n"
+    "back to back, in an order that rotates); in parentheses their min-max. For throughput a\n"
     "ratio above 1 means the guest is faster; for latency/CPU a ratio below 1 means the\n"
     "guest is better."
 )
