@@ -558,3 +558,127 @@ def test_a_second_ctrl_c_ends_a_stubborn_shutdown_at_once() -> None:
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt\n", (out, err)
     assert elapsed < 5.0, elapsed  # not the 30 s the shutdown wanted
+
+
+_CANCELLED_DIALOG_DESTROYED_CHILD = """
+import asyncio, sys, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)
+frame = wx.Frame(None, title="cancelled dialog")
+frame.Show()
+
+async def about():  # as examples/wx_app.py writes it
+    dialog = wx.Dialog(frame, title="about")
+    try:
+        return await agwx.show_modal(dialog)
+    finally:
+        dialog.Destroy()
+
+async def main():
+    async def busy():  # a busy guest ticks from wx's idle turns
+        while True:
+            await asyncio.sleep(0)
+    spinner = asyncio.create_task(busy())
+    for _ in range(5):
+        try:
+            await asyncio.wait_for(about(), 0.2)
+        except asyncio.TimeoutError:
+            pass
+    spinner.cancel()
+    return "alive"
+
+print(agwx.run(main), flush=True)
+"""
+
+
+@pytest.mark.parametrize("wait", ["thread", "fd"])
+def test_a_cancelled_show_modal_returns_once_the_dialog_has_closed(
+    wait: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's ``finally: dialog.Destroy()`` (the example's own pattern) ran
+    while ShowModal had not yet returned, inside the dialog's ending loop, whose
+    idle pass freed the dialog under it: GTK-CRITICAL, and the process crashed
+    (segfault, 2 runs in 6). The cancelled task now goes on once ShowModal has
+    returned."""
+    if wait == "fd" and not _glib_watch_here():
+        pytest.skip("the zero-thread wait needs PyGObject beside wxGTK")
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)  # the child's
+    with reaped(_child(_CANCELLED_DIALOG_DESTROYED_CHILD)) as proc:
+        out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, b"alive\n"), (proc.returncode, out, err)
+    assert b"CRITICAL" not in err, err
+
+
+def test_an_async_callbacks_task_reads_its_wx_event_after_the_handler_returned() -> None:
+    """A timer's or a button's event is wx's, gone once the handler has returned,
+    and the task's first step runs after that: reading it crashed the process,
+    and a posted event (wx.lib.newevent) was "deleted". The task gets a copy."""
+    import wx.lib.newevent
+
+    data_event, evt_data = wx.lib.newevent.NewEvent()
+
+    async def main() -> list[Any]:
+        parent = wx.GetTopLevelWindows()[0]
+        got: list[Any] = []
+        timer = wx.Timer(parent)
+
+        async def on_timer(event: Any) -> None:  # reads it before any await
+            got.append(("timer", event.GetInterval(), event.GetTimer() is timer))
+
+        async def on_data(event: Any) -> None:
+            await asyncio.sleep(0)
+            got.append(("data", event.value))
+
+        parent.Bind(wx.EVT_TIMER, async_callback(on_timer), timer)
+        parent.Bind(evt_data, async_callback(on_data))
+        timer.StartOnce(10)
+        threading.Thread(target=wx.PostEvent, args=(parent, data_event(value=7))).start()
+        while len(got) < 2:
+            await asyncio.sleep(0.005)
+        return sorted(got)
+
+    result, _ = _run_with_frame(main)
+    assert result == [("data", 7), ("timer", 10, True)]
+
+
+_IDLE_MORE_CHILD = """
+import asyncio, sys, wx
+import asyncio_guest.wx as agwx
+from tests.wx_display import open_x_display_first
+
+open_x_display_first()  # see there
+app = wx.App(False)
+frame = wx.Frame(None, title="idle more")
+frame.Show()
+
+def on_idle(event):  # an app that does work in every idle turn
+    event.RequestMore()
+    event.Skip()
+
+frame.Bind(wx.EVT_IDLE, on_idle)
+
+async def main():
+    if sys.argv[1] == "busy":
+        n = 0
+        while n < 2000:  # main ends from a busy tick (an idle-event turn)
+            n += 1
+            await asyncio.sleep(0)
+    else:
+        await asyncio.sleep(0.3)
+    return "ended"
+
+print(agwx.run(main), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ending", ["idle", "busy"])
+def test_run_returns_beside_an_idle_handler_that_asks_for_more(ending: str) -> None:
+    """wxGTK's idle handling loops while the program's EVT_IDLE asks for more and
+    no GTK event is pending: the loop's exit, scheduled from a posted event or
+    an idle turn, was never taken, and ``run`` hung after main had returned."""
+    with reaped(_child(_IDLE_MORE_CHILD, argv=[ending])) as proc:
+        out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, b"ended\n"), (proc.returncode, out, err)

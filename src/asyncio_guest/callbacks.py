@@ -132,7 +132,7 @@ class AsyncCallback(Generic[_T]):
                     self._superseded.add(task)
         if self._max_args is not None:
             args = args[: self._max_args]
-        coro = self.fn(*args, **kwargs)
+        coro = self.fn(*_outliving_the_call(args), **kwargs)
         if not inspect.isawaitable(coro):
             raise TypeError(
                 f"async callback {self._name()} returned {coro!r}, not a coroutine: "
@@ -320,6 +320,25 @@ def _deletion_check(cls: type) -> Callable[[Any], bool] | None:
                 isdeleted: Callable[[Any], bool] = sip.isdeleted
                 return isdeleted
     return None
+
+
+def _outliving_the_call(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` as the task may use them after the handler has returned.
+
+    The task's first step runs after the toolkit's handler call has returned
+    (but with an eager task factory). A wx event is wx's: a timer's or a
+    button's is gone then (reading it crashed the process), a posted one
+    deleted. The task gets a copy (``Clone()``), which is its own, as wx
+    advises for an event kept past its handler. Other toolkits pass values,
+    or Python objects (Tk's ``Event``), that live on.
+    """
+    wx = sys.modules.get("wx")
+    if wx is None or not args:
+        return args
+    event = wx.Event
+    if not any(isinstance(arg, event) for arg in args):
+        return args
+    return tuple(arg.Clone() if isinstance(arg, event) else arg for arg in args)
 
 
 def _called_by_host_code(loop: asyncio.AbstractEventLoop) -> bool:

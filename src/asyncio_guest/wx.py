@@ -438,6 +438,11 @@ def run(
                 the_app.ExitMainLoop()
         for loop in own_loops:  # each is inside its Run() (see run_host)
             loop.ScheduleExit()
+        # A GLib source of wx's, due at once: wxGTK's idle handling loops while
+        # the program's EVT_IDLE asks for more (RequestMore) and no GTK event
+        # is pending, so an exit scheduled from a posted event or an idle turn
+        # never got back to gtk_main (plain wx hangs the same way).
+        wx.CallLater(1, _nothing)
 
     def run_host(task: asyncio.Task[_T]) -> None:
         nonlocal in_main_loop
@@ -514,6 +519,7 @@ async def show_modal(dialog: Any) -> int:
     """
     own_loop: Any = None  # the dialog's modal loop, once noted
     ended = False  # ShowModal returned: its loop is gone, never touch it again
+    returned: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def note_own_loop() -> None:
         # Called from the first pending-event pass of the dialog's loop.
@@ -528,10 +534,13 @@ async def show_modal(dialog: Any) -> int:
             return dialog.ShowModal()
         finally:
             ended = True
+            if not returned.done():
+                returned.set_result(None)  # host code, outside a tick: wakes the task
 
     try:
         return int(await run_modal(show))
     except asyncio.CancelledError:
+        returning = False  # ShowModal was ended and returns at once
         if not ended and dialog and dialog.IsModal():
             loop = own_loop
             dialog.EndModal(wx.ID_CANCEL)
@@ -539,4 +548,28 @@ async def show_modal(dialog: Any) -> int:
                 # Another modal loop runs inside this one: EndModal ended
                 # nothing (it ends the active loop only).
                 loop.ScheduleExit(wx.ID_CANCEL)
+            else:
+                returning = True
+        if returning and not ended:
+            # The cancelled task goes on only once ShowModal has returned: its
+            # next lines (``finally: dialog.Destroy()``, as wx code is written)
+            # ran inside the dialog's ending loop, whose idle pass then freed
+            # the dialog under ShowModal (a segfault). (Under another dialog,
+            # or a native one that code cannot end, it would wait for the user:
+            # the task ends at once there, as documented.)
+            await _returned(returned)
         raise
+
+
+async def _returned(returned: asyncio.Future[None]) -> None:
+    """Await ``returned`` through further cancellations (the caller re-raises
+    the first one afterwards): ShowModal, ended already, returns soon."""
+    while not returned.done():
+        try:
+            await asyncio.shield(returned)
+        except asyncio.CancelledError:
+            continue
+
+
+def _nothing() -> None:
+    """A timer's callback that only makes wx's loop turn (see ``run``)."""
