@@ -450,6 +450,11 @@ class Engine:
         ch = self._ch
         with ch.lock:
             ch.posted = False
+        if self._finished:
+            # The run ended between our check and the post (its primitive is
+            # no_host by now): a post that races the end is dropped, as the
+            # check above drops one that comes after it. Nothing to tell.
+            return
         logger.warning(
             "asyncio-guest: run_sync_soon_threadsafe raised in a worker thread "
             "(%r); the backend thread takes the wake-up over",
