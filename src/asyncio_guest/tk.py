@@ -127,7 +127,9 @@ class TkHost:
         # inside one (a done_callback) only asks; the last drain to leave, or
         # the file handler that raises a pending error, finishes the close.
         self._depth = 0
-        self._busy_delay_ms = 0  # the Tk-thread wake-up's after: 1 inside update (_drain)
+        # The Tk-thread wake-up's after: 1 inside update (_drain). Tk thread
+        # only: _post reads it on that thread's branch alone.
+        self._busy_delay_ms = 0
         self._close_requested = False
         # call_later's Tcl command -> its after id and what it runs
         self._later: dict[str, tuple[str, Callable[[], None]]] = {}
@@ -205,8 +207,9 @@ class TkHost:
         the same timer: one trip through Tcl's threaded notifier per busy
         tick (it answers each poll from another thread: about 0.1 ms here),
         and the timer runs beside the program's own due ``after`` timers, an
-        ``after 0`` chain of its own included. Tk's idle work gets its turn
-        as each drain begins (module doc).
+        ``after 0`` chain of its own included (``after 1`` inside Tcl's
+        ``update``: see ``_drain``). Tk's idle work gets its turn as each
+        drain ends (module doc).
         """
         if threading.get_ident() == self.thread_id:
             self._tk.call("after", self._busy_delay_ms, self._cmd)
@@ -381,7 +384,7 @@ class TkHost:
             tk.createcommand(self._cmd, self._drain_from_tcl)
         scheduled = set(tk.splitlist(tk.call("after", "info")))
         if self._queue.pending and not any(
-            self._cmd == str(tk.call("after", "info", after_id)[0]) for after_id in scheduled
+            script == self._cmd for _, script in self._our_afters()
         ):
             try:
                 self._write()
@@ -443,14 +446,22 @@ class TkHost:
         if errors:
             raise errors[0]
 
-    def _cancel_our_afters(self) -> None:
+    def _our_afters(self) -> list[tuple[str, str]]:
+        """Tk thread: ``(after id, script)`` of the pending ``after`` scripts
+        that name our commands (the drain's, and call_later's ``..._later<n>``)."""
+        ours = []
         for after_id in self._tk.splitlist(self._tk.call("after", "info")):
             try:
                 script = str(self._tk.call("after", "info", after_id)[0])
             except tkinter.TclError:
                 continue
             if self._cmd in script:
-                self._tk.call("after", "cancel", after_id)
+                ours.append((str(after_id), script))
+        return ours
+
+    def _cancel_our_afters(self) -> None:
+        for after_id, _ in self._our_afters():
+            self._tk.call("after", "cancel", after_id)
 
     @property
     def closed(self) -> bool:

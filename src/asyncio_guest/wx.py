@@ -518,30 +518,26 @@ async def show_modal(dialog: Any) -> int:
     the run's end, which cancels both, then ends both.
     """
     own_loop: Any = None  # the dialog's modal loop, once noted
-    ended = False  # ShowModal returned: its loop is gone, never touch it again
+    # Done once ShowModal has returned: its loop is gone, never touch it again.
     returned: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def note_own_loop() -> None:
         # Called from the first pending-event pass of the dialog's loop.
         nonlocal own_loop
-        if not ended and own_loop is None and dialog and dialog.IsModal():
+        if not returned.done() and own_loop is None and dialog and dialog.IsModal():
             own_loop = wx.EventLoopBase.GetActive()
 
     def show() -> Any:
-        nonlocal ended
         wx.CallAfter(note_own_loop)
         try:
             return dialog.ShowModal()
         finally:
-            ended = True
-            if not returned.done():
-                returned.set_result(None)  # host code, outside a tick: wakes the task
+            returned.set_result(None)  # host code, outside a tick: wakes the task
 
     try:
         return int(await run_modal(show))
     except asyncio.CancelledError:
-        returning = False  # ShowModal was ended and returns at once
-        if not ended and dialog and dialog.IsModal():
+        if not returned.done() and dialog and dialog.IsModal():
             loop = own_loop
             dialog.EndModal(wx.ID_CANCEL)
             if loop is not None and not loop.IsRunning():
@@ -549,15 +545,14 @@ async def show_modal(dialog: Any) -> int:
                 # nothing (it ends the active loop only).
                 loop.ScheduleExit(wx.ID_CANCEL)
             else:
-                returning = True
-        if returning and not ended:
-            # The cancelled task goes on only once ShowModal has returned: its
-            # next lines (``finally: dialog.Destroy()``, as wx code is written)
-            # ran inside the dialog's ending loop, whose idle pass then freed
-            # the dialog under ShowModal (a segfault). (Under another dialog,
-            # or a native one that code cannot end, it would wait for the user:
-            # the task ends at once there, as documented.)
-            await _returned(returned)
+                # Ended: the cancelled task goes on only once ShowModal has
+                # returned. Its next lines (``finally: dialog.Destroy()``, as
+                # wx code is written) ran inside the dialog's ending loop,
+                # whose idle pass then freed the dialog under ShowModal (a
+                # segfault). (Under another dialog, or a native one that code
+                # cannot end, it would wait for the user: the task ends at
+                # once there, as documented.)
+                await _returned(returned)
         raise
 
 
