@@ -1,15 +1,21 @@
-"""Latency and idle benchmarks: ``threadsafe`` (and ``threadsafe_timer``), ``idle``
-and ``timers``."""
+"""Latency and idle benchmarks: ``threadsafe`` (and ``threadsafe_timer``, and
+the hosts' own floor under it, ``host_wake`` and ``host_wake_fd``), ``idle`` and
+``timers``."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
+import math
+import os
 import resource
 import statistics
 import threading
 import time
+from collections.abc import Callable
 
-from harness import Ctx, Metrics, percentile, with_far_timer
+from harness import Ctx, HostRoutes, Metrics, percentile, with_far_timer
 
 _THREADSAFE_WARMUP = 200
 _THREADSAFE_GAP = 0.0002  # s the worker sleeps between calls, so the loop is asleep
@@ -29,7 +35,82 @@ async def threadsafe_timer(ctx: Ctx) -> Metrics:
     return await with_far_timer(_threadsafe(ctx))
 
 
-async def _threadsafe(ctx: Ctx) -> Metrics:
+async def host_wake(ctx: Ctx) -> Metrics:
+    """``threadsafe`` with the worker waking the host through the host's own
+    thread-safe post instead (guest mode: the reference host's,
+    ``TrioToken.run_sync_soon``, or a second host object of the toolkit's, with
+    its own pipe, event or source), asyncio not involved: how fast the host
+    itself can be woken from a thread, the floor under ``threadsafe`` on that
+    host. Plain mode: ``call_soon_threadsafe`` (the same as ``threadsafe``).
+    Peer modes: not measured (NaN)."""
+    return await _through_host(ctx, lambda routes: (routes.post, _nothing))
+
+
+async def host_wake_fd(ctx: Ctx) -> Metrics:
+    """``host_wake`` through the host's fd watch instead: the worker queues the
+    callback and writes one byte to a pipe the host watches, whose callback
+    drains the pipe and runs what is queued (the zero-thread path's floor: a
+    worker's ``call_soon_threadsafe`` writes the loop's self-pipe, which the
+    host's watch of the selector sees)."""
+
+    def by_fd(routes: HostRoutes) -> tuple[Callable[[Callable[[], object]], object],
+                                           Callable[[], None]]:
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        queued: collections.deque[Callable[[], object]] = collections.deque()
+        write, read = functools.partial(os.write, wfd, b"\0"), os.read
+
+        def post(fn: Callable[[], object]) -> None:
+            queued.append(fn)
+            write()
+
+        def on_readable() -> None:
+            try:
+                read(rfd, 4096)
+            except BlockingIOError:
+                return
+            while queued:
+                queued.popleft()()
+
+        unwatch = routes.watch_readable(rfd, on_readable)
+
+        def close() -> None:
+            unwatch()
+            os.close(rfd)
+            os.close(wfd)
+
+        return post, close
+
+    return await _through_host(ctx, by_fd)
+
+
+async def _through_host(
+    ctx: Ctx,
+    route: Callable[[HostRoutes], tuple[Callable[[Callable[[], object]], object],
+                                        Callable[[], None]]],
+) -> Metrics:
+    if ctx.mode == "plain":
+        return await _threadsafe(ctx)
+    if ctx.host_routes is None:
+        return {"median": math.nan, "p10": math.nan, "p90": math.nan}
+    routes = ctx.host_routes()
+    try:
+        post, close = route(routes)
+        try:
+            return await _threadsafe(ctx, post)
+        finally:
+            close()
+    finally:
+        routes.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+async def _threadsafe(
+    ctx: Ctx, host_post: Callable[[Callable[[], object]], object] | None = None
+) -> Metrics:
     loop = asyncio.get_running_loop()
     n = ctx.sizes.threadsafe_n
     total = _THREADSAFE_WARMUP + n
@@ -52,7 +133,10 @@ async def _threadsafe(ctx: Ctx) -> Metrics:
         for _ in range(total):
             sleep(_THREADSAFE_GAP)
             ran.clear()
-            loop.call_soon_threadsafe(cb, perf())
+            if host_post is None:
+                loop.call_soon_threadsafe(cb, perf())
+            else:
+                host_post(functools.partial(cb, perf()))
             if not ran.wait(10):
                 break
         loop.call_soon_threadsafe(done.set_result, None)

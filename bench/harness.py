@@ -35,6 +35,17 @@ HostTimer = Callable[[float, Callable[[], object]], float]
 
 
 @dataclass
+class HostRoutes:
+    """The two ways a worker thread can wake the host itself, asyncio not involved
+    (``bm_latency.host_wake``): the host's thread-safe post, and its fd watch
+    (level-triggered, host thread); ``close`` releases what was made for them."""
+
+    post: Callable[[Callable[[], object]], object]
+    watch_readable: Callable[[int, Callable[[], object]], Callable[[], object]]
+    close: Callable[[], object]
+
+
+@dataclass
 class Ctx:
     mode: str  # "plain", "guest" or "peer:NAME"
     sizes: Sizes
@@ -47,6 +58,10 @@ class Ctx:
     # The host's own timer, set by the runner of a guest or peer mode:
     # timer(delay, fn) arms it and returns its due time (time.monotonic).
     timer: HostTimer | None = None
+    # The host's own wake-up routes, set by the runner of a guest mode and
+    # called on the loop thread inside the run (bm_latency.host_wake): the
+    # floor under ``threadsafe`` on that host.
+    host_routes: Callable[[], HostRoutes] | None = None
 
     def pin_helper(self, pid: int = 0) -> None:
         """Move a helper (a process id, or 0 = the calling thread) to the helper CPU."""
@@ -120,6 +135,7 @@ def _run_reference(ctx: Ctx, workload: Workload) -> Metrics:
         return float(ctx.host.call_later(delay, fn).when)
 
     ctx.timer = timer
+    ctx.host_routes = lambda: _own_host(ctx.host, close=False)
     result: Metrics = asyncio_guest.run(workload, ctx, host=ctx.host)
     return result
 
@@ -145,6 +161,7 @@ def _run_trio(ctx: Ctx, workload: Workload) -> Metrics:
     import asyncio_guest.trio
 
     ctx.timer = trio_timer()
+    ctx.host_routes = _trio_routes
     result: Metrics = asyncio_guest.trio.run(workload, ctx)
     return result
 
@@ -183,6 +200,7 @@ def _run_tk(ctx: Ctx, workload: Workload) -> Metrics:
 
     root = tk_root()
     ctx.timer = tk_timer(root)
+    ctx.host_routes = lambda: _own_host(asyncio_guest.tk.TkHost(root))
     try:
         result: Metrics = asyncio_guest.tk.run(workload, ctx, root=root)
         return result
@@ -239,6 +257,7 @@ def _run_qt(ctx: Ctx, workload: Workload) -> Metrics:
 
     b, app = qt_app()
     ctx.timer = qt_timer(b)
+    ctx.host_routes = lambda: _own_host(asyncio_guest.qt.QtHost(app))
     result: Metrics = asyncio_guest.qt.run(workload, ctx, app=app)
     return result
 
@@ -269,6 +288,7 @@ def _run_glib(ctx: Ctx, workload: Workload) -> Metrics:
     import asyncio_guest.glib
 
     ctx.timer = glib_timer()
+    ctx.host_routes = lambda: _own_host(asyncio_guest.glib.GLibHost())
     result: Metrics = asyncio_guest.glib.run(workload, ctx, loop=GLib.MainLoop())
     return result
 
@@ -316,12 +336,36 @@ def _run_wx(ctx: Ctx, workload: Workload) -> Metrics:
 
     app, frame = wx_app()
     ctx.timer = wx_timer()
+    ctx.host_routes = lambda: _own_host(asyncio_guest.wx.WxHost(app))
     try:
         result: Metrics = asyncio_guest.wx.run(workload, ctx, app=app)
         return result
     finally:
         if frame:
             frame.Destroy()
+
+
+def _own_host(host: Any, close: bool = True) -> HostRoutes:
+    """A host object's routes. Tk, Qt, GLib, wx: a second one of our module's,
+    of its own (its own pipe, event type or source): its post is the toolkit's
+    wake-up and a deque; its fd watch is the toolkit's."""
+    return HostRoutes(host.run_sync_soon_threadsafe, host.watch_readable,
+                      host.close if close else _nothing)
+
+
+def _trio_routes() -> HostRoutes:
+    """Trio's own: ``TrioToken.run_sync_soon``, and ``wait_readable`` in a task."""
+    import trio
+
+    from asyncio_guest.trio import TrioFdWatcher
+
+    watcher = TrioFdWatcher()
+    return HostRoutes(trio.lowlevel.current_trio_token().run_sync_soon,
+                      watcher.watch_readable, watcher.close)
+
+
+def _nothing() -> None:
+    pass
 
 
 GUEST_RUNNERS: dict[str, Callable[[Ctx, Workload], Metrics]] = {

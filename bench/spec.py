@@ -123,6 +123,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "threadsafe with one loop timer pending (a far sleep), as in most applications",
     ),
     Benchmark(
+        "host_wake", "bm_latency",
+        tuple(Metric(m.key, m.label, m.unit, False, INFO, m.scale) for m in _THREADSAFE_METRICS),
+        "threadsafe through the host's own thread-safe post, asyncio not involved: "
+        "the host's floor under threadsafe (plain: call_soon_threadsafe)",
+    ),
+    Benchmark(
+        "host_wake_fd", "bm_latency",
+        tuple(Metric(m.key, m.label, m.unit, False, INFO, m.scale) for m in _THREADSAFE_METRICS),
+        "host_wake through a pipe the host's fd watch sees: the zero-thread path's floor",
+    ),
+    Benchmark(
         "idle", "bm_latency",
         (
             Metric("cpu", "CPU s per 3 s idle", "s", False, Bar("guest_max", 0.002)),
