@@ -3,7 +3,9 @@
 Everything a workload needs to be mode-agnostic lives in ``Ctx``; the only
 mode-specific operation is ``host_call_later`` (the *host's* timer: the host's
 own timer in guest and peer modes, ``loop.call_later`` in plain mode, which is
-what a plain asyncio application would use for the same job).
+what a plain asyncio application would use for the same job). ``host_routes``
+(guest modes only) gives the benchmarks of the host's own floor its wake-up
+routes, bypassing asyncio.
 
 ``host_kind`` picks the guest mode's host: ``reference`` (``asyncio_guest.run``
 on a ``ReferenceHost``), ``trio`` (``asyncio_guest.trio.run``: asyncio as the
