@@ -463,6 +463,37 @@ def test_a_plain_function_given_for_an_async_one_is_a_clear_type_error(
     _run_with_clicks(host, main)
 
 
+@pytest.mark.parametrize("fd_watch", [False, True], ids=["backend-thread", "host-fd-watch"])
+def test_a_dialog_closing_with_a_tick_queued_keeps_one_tick_in_flight(
+    host: QueueHost, fd_watch: bool
+) -> None:
+    """The dialog closes while a tick a worker posted is still in the host's
+    queue. ``run_modal`` then runs a tick at once, for the awaiting coroutine;
+    the queued one stays owed, so nothing posts another before it runs: one
+    tick in flight, as ever (``QueueHost`` counts them). It was two: the
+    immediate tick cleared the posted flag, and its end posted the next one
+    beside the queued tick (seen once in CI, under Wine)."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+
+        def dialog() -> str:
+            # A worker's call_soon_threadsafe while the dialog is open; the host
+            # runs nothing more before the dialog closes.
+            worker = threading.Thread(target=loop.call_soon_threadsafe, args=(lambda: None,))
+            worker.start()
+            worker.join()
+            return "OK pressed"
+
+        answer = await asyncio_guest.run_modal(dialog)
+        for _ in range(3):
+            await asyncio.sleep(0)  # work left when the immediate tick ends
+        return answer
+
+    kwargs = {} if fd_watch else {"fd_watcher": None}
+    assert host.guest_run(main, **kwargs).unwrap() == "OK pressed"
+
+
 def test_run_modal_keeps_asyncio_running_while_the_dialog_is_open(host: QueueHost) -> None:
     ticks: list[float] = []
 

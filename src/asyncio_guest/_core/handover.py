@@ -330,12 +330,21 @@ class Engine:
         the last window closed is dropped if a window is shown before it is
         delivered, as the code after a plain ``exec()`` shows the next one.)
         Inside a tick (a nested host loop) it does nothing: that tick's own
-        ending runs what is ready. A tick already posted finds its work done:
-        one tick more, never one lost (``_tick``).
+        ending runs what is ready. It runs as a posted tick does, except that
+        ``posted`` is left alone: a tick already posted is still in the host's
+        queue and stays owed (it clears the flag when it runs), so nothing
+        posts another before it runs (``_after_tick`` sees the flag): one tick
+        in flight, as ever, and that one finds its work done (one tick more,
+        never one lost). Cleared here, this tick's end posted a second.
         """
         tok = self._token_ref()
         if tok is not None and not self._in_tick and not self._finished:
-            self._tick(tok)
+            ch = self._ch
+            # The state as a posted tick takes it (_tick: only H leaves RETURNED).
+            state = ch.state
+            if state is RETURNED:
+                ch.state = state = IDLE
+            self._tick(tok, state)
 
     def request_finish(self) -> None:
         """Host thread: end the run at the next point where the backend is parked."""
@@ -498,8 +507,9 @@ class Engine:
         """Host thread: one host callback's worth of asyncio work (see class doc).
 
         ``state`` None: a posted tick (it clears ``posted`` and reads the
-        state under the lock). Given: the zero-thread wake-up's own tick, with
-        the state it set and ``posted`` left alone (``FdWaits.ready``).
+        state, lock-free: see below). Given: a tick nobody posted, with the state it
+        took and ``posted`` left alone: the zero-thread wake-up's own
+        (``FdWaits.ready``) and ``tick_now``'s.
 
         One frame from the host's call to the first callback, on purpose: a
         worker's ``call_soon_threadsafe`` wakes a host thread whose caches went
