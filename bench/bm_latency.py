@@ -43,7 +43,7 @@ async def host_wake(ctx: Ctx) -> Metrics:
     itself can be woken from a thread, the floor under ``threadsafe`` on that
     host. Plain mode: ``call_soon_threadsafe`` (the same as ``threadsafe``).
     Peer modes: not measured (NaN)."""
-    return await _through_host(ctx, lambda routes: (routes.post, _nothing))
+    return await _through_host(ctx, lambda routes: (routes.post, lambda: None))
 
 
 async def host_wake_fd(ctx: Ctx) -> Metrics:
@@ -102,10 +102,6 @@ async def _through_host(
             close()
     finally:
         routes.close()
-
-
-def _nothing() -> None:
-    pass
 
 
 async def _threadsafe(

@@ -374,7 +374,7 @@ class TkHost:
         wake-up with no ``after`` of ours left goes out through the pipe (our
         drain command is made again if it went too), and a timer whose
         ``after`` is gone fires now (asyncio plans the next one).
-        Cheap (one ``after info``); ``run`` calls it while it waits for the
+        Cheap (one scan of ``after info``); ``run`` calls it while it waits for the
         guest's shutdown with the root gone.
         """
         if self._closed or self._tk is None or self._win32 is not None:
@@ -382,14 +382,13 @@ class TkHost:
         tk = self._tk
         if not tk.call("info", "commands", self._cmd):  # deleted with its after
             tk.createcommand(self._cmd, self._drain_from_tcl)
-        scheduled = set(tk.splitlist(tk.call("after", "info")))
-        if self._queue.pending and not any(
-            script == self._cmd for _, script in self._our_afters()
-        ):
+        ours = self._our_afters()  # call_later's scripts name our command too
+        if self._queue.pending and not any(script == self._cmd for _, script in ours):
             try:
                 self._write()
             except BlockingIOError:
                 pass  # the pipe is full: a drain is due anyway
+        scheduled = {after_id for after_id, _ in ours}
         for after_id, fire in list(self._later.values()):
             if after_id not in scheduled:
                 fire()
