@@ -1,10 +1,10 @@
 # asyncio-guest: build / test plumbing.
 #
 #   make demo          run examples/reference_demo.py in .venv/3.11
-#   make test          everything CI checks, in two lanes side by side (2 cores):
-#                      Linux (test-linux and the toolkit hosts) and Windows under Wine
-#                      (test-windows, conformance-windows), then both share gate-pool;
-#                      fails if either lane did
+#   make test          everything CI checks, in three lanes side by side (2 cores):
+#                      Linux (test-linux), Windows under Wine (test-windows,
+#                      conformance-windows) and hosts (test-qt, test-glib, test-wx,
+#                      test-pygame), then all share gate-pool; fails if any lane did
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
@@ -40,7 +40,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows gate-pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows lane-hosts gate-pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -69,24 +69,32 @@ define each_python
 	echo "==================== $(1) passed on: $(PYTHONS)"
 endef
 
-# The README's test command, and what CI runs after lint: two lanes at once,
+# The README's test command, and what CI runs after lint: three lanes at once,
 # each line of output labelled with its lane (and each "====" heading with the
-# time it began). The shared venv (the Windows lane's host Python) is made
-# first, so the lanes never build the same one. Each lane's output is also
-# kept in build/test-logs/, and a failed run ends with a digest of what failed
-# in either lane (a CI page often shows only the tail of the log).
+# time it began). Three on two cores: the suites wait on timers, sockets and
+# child processes much of the time, and two lanes left a core idle for a third
+# of the run. The shared venv (the Windows lane's host Python) is made first;
+# a venv two lanes ask for is made once (tools/python.sh locks it), and the
+# toolkit hosts install into venvs of their own (hosts-VERSION), never into the
+# .venv/VERSION a suite runs from meanwhile. Each lane starts its Xvfb servers
+# from its own display number (XVFB_FROM): `xvfb-run -a` picks the first number
+# without a lock file, and two lanes starting at once could pick the same one.
+# Each lane's output is also kept in build/test-logs/, and a failed run ends
+# with a digest of what failed in any lane (a CI page often shows only the tail
+# of the log).
 lane_label = while IFS= read -r l || [ -n "$$l" ]; do if [[ $$l == ====================* ]]; \
   then printf '%s%s (%(%H:%M:%S)T)\n' '$(1)' "$$l" -1; else printf '%s%s\n' '$(1)' "$$l"; fi; done
 
 test: venv-$(LINT_PY)
 	@rc=0; mkdir -p build/test-logs; rm -rf build/gate-claims; mkdir -p build/gate-claims; \
 	export GATE_CLAIMS=build/gate-claims; \
-	( $(MAKE) --no-print-directory lane-linux 2>&1 | $(call lane_label,[linux]   ) | tee build/test-logs/linux.log ) & linux=$$!; \
-	( $(MAKE) --no-print-directory lane-windows 2>&1 | $(call lane_label,[windows] ) | tee build/test-logs/windows.log ) & windows=$$!; \
-	wait $$linux || rc=1; wait $$windows || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
+	( XVFB_FROM=99 $(MAKE) --no-print-directory lane-linux 2>&1 | $(call lane_label,[linux]   ) | tee build/test-logs/linux.log ) & linux=$$!; \
+	( XVFB_FROM=150 $(MAKE) --no-print-directory lane-windows 2>&1 | $(call lane_label,[windows] ) | tee build/test-logs/windows.log ) & windows=$$!; \
+	( XVFB_FROM=200 $(MAKE) --no-print-directory lane-hosts 2>&1 | $(call lane_label,[hosts]   ) | tee build/test-logs/hosts.log ) & hosts=$$!; \
+	wait $$linux || rc=1; wait $$windows || rc=1; wait $$hosts || rc=1; \
+	if [ $$rc -eq 0 ]; then echo "==================== make test: all three lanes passed"; exit 0; fi; \
 	echo "==================== make test: a lane FAILED; what failed, per lane:"; \
-	for lane in linux windows; do \
+	for lane in linux windows hosts; do \
 	  grep -E '!!!|FAILED|[Ee]rror[: ]|^\S+ +E +' build/test-logs/$$lane.log | grep -v 'SKIPPED' | head -n 12; \
 	done; \
 	exit 1
@@ -97,15 +105,18 @@ define sequence
 	@rc=0; for t in $(1); do $(MAKE) --no-print-directory $$t || rc=1; done; exit $$rc
 endef
 
-# Each lane first does its own work (Linux: the suites and the toolkit hosts;
-# Windows: the suites and the gate under Wine), then both share the Linux
+# Each lane first does its own work (Linux: the suites; Windows: the suites and
+# the gate under Wine; hosts: the toolkit hosts), then all share the Linux
 # conformance gate: a lane that is free claims the next Python nobody claimed
 # yet (mkdir is atomic), the slowest first, so the lanes end close together
 # however this shared machine's speed varies between their parts.
 GATE_POOL := 3.15 3.14 3.12 3.13 3.11 3.10
 
 lane-linux:
-	$(call sequence,test-linux test-qt test-glib test-wx test-pygame gate-pool)
+	$(call sequence,test-linux gate-pool)
+
+lane-hosts:
+	$(call sequence,test-qt test-glib test-wx test-pygame gate-pool)
 
 lane-windows:
 	$(call sequence,test-windows conformance-windows gate-pool)
@@ -138,13 +149,14 @@ REQUIRE_HOSTS ?= tk,trio
 # (tests/scenarios) and the tests that need one strategy set it themselves.
 wait_for_tests = case $$v in 3.12) echo thread;; *) echo auto;; esac
 wait_for_gate = case $$v in 3.13) echo thread;; *) echo auto;; esac
-XVFB := xvfb-run -a -s "-screen 0 1280x1024x24 -ac"
+XVFB := xvfb-run -n $${XVFB_FROM:-99} -a -s "-screen 0 1280x1024x24 -ac"
 
 test-linux:
 	$(call each_python,test,ASYNCIO_GUEST_WAIT=$$($(wait_for_tests)) ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # The Qt host on real Qt (offscreen platform), each binding in its own process
-# (one binding per process, each in the venv of its Python). Every Python
+# (one binding per process, each in its Python's venv for the toolkit hosts,
+# .venv/hosts-VERSION, beside the GLib host's PyGObject). Every Python
 # 3.10-3.15 runs the Qt suite with one binding, 3.13 with both: PySide6
 # 6.11.3 installs on 3.10-3.14 (its wheels say Requires-Python <3.15; 6.12.0
 # aborts on 3.11, none_dealloc), PyQt6 6.11 on 3.10-3.15. 3.14/3.15 run in the
@@ -166,12 +178,12 @@ test-qt:
 	  case $$b in pyside6) pkg=$(QT_PACKAGE_pyside6);; pyqt6) pkg=$(QT_PACKAGE_pyqt6);; \
 	    pyside2) pkg=$(QT_PACKAGE_pyside2);; pyqt5) pkg=$(QT_PACKAGE_pyqt5);; esac; \
 	  echo; echo "==================== Qt host ($$b): Python $$v ===================="; \
-	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
-	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
+	  $(PY) venv hosts-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
+	  $(PY) run hosts-$$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
-	    $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
+	    $(PY) run hosts-$$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
 	    || failed="$$failed $$vb"; \
-	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run $$v examples/qt_app.py --smoke \
+	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run hosts-$$v examples/qt_app.py --smoke \
 	    || failed="$$failed $$vb-example"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-qt FAILED on:$$failed"; exit 1; fi; \
@@ -187,11 +199,11 @@ test-glib:
 	@failed=""; \
 	for v in $(GLIB_PYTHONS); do \
 	  echo; echo "==================== GLib/GTK host: Python $$v ===================="; \
-	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$v(venv)"; continue; }; \
-	  $(PY) run $$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
-	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib,gtk3 $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider \
+	  $(PY) venv hosts-$$v || { failed="$$failed $$v(venv)"; continue; }; \
+	  $(PY) run hosts-$$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
+	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib,gtk3 $(XVFB) $(PY) run hosts-$$v -m pytest -q -p no:cacheprovider \
 	    -k "glib or gtk or required" tests/test_glib_host.py tests/scenarios || failed="$$failed $$v"; \
-	  ASYNCIO_GUEST_GTK=4 ASYNCIO_GUEST_REQUIRE_HOSTS=gtk4 $(XVFB) $(PY) run $$v -m pytest -q \
+	  ASYNCIO_GUEST_GTK=4 ASYNCIO_GUEST_REQUIRE_HOSTS=gtk4 $(XVFB) $(PY) run hosts-$$v -m pytest -q \
 	    -p no:cacheprovider -k "gtk4 or required" tests/scenarios || failed="$$failed $$v(gtk4)"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-glib FAILED on:$$failed"; exit 1; fi; \

@@ -15,7 +15,7 @@ versions=("$@")
 
 if [ -z "${DISPLAY:-}" ]; then
   command -v xvfb-run >/dev/null || { echo "error: xvfb-run not found (apt-get install xvfb xauth)" >&2; exit 1; }
-  exec xvfb-run -a -s "-screen 0 1280x1024x24" bash "$0" "${versions[@]}"
+  exec xvfb-run -n "${XVFB_FROM:-99}" -a -s "-screen 0 1280x1024x24" bash "$0" "${versions[@]}"
 fi
 
 source tools/windows/env.sh
