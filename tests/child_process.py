@@ -70,12 +70,23 @@ def reaped(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def second_ctrl_c(
-    proc: subprocess.Popen[bytes], timeout: float, wait: float = 0.5
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    wait: float = 0.5,
+    *,
+    first_seen: bytes | None = None,
 ) -> tuple[bytes, bytes, float]:
     """A first Ctrl+C (it cancels ``main``), a check that the child still runs
-    ``wait`` s later (else the test proves nothing), then ``ctrl_c``: the second."""
+    ``wait`` s later (else the test proves nothing), then ``ctrl_c``: the second.
+
+    ``first_seen``: the line the child prints once the first Ctrl+C took effect
+    (its shutdown began); it is awaited before the ``wait``, which then only
+    has to let the shutdown reach its own wait, not cover a loaded machine's
+    slowest response to the first signal."""
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
+    if first_seen is not None:
+        expect_line(proc, first_seen)
     time.sleep(wait)
     assert proc.poll() is None, "the first Ctrl+C ended the child (the test proves nothing)"
     return ctrl_c(proc, timeout)

@@ -432,6 +432,7 @@ async def slow_cleanup():
     try:
         await asyncio.sleep(3600)
     finally:
+        print("shutting down", flush=True)  # the run's shutdown cancelled this task
         await asyncio.sleep(60)  # a graceful close that hangs
 
 async def main():
@@ -439,7 +440,11 @@ async def main():
         asyncio.create_task(slow_cleanup())
     print("ready", flush=True)
     if sys.argv[2] == "executor":
-        await asyncio.to_thread(time.sleep, 60)  # the executor's join waits for it
+        try:
+            await asyncio.to_thread(time.sleep, 60)  # the executor's join waits for it
+        except asyncio.CancelledError:
+            print("shutting down", flush=True)  # main ends: the shutdown follows
+            raise
     else:
         await asyncio.sleep(3600)
 
@@ -461,8 +466,14 @@ def test_a_second_ctrl_c_cuts_the_runs_shutdown_short(host: Harness, waits_for: 
     run at once with ``KeyboardInterrupt`` (chained to the first), as it ends
     ``asyncio.run``'s clean-up."""
     with reaped(ready_child(_SIGINT_IN_SHUTDOWN_CHILD, host.name, waits_for)) as proc:
-        # The first cancels main, and the shutdown waits.
-        out, err, elapsed = second_ctrl_c(proc, timeout=30, wait=1.0)
+        # The first cancels main, and the shutdown waits: in the task's finally
+        # (the line comes from there), or for the executor (from main's end on).
+        out, err, elapsed = second_ctrl_c(
+            proc,
+            timeout=30,
+            wait=0.1 if waits_for == "task" else 0.3,
+            first_seen=b"shutting down\n",
+        )
     assert proc.returncode == 3, (proc.returncode, out, err)
     assert out == b"KeyboardInterrupt KeyboardInterrupt\n", (out, err)
     assert elapsed < 10.0, elapsed
