@@ -98,3 +98,40 @@ def test_real_ctrl_c_twice_while_the_guest_works(delay: float) -> None:
     for _ in range(10):
         with pytest.raises(KeyboardInterrupt):
             asyncio_guest.run(main, loop_factory=loops.test_loop_factory())
+
+
+@pytest.mark.timeout(30)
+def test_a_ctrl_c_raised_as_the_run_finalizes_still_ends_it() -> None:
+    """A ``KeyboardInterrupt`` raised in the engine's last step, after it marked
+    itself finished and before the owner's ending (where a handler other than
+    the run's own would raise it), ends the run with ``KeyboardInterrupt``.
+
+    The engine's recovery from a raising tick used to stop there (a finished
+    engine decides nothing more), so the ending was never delivered: the host
+    idled for ever (seen once under Wine, fault injection's "lines" family,
+    Windows 3.13 proactor). Here the raise is put where that Ctrl+C landed:
+    on the call of the owner's ending.
+    """
+    from asyncio_guest._core.guest_loop import engine_of
+
+    raised: list[bool] = []
+
+    async def main() -> str:
+        import asyncio
+
+        engine = engine_of(asyncio.get_running_loop())
+        assert engine is not None
+        real_ending = engine._owner_ending
+
+        def interrupted_ending(end: object) -> None:
+            if not raised and end == engine._owner.finalize:
+                raised.append(True)
+                raise KeyboardInterrupt
+            real_ending(end)  # type: ignore[arg-type]
+
+        engine._owner_ending = interrupted_ending  # type: ignore[method-assign]
+        return "main's result"
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio_guest.run(main, loop_factory=loops.test_loop_factory())
+    assert raised == [True]

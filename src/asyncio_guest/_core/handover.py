@@ -624,7 +624,13 @@ class Engine:
                 # deciding again puts something in flight to carry it.
                 self._owner.on_callback_raised(exc)
                 del exc
-                self._after_tick(tok, False)
+                if self._finished:
+                    # It hit _finalize between its flag and the owner's
+                    # ending: nothing is left in flight to carry the ending,
+                    # so it is finished here (the owner delivers once).
+                    self._finalize()
+                else:
+                    self._after_tick(tok, False)
             else:
                 self._fatal(exc)
         except BaseException as exc2:
