@@ -109,8 +109,8 @@ def test_a_ctrl_c_raised_as_the_run_finalizes_still_ends_it() -> None:
     The engine's recovery from a raising tick used to stop there (a finished
     engine decides nothing more), so the ending was never delivered: the host
     idled for ever (seen once under Wine, fault injection's "lines" family,
-    Windows 3.13 proactor). Here the raise is put where that Ctrl+C landed:
-    on the call of the owner's ending.
+    Windows 3.13 proactor, a Ctrl+C at the line before that call). Here the
+    raise is put on the call of the owner's ending itself.
     """
     from asyncio_guest._core.guest_loop import engine_of
 
