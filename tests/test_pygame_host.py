@@ -562,6 +562,40 @@ def from_workers(host: agp.PygameHost, ran: list[int], numbers: range, n_threads
         t.join()
 
 
+def test_a_pump_that_keeps_draining_rings_no_doorbell_for_itself() -> None:
+    # A guest tick that queues the next one on the host thread (no thread
+    # hop): a pump with budget left runs it in the same pump. Only a pump
+    # that stops with work left rings, so the loop wakes for work, never for
+    # a drain already done.
+    with agp.PygameHost(doorbell=True) as host:
+        ran: list[int] = []
+
+        def tick(i: int) -> None:
+            ran.append(i)
+            if i < 5:
+                host.run_sync_soon_not_threadsafe(lambda: tick(i + 1))
+
+        host.run_sync_soon_threadsafe(lambda: tick(0))
+        assert host.doorbell_posts == 1
+        pygame.event.get()
+        assert host.pump(budget=1.0) is False
+        assert ran == [0, 1, 2, 3, 4, 5]
+        assert host.doorbell_posts == 1
+        assert pygame.event.get(host.event_type) == []
+
+        # Out of budget with the chain unfinished: one doorbell for the rest.
+        ran.clear()
+        host.run_sync_soon_threadsafe(lambda: tick(0))
+        pygame.event.get()
+        assert host.pump(budget=0.0) is True
+        assert ran == [0]
+        assert host.doorbell_posts == 3
+        assert len(pygame.event.get(host.event_type)) == 1
+        while host.pump(budget=0.0):
+            pass
+        assert ran == [0, 1, 2, 3, 4, 5]
+
+
 def test_one_doorbell_at_a_time_and_none_lost_when_the_event_queue_is_full() -> None:
     with agp.PygameHost(doorbell=True) as host:
         ran: list[int] = []
@@ -647,12 +681,16 @@ def test_an_idle_guest_rings_no_doorbell() -> None:
     host = agp.PygameHost(doorbell=True)
     wakes = [0]
 
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[int, int, int]:
         await asyncio.sleep(0.05)  # started, the backend thread waiting
-        posts = host.doorbell_posts
+        posts, rerings = host.doorbell_posts, host.doorbell_rerings
         woken = wakes[0]
         await asyncio.wait_for(_never(), 1.0)
-        return host.doorbell_posts - posts, wakes[0] - woken
+        return (
+            host.doorbell_posts - posts,
+            host.doorbell_rerings - rerings,
+            wakes[0] - woken,
+        )
 
     async def _never() -> None:
         try:
@@ -667,10 +705,14 @@ def test_an_idle_guest_rings_no_doorbell() -> None:
             wakes[0] += 1
             h.pump()
 
-    bells, woken = agp.run(main, frame_loop=loop_fn, host=host)
-    # One timer (wait_for's 1 s timeout) over one idle second: its wake-up only.
-    assert bells <= 2, bells
-    assert woken <= 3, woken
+    bells, rerings, woken = agp.run(main, frame_loop=loop_fn, host=host)
+    # One timer (wait_for's 1 s timeout) over one idle second: its wake-up
+    # only. The keeper rings again only when this loop stayed away from
+    # pump() for 0.1 s with work left (a tick cut short by its budget on a
+    # loaded machine, as in CI): apart from those, and those few.
+    assert bells - rerings <= 2, (bells, rerings)
+    assert rerings <= 4, rerings
+    assert woken <= 3 + rerings, (woken, rerings)
 
 
 def test_quit_in_the_event_driven_loop() -> None:

@@ -184,7 +184,7 @@ class _DoorbellKeeper:
                         delay = _RERING_AFTER
                         continue
                     if host._bell_posted and not pygame.event.peek(host.event_type, pump=False):
-                        host._ring()  # dropped by a flush (or taken, not yet pumped)
+                        host._ring(rering=True)  # dropped by a flush (or taken, not yet pumped)
                     delay = min(delay * 2, _RERING_MAX)
                 else:
                     return
@@ -250,6 +250,7 @@ class PygameHost:
         # (``_core/wake_queue.py``), and the pump draining after it.
         self._count_lock = threading.Lock()
         self.doorbell_posts = 0  # doorbells posted (for tests and diagnostics)
+        self.doorbell_rerings = 0  # of those, rung again by the keeper (_DoorbellKeeper)
         self.doorbell_failures = 0  # posts that failed (queue full, blocked, video off)
         self.main_task: asyncio.Task[Any] | None = None  # set by the entries (host thread)
         self._cancelled_main: asyncio.Task[Any] | None = None  # the main task cancelled
@@ -300,8 +301,13 @@ class PygameHost:
             if keeper is not None:
                 keeper.rung()
 
-    def _ring(self) -> bool:
-        """Any thread: post one doorbell; whether it went into pygame's queue."""
+    def _ring(self, *, rering: bool = False) -> bool:
+        """Any thread: post one doorbell; whether it went into pygame's queue.
+
+        ``rering``: the keeper rings again for callbacks no pump has answered
+        (counted apart: it measures how long the loop stayed away, not the
+        guest's wake-ups).
+        """
         bell = pygame.event.Event(self.event_type, asyncio_guest_doorbell=self._doorbell_mark)
         try:
             ok = pygame.event.post(bell)
@@ -319,6 +325,7 @@ class PygameHost:
             self._bell_posted = bool(ok)
             if ok:
                 self.doorbell_posts += 1
+                self.doorbell_rerings += rering
             else:
                 self.doorbell_failures += 1
         return bool(ok)
@@ -356,6 +363,11 @@ class PygameHost:
         finally:
             if engine is not None:
                 engine.budget = tick_budget
+            # The drains below leave the wake-up for work left over to the
+            # pump's end: a drain-end doorbell that this pump's next drain
+            # answers would only wake the loop for nothing.
+            if not self._closed:
+                self._queue.wake_if_queued()
 
     def _pump_until(self, deadline: float, engine: Any, tick_budget: float) -> bool:
         queue = self._queue
@@ -369,13 +381,13 @@ class PygameHost:
             if self._watches and self._fire_ready_watches():
                 ran = True
             if len(queue):
-                queue.drain()
+                queue.drain(wake_at_end=False)
                 ran = True
             elif queue.pending:
                 # A doorbell rung (by a drain, for a nested loop) for callbacks
                 # that drain has run since: the bell is answered, clear the flag
                 # or no wake-up would ever be posted again.
-                queue.drain()
+                queue.drain(wake_at_end=False)
             if not ran or self._closed:
                 return self._has_work()
             if time.perf_counter() >= deadline:

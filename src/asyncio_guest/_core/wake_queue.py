@@ -110,11 +110,15 @@ class CoalescingQueue:
         else:
             self.submit(fn)
 
-    def drain(self) -> None:
+    def drain(self, *, wake_at_end: bool = True) -> None:
         """Host thread, on a wake-up: run the callbacks queued when it began.
 
         A callback that raises does not lose the ones after it: they get a new
-        wake-up before the exception propagates.
+        wake-up before the exception propagates. ``wake_at_end=False``: the
+        caller drains again itself while it has time (a pygame pump), so the
+        drain-end wake-up would only wake the host for a drain already done;
+        the caller then owes ``wake_if_queued()`` when it stops, also when
+        this raises.
         """
         with self._lock:
             self._pending = False
@@ -137,8 +141,14 @@ class CoalescingQueue:
                 run_host_callback(fn)  # a boundary for a program's (interrupts.py)
         finally:
             self._draining -= 1
-            if queue:
+            if queue and wake_at_end:
                 self._wake(self._post_busy)
+
+    def wake_if_queued(self) -> None:
+        """Host thread: the drain-end wake-up (``post_busy``) a ``drain(wake_at_end=False)``
+        left to its caller: sent if callbacks are queued and none is pending."""
+        if self._queue:
+            self._wake(self._post_busy)
 
     def wake_busy_now(self) -> None:
         """Host thread, inside a drain: send the drain-end wake-up (``post_busy``) now.
