@@ -74,10 +74,11 @@ class Channel:
     H clears ``posted`` and only H leaves RETURNED; W and B only set ``posted``
     and B only moves WAITING to RETURNED. B's test-and-set of ``posted`` is
     under the lock; a W's is not (``Engine.request_tick``: it is on every
-    worker's wake-up), so a W racing another setter may post too. A W or B
-    that sets either just before or after another's lines posts at most one
-    tick more, which finds its work taken or runs it: nothing is lost, and
-    H's own moves never race with each other. ``wait_call`` and
+    worker's wake-up) but a swap that the GIL keeps whole, and so is H's
+    (``Engine._after_tick``). Without a GIL a W racing another setter may post
+    too: a W or B that sets either just before or after another's lines posts
+    at most one tick more, which finds its work taken or runs it: nothing is
+    lost, and H's own moves never race with each other. ``wait_call`` and
     ``token`` are written by H before it releases ``go`` and taken by B after
     acquiring it: that release/acquire pair orders them.
     ``go`` is locked whenever ``state`` is IDLE or RETURNED.

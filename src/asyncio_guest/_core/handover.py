@@ -437,15 +437,19 @@ class Engine:
             ch = self._ch
             # No lock (Channel doc): a True read means a posted tick has not yet
             # started (it clears ``posted`` first), so it will see our work; a
-            # False one is ours to set and post. With the GIL nothing runs
-            # between the read and the write (no call or backward jump, where
-            # CPython switches threads and runs signal handlers); a build
-            # without it could let two setters both post: one tick more, never
-            # none. The lock cost 0.3 us of every wake-up's ~7 (bench
-            # threadsafe, 3.13).
+            # False one is ours to set and post. The set is a swap, one
+            # statement with no call or jump inside, where CPython may switch
+            # threads: 3.10 switches at any taken jump (the ``if`` between a
+            # plain test and set), and another setter could post as well, two
+            # ticks in flight (tests/test_load.py); 3.11+ only at calls and
+            # backward jumps. A build without the GIL could still let two
+            # setters both post: one tick more, never none. The lock cost
+            # 0.3 us of every wake-up's ~7 (bench threadsafe, 3.13).
             if ch.posted or self._finished:
-                return
-            ch.posted = True
+                return  # the common case in a flood, read-only
+            owed, ch.posted = ch.posted, True
+            if owed:
+                return  # another setter got in since the read above
             tok = self._token_ref()
             if tok is None or ch.post_error is not None:
                 raise InternalError("the guest run can no longer reach its host")
@@ -674,7 +678,11 @@ class Engine:
             state = ch.state
             returned = state is RETURNED or ch.result is not None
             if want_tick or returned:
-                ch.posted = True
+                # A swap: a worker sets ``posted`` without the lock, and on
+                # 3.10 it may run at the jumps above (request_tick).
+                owed, ch.posted = ch.posted, True
+                if owed:
+                    return  # a worker's tick is posted: it will look again
         fdw = self._fdw
         if want_tick or returned:
             self._post_local(tok.tick)
