@@ -11,9 +11,10 @@ Rules that keep it correct (``Channel`` fields are in ``backend.py``):
 
 * ``posted`` is True while a call of ``_Token.tick`` is handed to the host
   (or owed to it, while a nested host loop defers it). Whoever sets it posts
-  that tick; nobody else posts. A worker sets it without the lock, so two
-  setters that race both post: one tick too many (it finds the work taken or
-  runs it), never none. A tick never runs inside another one (``_in_tick``).
+  that tick; nobody else posts. A worker sets it without the lock, by a swap
+  that the GIL keeps whole (``request_tick``); without a GIL two setters that
+  race could both post: one tick too many (it finds the work taken or runs
+  it), never none. A tick never runs inside another one (``_in_tick``).
 * Only the host thread moves the channel away from IDLE, and only the host
   thread touches loop state; the backend thread touches the OS wait and the
   channel, workers only the channel (``request_tick``).
