@@ -83,19 +83,19 @@ endef
 # the toolkit hosts need venvs of their own: they install into .venv/VERSION,
 # which a suite may be running from). Each lane's output is also kept in
 # build/test-logs/, and a failed run ends with a digest of what failed in
-# either lane (a CI page often shows only the tail of the log).
+# the lane that failed (a CI page often shows only the tail of the log).
 lane_label = while IFS= read -r l || [ -n "$$l" ]; do if [[ $$l == ====================* ]]; \
   then printf '%s%s (%(%H:%M:%S)T)\n' '$(1)' "$$l" -1; else printf '%s%s\n' '$(1)' "$$l"; fi; done
 
 test: venv-$(LINT_PY)
-	@rc=0; mkdir -p build/test-logs; rm -rf build/gate-claims; mkdir -p build/gate-claims; \
+	@mkdir -p build/test-logs; rm -rf build/gate-claims; mkdir -p build/gate-claims; \
 	export GATE_CLAIMS=build/gate-claims; \
 	( XVFB_FROM=99 $(MAKE) --no-print-directory lane-linux 2>&1 | $(call lane_label,[linux]   ) | tee build/test-logs/linux.log ) & linux=$$!; \
 	( XVFB_FROM=150 $(MAKE) --no-print-directory lane-windows 2>&1 | $(call lane_label,[windows] ) | tee build/test-logs/windows.log ) & windows=$$!; \
-	wait $$linux || rc=1; wait $$windows || rc=1; \
-	if [ $$rc -eq 0 ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
-	echo "==================== make test: a lane FAILED; what failed, per lane:"; \
-	for lane in linux windows; do \
+	failed=""; wait $$linux || failed="$$failed linux"; wait $$windows || failed="$$failed windows"; \
+	if [ -z "$$failed" ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
+	echo "==================== make test: FAILED in lane(s)$$failed; what failed there:"; \
+	for lane in $$failed; do \
 	  grep -E '!!!|FAILED|[Ee]rror[: ]|^\S+ +E +' build/test-logs/$$lane.log | grep -v 'SKIPPED' | head -n 12; \
 	done; \
 	exit 1
