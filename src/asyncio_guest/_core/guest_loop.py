@@ -560,22 +560,63 @@ class GuestLoopMixin:
             if self._guest_outside_tick:
                 state.engine.host_wake()  # type: ignore[union-attr]
 
-    # ``**kwargs``: 3.15 added ``context=``; passed on only when given, so each
-    # Python sees exactly the signature it defines.
+    # Each Python gets exactly the signature it defines (3.15 added
+    # ``context=``, which its transports pass). Extra arguments are forwarded
+    # only when there are some: ``f(*args, **kwargs)`` builds a tuple and a
+    # dict at every call, which doubled what these wrappers cost (an add and
+    # a remove: 0.52 us over plain asyncio, 0.26 us without; 3.13), paid at
+    # each full send buffer and each paused reader (bench stream).
+    if sys.version_info >= (3, 15):
 
-    def _add_reader(
-        self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
-    ) -> Any:
-        result = super()._add_reader(fd, callback, *args, **kwargs)  # type: ignore[misc]
-        self._guest_registration_changed(fd)
-        return result
+        def _add_reader(
+            self,
+            fd: Any,
+            callback: Callable[..., object],
+            *args: Any,
+            context: Context | None = None,
+        ) -> Any:
+            if args:
+                result = super()._add_reader(  # type: ignore[misc]
+                    fd, callback, *args, context=context
+                )
+            else:
+                result = super()._add_reader(fd, callback, context=context)  # type: ignore[misc]
+            self._guest_registration_changed(fd)
+            return result
 
-    def _add_writer(
-        self, fd: Any, callback: Callable[..., object], *args: Any, **kwargs: Any
-    ) -> Any:
-        result = super()._add_writer(fd, callback, *args, **kwargs)  # type: ignore[misc]
-        self._guest_registration_changed(fd)
-        return result
+        def _add_writer(
+            self,
+            fd: Any,
+            callback: Callable[..., object],
+            *args: Any,
+            context: Context | None = None,
+        ) -> Any:
+            if args:
+                result = super()._add_writer(  # type: ignore[misc]
+                    fd, callback, *args, context=context
+                )
+            else:
+                result = super()._add_writer(fd, callback, context=context)  # type: ignore[misc]
+            self._guest_registration_changed(fd)
+            return result
+
+    else:
+
+        def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+            if args:
+                result = super()._add_reader(fd, callback, *args)  # type: ignore[misc]
+            else:
+                result = super()._add_reader(fd, callback)  # type: ignore[misc]
+            self._guest_registration_changed(fd)
+            return result
+
+        def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+            if args:
+                result = super()._add_writer(fd, callback, *args)  # type: ignore[misc]
+            else:
+                result = super()._add_writer(fd, callback)  # type: ignore[misc]
+            self._guest_registration_changed(fd)
+            return result
 
     def _remove_reader(self, fd: Any) -> bool:
         removed: bool = super()._remove_reader(fd)  # type: ignore[misc]
