@@ -72,16 +72,16 @@ endef
 # The README's test command, and what CI runs after lint: two lanes at once,
 # each line of output labelled with its lane (and each "====" heading with the
 # time it began). The shared venv (the Windows lane's host Python) is made
-# first; a venv two lanes ask for is made once (tools/python.sh locks it). Each
-# lane starts its Xvfb servers from its own display number (XVFB_FROM):
-# `xvfb-run -a` picks the first number without a lock file, and two lanes
-# starting at once could pick the same one. A third lane (the toolkit hosts
-# beside the suites) took the run from 27.4 to 20.4 minutes on 2026-12-05, but
-# the extra load brought out three rare failures in three runs (a hang when a
-# Ctrl+C hit the run's finalizing, fixed; a leaked socket pair and two ticks in
-# flight under Wine, not yet found): it waits until those are found (and then
-# the toolkit hosts need venvs of their own: they install into .venv/VERSION,
-# which a suite may be running from). Each lane's output is also kept in
+# first; a venv two lanes ask for is made once (tools/python.sh locks it). The
+# toolkit hosts install into venvs of their own (hosts-VERSION), never into the
+# .venv/VERSION the suites run from. Each lane starts its Xvfb servers from its
+# own display number (XVFB_FROM): `xvfb-run -a` picks the first number without
+# a lock file, and two lanes starting at once could pick the same one.
+# A third lane (the toolkit hosts beside the suites) took the run from 27.4 to
+# 20.4 minutes on 2026-12-05, but the extra load brought out three rare
+# failures in three runs (a hang when a Ctrl+C hit the run's finalizing, fixed;
+# a leaked socket pair and two ticks in flight under Wine, not yet found): it
+# waits until those are found. Each lane's output is also kept in
 # build/test-logs/, and a failed run ends with a digest of what failed in
 # the lane that failed (a CI page often shows only the tail of the log).
 lane_label = while IFS= read -r l || [ -n "$$l" ]; do if [[ $$l == ====================* ]]; \
@@ -153,7 +153,8 @@ test-linux:
 	$(call each_python,test,ASYNCIO_GUEST_WAIT=$$($(wait_for_tests)) ASYNCIO_GUEST_REQUIRE_HOSTS=$(REQUIRE_HOSTS) ASYNCIO_GUEST_SWEEP_SAMPLE=$$($(sweep_sample)) $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider tests)
 
 # The Qt host on real Qt (offscreen platform), each binding in its own process
-# (one binding per process, each in the venv of its Python). Every Python
+# (one binding per process, each in its Python's venv for the toolkit hosts,
+# .venv/hosts-VERSION, beside the GLib host's PyGObject). Every Python
 # 3.10-3.15 runs the Qt suite with one binding, 3.13 with both: PySide6
 # 6.11.3 installs on 3.10-3.14 (its wheels say Requires-Python <3.15; 6.12.0
 # aborts on 3.11, none_dealloc), PyQt6 6.11 on 3.10-3.15. 3.14/3.15 run in the
@@ -175,12 +176,12 @@ test-qt:
 	  case $$b in pyside6) pkg=$(QT_PACKAGE_pyside6);; pyqt6) pkg=$(QT_PACKAGE_pyqt6);; \
 	    pyside2) pkg=$(QT_PACKAGE_pyside2);; pyqt5) pkg=$(QT_PACKAGE_pyqt5);; esac; \
 	  echo; echo "==================== Qt host ($$b): Python $$v ===================="; \
-	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
-	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
+	  $(PY) venv hosts-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
+	  $(PY) run hosts-$$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
-	    $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
+	    $(PY) run hosts-$$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
 	    || failed="$$failed $$vb"; \
-	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run $$v examples/qt_app.py --smoke \
+	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run hosts-$$v examples/qt_app.py --smoke \
 	    || failed="$$failed $$vb-example"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-qt FAILED on:$$failed"; exit 1; fi; \
@@ -196,11 +197,11 @@ test-glib:
 	@failed=""; \
 	for v in $(GLIB_PYTHONS); do \
 	  echo; echo "==================== GLib/GTK host: Python $$v ===================="; \
-	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$v(venv)"; continue; }; \
-	  $(PY) run $$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
-	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib,gtk3 $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider \
+	  $(PY) venv hosts-$$v || { failed="$$failed $$v(venv)"; continue; }; \
+	  $(PY) run hosts-$$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
+	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib,gtk3 $(XVFB) $(PY) run hosts-$$v -m pytest -q -p no:cacheprovider \
 	    -k "glib or gtk or required" tests/test_glib_host.py tests/scenarios || failed="$$failed $$v"; \
-	  ASYNCIO_GUEST_GTK=4 ASYNCIO_GUEST_REQUIRE_HOSTS=gtk4 $(XVFB) $(PY) run $$v -m pytest -q \
+	  ASYNCIO_GUEST_GTK=4 ASYNCIO_GUEST_REQUIRE_HOSTS=gtk4 $(XVFB) $(PY) run hosts-$$v -m pytest -q \
 	    -p no:cacheprovider -k "gtk4 or required" tests/scenarios || failed="$$failed $$v(gtk4)"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-glib FAILED on:$$failed"; exit 1; fi; \
