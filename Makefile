@@ -1,10 +1,10 @@
 # asyncio-guest: build / test plumbing.
 #
 #   make demo          run examples/reference_demo.py in .venv/3.11
-#   make test          everything CI checks, in two lanes side by side (2 cores):
-#                      Linux (test-linux and the toolkit hosts) and Windows under Wine
-#                      (test-windows, conformance-windows), then both share gate-pool;
-#                      fails if either lane did
+#   make test          everything CI checks, in three lanes side by side (2 cores):
+#                      Linux (test-linux), Windows under Wine (test-windows,
+#                      conformance-windows) and hosts (test-qt, test-glib, test-wx,
+#                      test-pygame), then all share gate-pool; fails if any lane did
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
 #   make test-qt       the Qt host on PySide6 and PyQt6 (offscreen), QT_MATRIX (Python/binding)
@@ -40,7 +40,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows gate-pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows lane-hosts gate-pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -69,21 +69,20 @@ define each_python
 	echo "==================== $(1) passed on: $(PYTHONS)"
 endef
 
-# The README's test command, and what CI runs after lint: two lanes at once,
+# The README's test command, and what CI runs after lint: three lanes at once,
 # each line of output labelled with its lane (and each "====" heading with the
-# time it began). The shared venv (the Windows lane's host Python) is made
-# first; a venv two lanes ask for is made once (tools/python.sh locks it). The
+# time it began). Three on two cores: the suites wait on timers, sockets and
+# child processes much of the time; with three lanes the CPUs were still idle
+# 12% of the test phase (sampled every 10 s, 2026-12-05). The shared venv (the
+# Windows lane's host Python) is made first;
+# a venv two lanes ask for is made once (tools/python.sh locks it), and the
 # toolkit hosts install into venvs of their own (hosts-VERSION), never into the
-# .venv/VERSION the suites run from. Each lane starts its Xvfb servers from its
-# own display number (XVFB_FROM): `xvfb-run -a` picks the first number without
-# a lock file, and two lanes starting at once could pick the same one.
-# A third lane (the toolkit hosts beside the suites) took the run from 27.4 to
-# 20.4 minutes on 2026-12-05, but the extra load brought out three rare
-# failures in three runs (a hang when a Ctrl+C hit the run's finalizing, fixed;
-# a leaked socket pair and two ticks in flight under Wine, not yet found): it
-# waits until those are found. Each lane's output is also kept in
-# build/test-logs/, and a failed run ends with a digest of what failed in
-# the lane that failed (a CI page often shows only the tail of the log).
+# .venv/VERSION a suite runs from meanwhile. Each lane starts its Xvfb servers
+# from its own display number (XVFB_FROM): `xvfb-run -a` picks the first number
+# without a lock file, and two lanes starting at once could pick the same one.
+# Each lane's output is also kept in build/test-logs/, and a failed run ends
+# with a digest of what failed in the lanes that failed (a CI page often shows
+# only the tail of the log).
 lane_label = while IFS= read -r l || [ -n "$$l" ]; do if [[ $$l == ====================* ]]; \
   then printf '%s%s (%(%H:%M:%S)T)\n' '$(1)' "$$l" -1; else printf '%s%s\n' '$(1)' "$$l"; fi; done
 
@@ -92,8 +91,10 @@ test: venv-$(LINT_PY)
 	export GATE_CLAIMS=build/gate-claims; \
 	( XVFB_FROM=99 $(MAKE) --no-print-directory lane-linux 2>&1 | $(call lane_label,[linux]   ) | tee build/test-logs/linux.log ) & linux=$$!; \
 	( XVFB_FROM=150 $(MAKE) --no-print-directory lane-windows 2>&1 | $(call lane_label,[windows] ) | tee build/test-logs/windows.log ) & windows=$$!; \
+	( XVFB_FROM=200 $(MAKE) --no-print-directory lane-hosts 2>&1 | $(call lane_label,[hosts]   ) | tee build/test-logs/hosts.log ) & hosts=$$!; \
 	failed=""; wait $$linux || failed="$$failed linux"; wait $$windows || failed="$$failed windows"; \
-	if [ -z "$$failed" ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
+	wait $$hosts || failed="$$failed hosts"; \
+	if [ -z "$$failed" ]; then echo "==================== make test: all three lanes passed"; exit 0; fi; \
 	echo "==================== make test: FAILED in lane(s)$$failed; what failed there:"; \
 	for lane in $$failed; do \
 	  grep -E '!!!|FAILED|[Ee]rror[: ]|^\S+ +E +' build/test-logs/$$lane.log | grep -v 'SKIPPED' | head -n 12; \
@@ -106,15 +107,18 @@ define sequence
 	@rc=0; for t in $(1); do $(MAKE) --no-print-directory $$t || rc=1; done; exit $$rc
 endef
 
-# Each lane first does its own work (Linux: the suites and the toolkit hosts;
-# Windows: the suites and the gate under Wine), then both share the Linux
+# Each lane first does its own work (Linux: the suites; Windows: the suites and
+# the gate under Wine; hosts: the toolkit hosts), then all share the Linux
 # conformance gate: a lane that is free claims the next Python nobody claimed
 # yet (mkdir is atomic), the slowest first, so the lanes end close together
 # however this shared machine's speed varies between their parts.
 GATE_POOL := 3.15 3.14 3.12 3.13 3.11 3.10
 
 lane-linux:
-	$(call sequence,test-linux test-qt test-glib test-wx test-pygame gate-pool)
+	$(call sequence,test-linux gate-pool)
+
+lane-hosts:
+	$(call sequence,test-qt test-glib test-wx test-pygame gate-pool)
 
 lane-windows:
 	$(call sequence,test-windows conformance-windows gate-pool)
