@@ -733,9 +733,14 @@ _CTRL_C_IN_SHUTDOWN_CHILD = textwrap.dedent(
     async def trio_main():
         # Trio ran meanwhile: it ticked, and never stalled for half a second
         # (the shutdown lasts a second). A gap, not a count: on a loaded
-        # machine each 10 ms sleep may take several times as long.
+        # machine each 10 ms sleep may take several times as long. Protected
+        # from KeyboardInterrupt, as Trio's own code is: a Ctrl+C that lands
+        # while an unprotected task runs is raised in that task (Trio's rule),
+        # and this one, killed by the first, stopped ticking (CI, once: "trio
+        # ran False", a gap of exactly the second between the two Ctrl+C).
         last = time.monotonic()
         ticks, longest_gap = 0, 0.0
+        @trio.lowlevel.enable_ki_protection
         async def count():
             nonlocal last, ticks, longest_gap
             while True:
