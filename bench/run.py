@@ -3,7 +3,7 @@
     .venv/3.11/bin/python bench/run.py [--quick] [--rounds N] [--only a,b] [--json out.json]
     .venv/3.11/bin/python bench/run.py --load [--quick] ...   # the load benchmarks instead
     .venv/3.11/bin/python bench/run.py --wait fd ...          # the guest's wait strategy
-    .venv/hosts-3.13/bin/python bench/run.py --host qt --wait thread,fd --peers ...  # and the peers
+    .venv/3.11/bin/python bench/run.py --host qt --wait thread,fd --peers ...  # and the peers
 
 Every (benchmark, mode, round) is one fresh child process (``child.py``). Rounds
 alternate the order of the two modes (plain first, then guest first, ...), and
