@@ -348,6 +348,50 @@ def test_a_run_on_a_daemon_thread_still_running_at_exit_ends_without_a_word(mode
     assert proc.stderr == ""
 
 
+_DAEMON_SLOW_EXIT_SCRIPT = """
+import asyncio, atexit, sys, threading, time
+import asyncio_guest
+
+atexit.register(time.sleep, 1.0)  # a slow exit: after the handlers registered later
+
+started = threading.Event()
+
+async def main():
+    started.set()
+    time.sleep(0.3)  # the run's thread is busy while the main thread exits
+    await asyncio.sleep(60)
+
+run = asyncio.run if MODE == "plain" else asyncio_guest.run
+threading.Thread(target=run, args=(main(),), daemon=True).start()
+assert started.wait(LONG)
+print("EXITING", flush=True)
+"""
+
+
+@pytest.mark.parametrize("wait", ["fd", "thread"])
+@pytest.mark.parametrize("mode", ["plain", "guest"])
+@pytest.mark.timeout(60)
+def test_a_run_on_a_daemon_thread_keeps_its_wake_pipe_through_a_slow_exit(
+    mode: str, wait: str
+) -> None:
+    """The same run, its thread still busy when the main thread exits, and the
+    exit slow (a handler of the program's own): the run's thread goes on
+    meanwhile and waits again. The exit must not close the host loop's wake-up
+    pipe under it (``weakref.finalize`` runs at exit by default): its select()
+    raised EBADF, "Exception in thread" (CI, once, on a loaded machine)."""
+    script = f"MODE = {mode!r}\nLONG = {LONG!r}\n" + textwrap.dedent(_DAEMON_SLOW_EXIT_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=LONG,
+        env=dict(os.environ, ASYNCIO_GUEST_WAIT=wait),
+    )
+    assert proc.stdout == "EXITING\n", proc.stderr
+    assert proc.returncode == 0
+    assert proc.stderr == "", proc.stderr
+
+
 # --------------------------------------------------------- stop(), KI, SystemExit
 
 

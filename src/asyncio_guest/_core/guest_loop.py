@@ -275,8 +275,10 @@ class GuestLoopMixin:
         if backend is None:
             backend = state.backend = Backend()
             # Unclosed and collected: let a parked thread go (no reference to
-            # the loop is kept by the finalizer or by the thread).
-            weakref.finalize(self, backend.release_parked)
+            # the loop is kept by the finalizer or by the thread). Not at exit:
+            # the loop may still run on a daemon thread, which would find its
+            # backend gone (the thread is a daemon: it never holds up the exit).
+            weakref.finalize(self, backend.release_parked).atexit = False
         return backend
 
     def close(self) -> None:

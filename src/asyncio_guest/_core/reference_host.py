@@ -74,6 +74,7 @@ class _Waker:
         if sys.platform == "win32":
             self._socks: list[socket.socket] = []
             self._finalizer = weakref.finalize(self, _close_socks, self._socks)
+            self._finalizer.atexit = False  # see below
             self._socks.extend(socket.socketpair())
             rsock, wsock = self._socks
             rsock.setblocking(False)
@@ -84,6 +85,12 @@ class _Waker:
         else:
             self._fds: list[int] = []
             self._finalizer = weakref.finalize(self, _close_fds, self._fds)
+            # Not at exit: a host loop on a daemon thread may still wait on
+            # the pipe while the exit runs its handlers (a slow one of the
+            # program's own gives it time to wake): closed under it, its next
+            # select() raised EBADF ("Exception in thread"). The process
+            # closes the pipe anyway.
+            self._finalizer.atexit = False
             self._fds.extend(os.pipe())
             rfd, wfd = self._fds
             os.set_blocking(rfd, False)
