@@ -6,6 +6,7 @@ One test (at least) per case; each failed on the code before its fix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import warnings
@@ -292,6 +293,47 @@ def test_a_failing_backend_join_does_not_keep_the_run_from_ending(
     out = host.guest_run(main)  # the loop was closed all the same (guest_run checks)
     assert isinstance(out, outcome.Error), out
     assert isinstance(out.error, RuntimeError) and "join failed" in str(out.error)
+    assert failing_backend_join == []
+
+
+@pytest.mark.usefixtures("thread_wait")
+def test_the_wake_up_a_failed_join_retries_with_still_works_after_the_run(
+    failing_backend_join: list[str],
+) -> None:
+    """A failed join leaves the stopped thread to be joined later (the next
+    run's start, ``close()``), when the loop has detached, and the stop's
+    wake-up may have gone elsewhere: on a proactor loop the detach's last poll
+    of the port can take the packet (under Wine the retry then hung for ever,
+    the thread still in GetQueuedCompletionStatus). So the retry's wake-up
+    must still reach the loop's I/O: here, a byte in a selector loop's
+    self-pipe (it did nothing once the run had detached)."""
+    loop = asyncio_guest.testing.new_event_loop()
+    try:
+        if not isinstance(loop, asyncio.SelectorEventLoop):
+            pytest.skip("checks the self-pipe of a selector loop (the proactor's wake is a packet)")
+
+        async def interrupted() -> None:
+            await loops.backend_wait()
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(interrupted())
+        backend = loop._guest.backend  # type: ignore[attr-defined]
+        assert backend is not None and len(backend.retiring) == 1  # the join failed
+        wake = backend.retiring[0][2]
+        ssock = loop._ssock  # type: ignore[attr-defined]
+        with contextlib.suppress(BlockingIOError):
+            while ssock.recv(4096):
+                pass
+        wake()
+        try:
+            got = ssock.recv(4096)
+        except BlockingIOError:
+            got = b""
+            loop._write_to_self()  # type: ignore[attr-defined]  # so close() can join it
+        assert got, "the retry's wake-up wrote nothing: the thread would wait for ever"
+    finally:
+        loop.close()  # joins what the failed join left (tried again)
     assert failing_backend_join == []
 
 

@@ -294,7 +294,7 @@ class GuestLoopMixin:
         try:
             backend = self._guest.backend
             if backend is not None:
-                backend.close(self._guest_wake)
+                backend.close(self._guest_backend_waker())
                 iocp = self._guest.iocp_io
                 if iocp is not None and not self.is_closed():  # type: ignore[attr-defined]
                     # Dequeued by a thread a failed run stopped, never decoded
@@ -399,6 +399,21 @@ class GuestLoopMixin:
     def _guest_wake(self) -> None:
         """Host thread, signal-safe: end the backend's wait (chosen at attach)."""
         self._guest.waker()
+
+    def _guest_backend_waker(self) -> Callable[[], object]:
+        """Host thread: what ends a backend thread's wait, attached or not.
+
+        A thread that an abnormal end stopped may be joined later (at the next
+        run's start, or by ``close()``), after the loop detached, when
+        ``_guest_wake`` does nothing. And on a proactor loop the stop's wake
+        packet may have gone to the detach's last poll of the port
+        (``_guest_detach``) instead of the thread: so the join's retry must
+        post one that reaches it (under Wine a failed join's retry hung).
+        """
+        iocp = self._guest.iocp_io
+        if iocp is not None:
+            return iocp.wake
+        return self._write_to_self
 
     def _guest_runs_loop_code(self) -> bool:
         """Host thread: is the code running now the loop's, as ``run_forever``
