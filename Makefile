@@ -77,11 +77,11 @@ endef
 # `xvfb-run -a` picks the first number without a lock file, and two lanes
 # starting at once could pick the same one. A third lane (the toolkit hosts
 # beside the suites) takes the run from 27 to 21 minutes, but its load brings
-# out rare timing faults: 7 in 6 runs on 2026-12-05/06, 4 of them fixed since
+# out rare timing faults: 7 in 6 runs on 2026-12-05/06, 5 of them fixed since
 # (a hang when a Ctrl+C hit the run's finalizing; two ticks in flight on 3.10;
-# a daemon thread's wake pipe closed by the exit; a Trio test's unprotected
-# task), 3 not yet found (a leaked socket pair; a backend join that hung under
-# Wine; a Tk Ctrl+C test's timing). It waits until those are found (and then
+# a daemon thread's wake pipe closed by the exit; a failed join's retry that
+# hung under Wine; a Trio test's unprotected task), 2 not yet found (a leaked
+# socket pair; a Tk Ctrl+C test's timing). It waits until those are found (and then
 # the toolkit hosts need venvs of their own: they install into .venv/VERSION,
 # which a suite may be running from). Each lane's output is also kept in
 # build/test-logs/, and a failed run ends with a digest of what failed in
