@@ -213,7 +213,10 @@ def test_workers_racing_to_wake_the_host_put_one_tick_in_flight(strict_host: Str
 
     out = strict_host.start_guest(main).result(timeout=LONG * 2)
     assert out == outcome.Value(workers * rounds)
-    assert strict_host.ticks_run >= rounds  # a wake-up per round at least, mostly
+    # The race needs many separate wake-ups. Not one per round: a tick's slice
+    # runs loop passes until its budget ends, so a worker's next round, posted
+    # meanwhile, can run in the same tick (under Wine: 1369 ticks for 2500).
+    assert strict_host.ticks_run >= rounds // 10
     assert strict_host.max_in_flight == 1, strict_host.violations
 
 
