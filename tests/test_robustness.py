@@ -357,13 +357,12 @@ atexit.register(time.sleep, 1.0)  # a slow exit: after the handlers registered l
 started = threading.Event()
 
 async def main():
-    # A first wait: with the backend thread (wait "thread"), it starts here.
-    # (Started only during the exit, 3.12 refuses it: "can't create new
-    # thread at interpreter shutdown", and the run ends with InternalError.)
-    await asyncio.sleep(0.05)
+    if FIRST_WAIT == "before":
+        # With the backend thread (wait "thread"), it starts here.
+        await asyncio.sleep(0.05)
     started.set()
     time.sleep(0.3)  # the run's thread is busy while the main thread exits
-    await asyncio.sleep(60)
+    await asyncio.sleep(60)  # "during": the backend thread starts in the exit
 
 run = asyncio.run if MODE == "plain" else asyncio_guest.run
 threading.Thread(target=run, args=(main(),), daemon=True).start()
@@ -372,18 +371,28 @@ print("EXITING", flush=True)
 """
 
 
+@pytest.mark.parametrize("first_wait", ["before", "during"])
 @pytest.mark.parametrize("wait", ["fd", "thread"])
 @pytest.mark.parametrize("mode", ["plain", "guest"])
 @pytest.mark.timeout(60)
 def test_a_run_on_a_daemon_thread_keeps_its_wake_pipe_through_a_slow_exit(
-    mode: str, wait: str
+    mode: str, wait: str, first_wait: str
 ) -> None:
     """The same run, its thread still busy when the main thread exits, and the
     exit slow (a handler of the program's own): the run's thread goes on
     meanwhile and waits again. The exit must not close the host loop's wake-up
     pipe under it (``weakref.finalize`` runs at exit by default): its select()
-    raised EBADF, "Exception in thread" (CI, once, on a loaded machine)."""
-    script = f"MODE = {mode!r}\nLONG = {LONG!r}\n" + textwrap.dedent(_DAEMON_SLOW_EXIT_SCRIPT)
+    raised EBADF, "Exception in thread" (CI, once, on a loaded machine).
+
+    "during": the run's first wait comes only while the exit runs its
+    handlers, and 3.12 refuses to start a thread then ("can't create new
+    thread at interpreter shutdown"): with the backend thread the run ended
+    with InternalError and a traceback; it must stall without a word, as the
+    plain run does."""
+    script = (
+        f"MODE = {mode!r}\nLONG = {LONG!r}\nFIRST_WAIT = {first_wait!r}\n"
+        + textwrap.dedent(_DAEMON_SLOW_EXIT_SCRIPT)
+    )
     proc = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

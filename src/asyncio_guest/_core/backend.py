@@ -150,8 +150,13 @@ class Backend:
         # Stopped and not yet joined: (channel, thread, wake).
         self.retiring: list[tuple[Channel, threading.Thread, Callable[[], object]]] = []
 
-    def ensure_thread(self, name: str) -> None:
-        """Host thread, about to hand a wait over: start the thread if need be."""
+    def ensure_thread(self, name: str) -> bool:
+        """Host thread, about to hand a wait over: start the thread if need be.
+
+        False: no thread can start because the interpreter is exiting (3.12
+        refuses new threads once the main thread has ended); the caller's run
+        is on a daemon thread that the exit is about to stop where it stands.
+        """
         thread = self.thread
         if thread is not None and not thread.is_alive():
             raise InternalError("the backend thread is gone (it failed before its first wait)")
@@ -165,7 +170,14 @@ class Backend:
                 daemon=True,
             )
             self.thread = thread  # recorded first: whatever happens, close() finds it
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                if threading.main_thread().is_alive():
+                    raise
+                self.thread = None  # never started: nothing to join
+                return False
+        return True
 
     def signal_stop(self, wake: Callable[[], object]) -> None:
         """Tell the thread to exit now (``wake`` ends a wait in progress); don't wait.

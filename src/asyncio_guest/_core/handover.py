@@ -234,6 +234,9 @@ class Engine:
         self.interrupt_pending = False
         self._to_host: BaseException | None = None  # raised out of the tick, see _owner_ending
         self._failure: BaseException | None = None  # see fail_soon
+        # The interpreter's exit refused the backend thread: the stalled run's
+        # token, kept so that it is not reported abandoned (_after_tick).
+        self._exit_stall: _Token | None = None
         _live_engines.add(self)
 
     # ----------------------------------------------------------- lifecycle
@@ -708,7 +711,14 @@ class Engine:
             # The deadline is on the loop's own clock, as its timers
             # (host_timer_added and _guest_wait_is_stale compare).
             deadline, call = loop._guest_wait_plan()
-            self._backend.ensure_thread(f"asyncio-guest backend for {loop!r}")
+            if not self._backend.ensure_thread(f"asyncio-guest backend for {loop!r}"):
+                # The interpreter is exiting and refuses the thread. The host
+                # loop runs on a daemon thread that the exit stops where it
+                # stands, as it stops a plain asyncio.run mid-wait: the run
+                # stalls without a word. Its token is kept, or its death
+                # would report the run abandoned.
+                self._exit_stall = tok
+                return
             # From here on, host_wake writes one byte for this wait. (A byte
             # written earlier, while this thread owned the poll, was read by
             # the tick's own poll or makes this wait return at once.)
