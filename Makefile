@@ -98,7 +98,9 @@ test: venv-$(LINT_PY)
 	if [ -z "$$failed" ]; then echo "==================== make test: both lanes passed"; exit 0; fi; \
 	echo "==================== make test: FAILED in lane(s)$$failed; what failed there:"; \
 	for lane in $$failed; do \
-	  grep -E '!!!|FAILED|[Ee]rror[: ]|^\S+ +E +' build/test-logs/$$lane.log | grep -v 'SKIPPED' | head -n 12; \
+	  grep -E '^\S+ +E +' build/test-logs/$$lane.log | head -n 6; \
+	  grep -E ':[0-9]+: [A-Za-z_.]*(Error|Exception|Interrupt|Exit|Expired|Failed)$$' build/test-logs/$$lane.log | head -n 6; \
+	  grep -E '!!!|FAILED|[Ee]rror[: ]' build/test-logs/$$lane.log | grep -Ev 'SKIPPED|^\S+ +E +' | head -n 10; \
 	done; \
 	exit 1
 
