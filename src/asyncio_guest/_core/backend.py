@@ -154,8 +154,10 @@ class Backend:
         """Host thread, about to hand a wait over: start the thread if need be.
 
         False: no thread can start because the interpreter is exiting (3.12
-        refuses new threads once the main thread has ended); the caller's run
-        is on a daemon thread that the exit is about to stop where it stands.
+        refuses new threads once the main thread has ended), and the caller's
+        run is on a daemon thread, which the exit is about to stop where it
+        stands. Any other thread gets the error: a run in an exit handler on
+        the main thread would otherwise hang the exit.
         """
         thread = self.thread
         if thread is not None and not thread.is_alive():
@@ -173,7 +175,7 @@ class Backend:
             try:
                 thread.start()
             except RuntimeError:
-                if threading.main_thread().is_alive():
+                if threading.main_thread().is_alive() or not threading.current_thread().daemon:
                     raise
                 self.thread = None  # never started: nothing to join
                 return False
