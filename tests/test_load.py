@@ -186,14 +186,6 @@ def switch_threads_often() -> Iterator[None]:
         sys.setswitchinterval(interval)
 
 
-@pytest.mark.xfail(
-    sys.platform == "win32" and sys.version_info < (3, 11),
-    reason="OPEN BUG, not a skip: Windows CPython 3.10 (proactor, under Wine) hangs here about "
-    "1 run in 2 on a loaded machine: every worker's callback waits 30 s, and the run is "
-    "reported abandoned at teardown, so a wake-up is lost with nothing left in flight. "
-    "Found 2026-12-06, not yet fixed; see the closing note",
-    strict=False,
-)
 @pytest.mark.usefixtures("thread_wait", "switch_threads_often")
 def test_workers_racing_to_wake_the_host_put_one_tick_in_flight(strict_host: StrictHost) -> None:
     """Eight workers each wake the loop and wait for their callback, so most
