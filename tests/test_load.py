@@ -14,6 +14,7 @@ import importlib.util
 import selectors
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +23,7 @@ import outcome
 import pytest
 
 from . import loops
-from .hosts import LONG, QueueHost, StrictHost
+from .hosts import LONG, QueueHost, StrictHost, wait_long
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop] | None
 
@@ -218,6 +219,55 @@ def test_workers_racing_to_wake_the_host_put_one_tick_in_flight(strict_host: Str
     # meanwhile, can run in the same tick (under Wine: 1369 ticks for 2500).
     assert strict_host.ticks_run >= rounds // 10
     assert strict_host.max_in_flight == 1, strict_host.violations
+
+
+@pytest.mark.usefixtures("thread_wait")
+def test_a_worker_waking_the_host_as_the_backend_returns_keeps_the_run_alive(
+    strict_host: StrictHost,
+) -> None:
+    """The race above, made to happen every time: a worker's wake-up is held
+    where it takes the run's token until the backend's wait has returned.
+    The backend, seeing ``posted`` set, lets its own reference go. Before, the
+    worker set ``posted`` and only then took the token, so the token could die
+    in between: the run was reported abandoned and ended mid-flood (what hung
+    the test above under Wine on CPython 3.10, about one run in two beside
+    other processes, whose thread switches can fall there)."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        engine = loop._guest.engine  # type: ignore[attr-defined]
+        ch = engine._ch
+        real_ref = engine._token_ref
+        got: asyncio.Future[int] = loop.create_future()
+        released = threading.Event()
+
+        def held_ref() -> object:
+            if threading.current_thread() is worker and not released.is_set():
+                # Until the backend has returned: it drops the token it was
+                # handed, or it posts a tick (then ticks_run grows).
+                ticks, give_up = strict_host.ticks_run, time.monotonic() + 5
+                while ch.token is not None and strict_host.ticks_run == ticks:
+                    if time.monotonic() > give_up:
+                        break
+                    time.sleep(0.001)
+                released.set()
+            return real_ref()
+
+        def work() -> None:
+            time.sleep(0.05)  # the loop is idle: the backend waits
+            loop.call_soon_threadsafe(got.set_result, 7)
+
+        engine._token_ref = held_ref
+        worker = threading.Thread(target=work)
+        loop.call_later(0.2, lambda: None)  # the backend's wait returns then
+        worker.start()
+        try:
+            return await wait_long(got)
+        finally:
+            await asyncio.to_thread(worker.join)
+
+    out = strict_host.start_guest(main).result(timeout=LONG * 2)
+    assert out == outcome.Value(7)
 
 
 def test_threadsafe_flood_on_strict_host(strict_host: StrictHost) -> None:

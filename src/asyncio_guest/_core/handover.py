@@ -24,7 +24,9 @@ Rules that keep it correct (``Channel`` fields are in ``backend.py``):
   a byte to the loop's self-pipe, which ends the backend's wait.
 
 Abandonment: only posted ticks and the backend thread (while it is given a
-wait) hold strong references to the run's ``_Token``. If the host drops a
+wait) hold strong references to the run's ``_Token``; a thread that sets
+``posted`` holds one from before the set until its tick is posted, since
+the others let theirs go when they see ``posted`` set. If the host drops a
 posted tick without running it, the token dies and ``Engine._abandoned`` warns
 and releases the backend thread. That cannot be seen while guest objects keep
 the host's queue reachable (the running loop is a thread-local root), so a run
@@ -452,12 +454,18 @@ class Engine:
             # 0.3 us of every wake-up's ~7 (bench threadsafe, 3.13).
             if ch.posted or self._finished:
                 return  # the common case in a flood, read-only
-            owed, ch.posted = ch.posted, True
-            if owed:
-                return  # another setter got in since the read above
+            # The token first, then ``posted``: from the set on, the backend
+            # (and the host) trust our tick to carry the token and drop their
+            # own references. Resolved after the set, it could die between
+            # the two (3.10 switched threads at the ``if owed`` jump, the
+            # backend returned then and let it go): the run was reported
+            # abandoned, and ended, in the middle of a flood (test_load.py).
             tok = self._token_ref()
             if tok is None or ch.post_error is not None:
                 raise InternalError("the guest run can no longer reach its host")
+            owed, ch.posted = ch.posted, True
+            if owed:
+                return  # another setter got in since the read above
             ch.post_threadsafe(tok.tick)
         except BaseException as exc:
             self._worker_post_failed(exc)
