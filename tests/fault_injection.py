@@ -22,6 +22,16 @@ Families of faults:
   scenario makes.
 * ``joins``: joining a backend thread raises, on each such join in turn.
 * ``done``: ``done_callback`` raises (an exception, and KeyboardInterrupt).
+* ``switches``: no exception: a thread is held at one line while the others
+  run on. For every line of the engine that a racing scenario runs (two
+  workers waking the host while the backend's wait returns every
+  millisecond, on the backend thread's wait), the first thread to reach it
+  waits there until the other threads have run a few hundred lines of the
+  engine, or none for 5 ms (they wait for it), at most 0.2 s: a thread
+  switch at that point, made to last. The
+  run must still end with its result, no wake-up lost (a worker waits at
+  most 5 s for its callback) and no abandonment reported. This found a
+  worker that set ``posted`` before taking the run's token.
 
 A clear outcome is: the scenario's own result (only where the fault hit
 code whose failure is designed to be retried or reported elsewhere: a host
@@ -50,7 +60,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -445,11 +457,123 @@ def done_cases(kind: str) -> Cases:
         yield f"done_callback raising {exc_type.__name__}", case, exc_type
 
 
+# ------------------------------------------------------------ thread switches
+
+
+SWITCH_ROUNDS = 8  # per worker
+SWITCH_PAUSE = 0.2  # a held thread waits at most this long for the others
+SWITCH_LINES = 300  # lines of the engine the others run before it goes on
+SWITCH_QUIET = 0.005  # ... or until they have run none for this long
+SWITCH_WAIT = 5.0  # a worker's callback not run within this is a lost wake-up
+
+
+async def _racing_main() -> str:
+    loop = asyncio.get_running_loop()
+    lost: list[int] = []
+
+    def work() -> None:
+        for n in range(SWITCH_ROUNDS):
+            answered = threading.Event()
+            loop.call_soon_threadsafe(answered.set)
+            if not answered.wait(SWITCH_WAIT):
+                lost.append(n)
+                return
+
+    workers = [threading.Thread(target=work, name=f"waker {i}") for i in range(2)]
+    for worker in workers:
+        worker.start()
+    while any(worker.is_alive() for worker in workers):
+        await asyncio.sleep(0.001)
+    return f"a wake-up was lost (round {lost[0]})" if lost else EXPECTED
+
+
+def racing_scenario(kind: str) -> str:
+    """Two workers wake the host (``call_soon_threadsafe``, then wait for the
+    callback) while the guest sleeps a millisecond at a time, so the
+    backend's wait keeps returning: posts from workers, from the backend and
+    from the host's own tick meet. On the backend thread's wait (where the
+    threads hand the token and ``posted`` around); on the reference host, or
+    under ``win32.run`` for ``kind`` ``"win32"``."""
+    with _backend_thread_wait():
+        if kind == "win32":
+            from asyncio_guest import win32
+
+            return win32.run(_racing_main)
+        host = asyncio_guest.ReferenceHost()
+        try:
+            return asyncio_guest.run(  # type: ignore[no-any-return]
+                _racing_main, host=host, loop_factory=loop_factory(kind)
+            )
+        finally:
+            host.close()
+
+
+class SwitchTracer(LineTracer):
+    """Hold the first thread that reaches ``target`` there until the other
+    threads have run ``SWITCH_LINES`` lines of the engine, or none for
+    ``SWITCH_QUIET``, or ``SWITCH_PAUSE`` has passed."""
+
+    def __init__(self, target: Point) -> None:
+        super().__init__(target)
+        self.held: threading.Thread | None = None
+        self.others_ran = 0
+
+    def _local(self, frame: types.FrameType, event: str, arg: object) -> Any:
+        if event != "line":
+            return self._local
+        me = threading.current_thread()
+        if self.held is not None and me is not self.held:
+            self.others_ran += 1  # under the GIL; a count missed now and then is harmless
+            return self._local
+        kind = "main" if me is self._main else "other"
+        if not self.fired and (frame.f_code.co_filename, frame.f_lineno, kind) == self.target:
+            self.fired = True
+            self.held = me
+            now = time.monotonic()
+            give_up, quiet_since, ran = now + SWITCH_PAUSE, now, 0
+            while self.others_ran < SWITCH_LINES and now < give_up:
+                if self.others_ran != ran:
+                    quiet_since, ran = now, self.others_ran
+                elif now - quiet_since > SWITCH_QUIET:
+                    break  # the others wait for this thread
+                time.sleep(0.0005)
+                now = time.monotonic()
+            self.held = None
+        return self._local
+
+
+def switch_cases(kind: str) -> Cases:
+    tracer = LineTracer()
+    tracer.install()
+    try:
+        assert racing_scenario(kind) == EXPECTED
+    finally:
+        tracer.uninstall()
+    for point in sorted(tracer.seen):
+
+        def case(point: Point = point) -> tuple[str, bool]:
+            holder = SwitchTracer(point)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                holder.install()
+                try:
+                    what = _outcome(lambda: racing_scenario(kind), InjectedFault)
+                finally:
+                    holder.uninstall()
+            abandoned = [w for w in caught if "abandoned" in str(w.message)]
+            if abandoned and what == "ok":
+                what = f"reported abandoned: {abandoned[0].message}"
+            return what, holder.fired
+
+        yield f"thread held at {_where(point)}", case, InjectedFault
+
+
 FAMILIES = {
     "lines": line_cases,
     "primitives": primitive_cases,
     "joins": join_cases,
     "done": done_cases,
+    "switches": switch_cases,
 }
 
 

@@ -74,11 +74,11 @@ class Channel:
     H clears ``posted`` and only H leaves RETURNED; W and B only set ``posted``
     and B only moves WAITING to RETURNED. B's test-and-set of ``posted`` is
     under the lock; a W's is not (``Engine.request_tick``: it is on every
-    worker's wake-up) but a swap that the GIL keeps whole, and so is H's
-    (``Engine._after_tick``). Without a GIL a W racing another setter may post
-    too: a W or B that sets either just before or after another's lines posts
-    at most one tick more, which finds its work taken or runs it: nothing is
-    lost, and H's own moves never race with each other. ``wait_call`` and
+    worker's wake-up). Each, and H's (``Engine._after_tick``), is a swap that
+    the GIL keeps whole, so H's lock-free clear falls before or after it,
+    never between its read and its set (which would leave ``posted`` set with
+    nothing in flight). A free-threaded build would need the lock around every
+    set and clear (not supported). H's own moves never race with each other. ``wait_call`` and
     ``token`` are written by H before it releases ``go`` and taken by B after
     acquiring it: that release/acquire pair orders them.
     ``go`` is locked whenever ``state`` is IDLE or RETURNED.
@@ -299,11 +299,18 @@ def _serve_waits(ch: Channel) -> None:
             if ch.closing:
                 return
             ch.state = RETURNED
-            must_post = not ch.posted
-            ch.posted = True
+            # One swap, as a worker's (handover.Engine.request_tick): the lock
+            # does not keep out the host's lock-free clear at a tick's start.
+            # A True read before that clear and a set after it would leave
+            # ``posted`` set with no tick in flight and the token dropped
+            # below: the run reported abandoned. The GIL never switches
+            # between a read and a set on two plain lines either, but a trace
+            # hook can (tests/fault_injection.py, ``switches``), and the rule
+            # is easier to keep as one statement.
+            owed, ch.posted = ch.posted, True
             ch.token = None
         del result
-        if must_post:
+        if not owed:
             _post_from_backend(ch, tok)
         del tok
 

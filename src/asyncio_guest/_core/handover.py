@@ -12,9 +12,9 @@ Rules that keep it correct (``Channel`` fields are in ``backend.py``):
 * ``posted`` is True while a call of ``_Token.tick`` is handed to the host
   (or owed to it, while a nested host loop defers it). Whoever sets it posts
   that tick; nobody else posts. A worker sets it without the lock, by a swap
-  that the GIL keeps whole (``request_tick``); without a GIL two setters that
-  race could both post: one tick too many (it finds the work taken or runs
-  it), never none. A tick never runs inside another one (``_in_tick``).
+  that the GIL keeps whole (``request_tick``), and so do the backend and
+  the host (no free-threaded build: see ``Channel``). A tick never runs
+  inside another one (``_in_tick``).
 * Only the host thread moves the channel away from IDLE, and only the host
   thread touches loop state; the backend thread touches the OS wait and the
   channel, workers only the channel (``request_tick``).
@@ -449,9 +449,8 @@ class Engine:
             # threads: 3.10 switches at any taken jump (the ``if`` between a
             # plain test and set), and another setter could post as well, two
             # ticks in flight (tests/test_load.py); 3.11+ only at calls and
-            # backward jumps. A build without the GIL could still let two
-            # setters both post: one tick more, never none. The lock cost
-            # 0.3 us of every wake-up's ~7 (bench threadsafe, 3.13).
+            # backward jumps. The lock cost 0.3 us of every wake-up's ~7
+            # (bench threadsafe, 3.13).
             if ch.posted or self._finished:
                 return  # the common case in a flood, read-only
             # The token first, then ``posted``: from the set on, the backend
