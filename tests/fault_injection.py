@@ -295,14 +295,19 @@ def _where(point: Point) -> str:
     return f"{rel}:{line} ({kind} thread)"
 
 
-def line_cases(kind: str) -> Cases:
+def points_run_by(scenario: Callable[[], str]) -> list[Point]:
+    """The engine's lines ``scenario`` runs, per thread kind (it must succeed)."""
     tracer = LineTracer()
     tracer.install()
     try:
-        assert run_scenario(kind) == EXPECTED
+        assert scenario() == EXPECTED
     finally:
         tracer.uninstall()
-    for point in sorted(tracer.seen):
+    return sorted(tracer.seen)
+
+
+def line_cases(kind: str) -> Cases:
+    for point in points_run_by(lambda: run_scenario(kind)):
         filename, line, thread_kind = point
         exc_types: list[type[BaseException]] = []
         if line not in _inert_lines(filename):
@@ -543,13 +548,7 @@ class SwitchTracer(LineTracer):
 
 
 def switch_cases(kind: str) -> Cases:
-    tracer = LineTracer()
-    tracer.install()
-    try:
-        assert racing_scenario(kind) == EXPECTED
-    finally:
-        tracer.uninstall()
-    for point in sorted(tracer.seen):
+    for point in points_run_by(lambda: racing_scenario(kind)):
 
         def case(point: Point = point) -> tuple[str, bool]:
             holder = SwitchTracer(point)
