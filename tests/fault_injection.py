@@ -615,16 +615,56 @@ def _wakeup_fd() -> int:
     return fd
 
 
+def _print_hand_over_state() -> None:
+    """A case is about to be called hung: print the state of every guest run's
+    hand-over, every reference host and every run's lifecycle, beside the
+    stacks faulthandler prints next (stacks alone do not tell a lost wake-up
+    from a run that ended without telling its host)."""
+    from asyncio_guest._core.lifecycle import RunLifecycle
+
+    lines = []
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop):
+            engine = getattr(getattr(obj, "_guest", None), "engine", None)
+            if engine is None:
+                continue
+            ch = engine._ch
+            lines.append(
+                f"  loop {obj!r}: posted={ch.posted} state={ch.state.name} "
+                f"result={ch.result is not None} closing={ch.closing} "
+                f"backend holds token={ch.token is not None} "
+                f"token alive={engine._token_ref() is not None} finished={engine._finished} "
+                f"in_tick={engine._in_tick} interrupt_pending={engine.interrupt_pending} "
+                f"ready={len(obj._ready)} timers={len(obj._scheduled)}"  # type: ignore[attr-defined]
+            )
+        elif isinstance(obj, asyncio_guest.ReferenceHost):
+            lines.append(
+                f"  reference host: queued={len(obj._queue)} sleeping={obj._sleeping} "
+                f"woken={obj._woken} stopped={obj._stopped} timers={len(obj._timers)}"
+            )
+        elif isinstance(obj, RunLifecycle):
+            lines.append(
+                f"  run: delivered={obj._delivered} interrupts={obj.interrupts} "
+                f"main={obj.main_task!r}"
+            )
+    print("hand-over state before the hang dump:", *lines, sep="\n", flush=True)
+
+
 def check_case(name: str, case: Callable[[], tuple[str, bool]]) -> str | None:
     """Run one case; return why it failed, or None."""
     threads = set(threading.enumerate())
     fds = _fds()
     wakeup = _wakeup_fd()
+    state_dump = threading.Timer(CASE_TIMEOUT - 1, _print_hand_over_state)
+    state_dump.daemon = True
+    state_dump.start()
+    threads.add(state_dump)  # cancelled below; not a thread the case left
     faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True)
     try:
         what, fired = case()
     finally:
         faulthandler.cancel_dump_traceback_later()
+        state_dump.cancel()
     # An object whose constructor failed releases what it made when it is
     # collected (its finalizer): collect before counting descriptors.
     gc.collect()
