@@ -210,6 +210,66 @@ def test_a_host_that_drops_the_first_tick_at_once_is_told_so() -> None:
     assert not settle_threads(threads)
 
 
+class _HostDroppingOneTick(asyncio_guest.ReferenceHost):
+    """A reference host that drops the next callback it is handed once told to."""
+
+    drop_next = False
+
+    def _maybe_drop(self, fn: Callable[[], object], post: Callable[[Any], None]) -> None:
+        if self.drop_next:
+            self.drop_next = False
+            return
+        post(fn)
+
+    def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        self._maybe_drop(fn, super().run_sync_soon_threadsafe)
+
+    def run_sync_soon_not_threadsafe(self, fn: Callable[[], object]) -> None:
+        self._maybe_drop(fn, super().run_sync_soon_not_threadsafe)
+
+
+@pytest.mark.parametrize("wait", ["fd", "thread"])
+@pytest.mark.timeout(60)
+def test_a_one_call_entry_whose_run_is_abandoned_raises_instead_of_waiting_for_ever(
+    wait: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``asyncio_guest.run`` runs a host loop of its own until the run is
+    delivered. A run abandoned under it (a tick dropped: by a host bug, or a
+    hand-over race of ours, as the switches sweep found twice) used to leave
+    that loop waiting for ever, the run torn down half-way (its loop could not
+    be closed while it counted as running). Now the run is shut down on the
+    host thread and ``run`` raises ``InternalError``, with no thread left."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)
+    threads = set(threading.enumerate())
+    host = _HostDroppingOneTick()
+    cleaned_up = []
+
+    async def main() -> str:
+        try:
+            host.drop_next = True
+            # Outlasts the tick's budget with work left: the next tick is
+            # posted at once, and dropped.
+            asyncio.get_running_loop().call_soon(time.sleep, 0.01)
+            await asyncio.sleep(0)
+            await asyncio.sleep(LONG)
+            return "not abandoned"
+        finally:
+            cleaned_up.append(True)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(asyncio_guest.InternalError, match="abandoned"):
+                asyncio_guest.run(main, host=host)
+    finally:
+        host.close()
+    assert any("abandoned" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert cleaned_up == [True]  # main was cancelled and ran its clean-up
+    assert not settle_threads(threads)
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+
+
 def test_abandoned_run_warns_and_releases_the_thread(caplog: pytest.LogCaptureFixture) -> None:
     threads = set(threading.enumerate())
     with pytest.warns(RuntimeWarning, match="abandoned"):

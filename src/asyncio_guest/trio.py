@@ -377,6 +377,8 @@ async def run_asyncio(
             tick_budget=tick_budget,
         )
         guest.lifecycle.keep_sigint = True  # released below, after our clean-up
+        # While we await it, a run abandoned under Trio is ended in Trio's loop.
+        guest.lifecycle.end_abandoned_through = token.run_sync_soon
         await guest.drive()
     except BaseException as exc:
         # Our own machinery failed (drive() lets nothing else out): end the guest now.
@@ -384,6 +386,8 @@ async def run_asyncio(
             guest.lifecycle.end_now(exc)
         raise
     finally:
+        if guest.lifecycle is not None:
+            guest.lifecycle.end_abandoned_through = None
         poster.close()
         if watcher is not None:
             watcher.close()

@@ -706,6 +706,8 @@ def run(
             tick_budget=tick_budget,
         )
         lifecycle.keep_sigint = True  # until our own clean-up is done, below
+        # While the pump runs, a run abandoned under it is ended there.
+        lifecycle.end_abandoned_through = host.run_sync_soon_threadsafe
         task = lifecycle.main_task
         assert task is not None
         # Until the guest has shut down, whatever arrives meanwhile: the host
@@ -727,6 +729,8 @@ def run(
     finally:
         # Clean-up that may not be cut short: each step is retried once.
         errors: list[BaseException] = []
+        if lifecycle is not None:
+            lifecycle.end_abandoned_through = None  # the pump is done
         cleanup_twice(host.close, errors)
         if lifecycle is not None:
             cleanup_twice(lifecycle.release_sigint, errors)

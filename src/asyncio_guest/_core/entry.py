@@ -146,6 +146,8 @@ def run_beside(
             **start_options,
         )
         lifecycle.keep_sigint = True  # until our own clean-up is done, below
+        # While the host loop runs, a run abandoned under it is ended there.
+        lifecycle.end_abandoned_through = run_sync_soon_threadsafe
         task = lifecycle.main_task
         assert task is not None
         run_host(task)
@@ -157,6 +159,8 @@ def run_beside(
     finally:
         # Clean-up that may not be cut short: each step is retried once.
         errors: list[BaseException] = []
+        if lifecycle is not None:
+            lifecycle.end_abandoned_through = None  # the host loop is done
         if close_host is not None:
             cleanup_twice(close_host, errors)
         if lifecycle is not None:

@@ -411,6 +411,16 @@ class Engine:
             if stopping:
                 self._backend.signal_stop(self._loop._guest_backend_waker())
 
+    def retire_backend(self) -> None:
+        """Host thread: stop the backend thread of an abandoned run, as ``stop`` does.
+
+        ``_abandoned`` lets it go from whatever thread the token died on, and
+        cannot wake it there; a run then shut down on the host thread
+        (``RunLifecycle.on_abandoned``) must have it stopped and recorded, so
+        that ``join_backend`` collects it before the loop is polled here.
+        """
+        self._backend.signal_stop(self._loop._guest_backend_waker())
+
     def abort(self) -> None:
         """Host thread, outside the running loop: ``stop``, then ``join_backend``."""
         self.stop()

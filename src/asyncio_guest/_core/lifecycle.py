@@ -215,6 +215,9 @@ class RunLifecycle:
         self._unprotected = False  # Ctrl+C raises at once (emergency shutdown)
         self._delivered = False  # done_callback called (or the run abandoned)
         self.keep_sigint = False  # release_sigint is left to the caller (see there)
+        # A one-call entry's own host loop, reached from any thread while it
+        # runs the run (on_abandoned); None under a host the program runs.
+        self.end_abandoned_through: Callable[[Callable[[], object]], object] | None = None
         self._restore: list[Callable[[], None]] = []  # undo steps, run in reverse
         # Put back after the loop is closed: a proactor loop's close() resets it.
         self._wakeup_fd_to_restore: int | None = None
@@ -523,7 +526,26 @@ class RunLifecycle:
         self.on_fatal(exc)  # delivers exc itself: whatever outcome was recorded yields to it
 
     def on_abandoned(self) -> None:
-        """The host dropped the run (a finalizer, maybe on another thread)."""
+        """The run's token died unfinished (a finalizer, maybe on another thread).
+
+        Under a host the program runs, the host dropped the run: nobody can be
+        told, and only the host thread's own state is undone. A one-call
+        entry's host loop is ours, and it runs until ``done_callback`` stops
+        it: left alone, the entry would wait for ever. There the run is shut
+        down on the host thread, as when the host loop raises (``end_now``),
+        and the entry raises ``InternalError``.
+        """
+        post = self.end_abandoned_through
+        if post is not None and not self._delivered:
+            exc = InternalError(
+                "the guest run was abandoned: a tick was lost on its way to the host "
+                "loop (see the RuntimeWarning); the run was shut down"
+            )
+            try:
+                post(functools.partial(self._end_abandoned, exc))
+                return
+            except BaseException:
+                pass  # that loop cannot be reached either: as under any host
         if threading.get_ident() != self.host_ident:
             return  # the thread-local state cannot be undone from here
         self._delivered = True  # nobody can be told: the host is gone
@@ -532,6 +554,13 @@ class RunLifecycle:
         except BaseException:
             pass
         self._restore_sigint()
+
+    def _end_abandoned(self, exc: BaseException) -> None:
+        """Host thread, a host callback: shut down a run abandoned under a one-call entry."""
+        engine = self.engine
+        if engine is not None:
+            engine.retire_backend()
+        self.end_now(exc)
 
     # --------------------------------------------------------- helpers
 
