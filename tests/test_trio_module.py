@@ -83,6 +83,48 @@ def test_sequential_runs_and_the_loop_is_unset_between_them() -> None:
     assert trio.run(trio_main) == [0, 1, 2]
 
 
+@pytest.mark.timeout(60)
+def test_a_run_abandoned_under_trio_raises_instead_of_waiting_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tick lost on its way to Trio (dropped here by the guest's local
+    poster, once) used to leave ``run_asyncio`` awaiting for ever: the run was
+    reported abandoned and Trio waited on. Now the run is shut down in Trio's
+    loop and ``run_asyncio`` raises ``InternalError``."""
+    from asyncio_guest import trio as guest_trio
+
+    stock_call = guest_trio._LocalPoster.__call__
+    drop = [False]
+
+    def call(self: Any, fn: Any) -> None:
+        if drop[0]:
+            drop[0] = False
+            return
+        stock_call(self, fn)
+
+    monkeypatch.setattr(guest_trio._LocalPoster, "__call__", call)
+    cleaned_up = []
+
+    async def main() -> str:
+        try:
+            drop[0] = True
+            # Outlasts the tick's budget with work left: the next tick is
+            # posted at once, and dropped.
+            asyncio.get_running_loop().call_soon(time.sleep, 0.01)
+            await asyncio.sleep(0)
+            await asyncio.sleep(LONG)
+            return "not abandoned"
+        finally:
+            cleaned_up.append(True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(asyncio_guest.InternalError, match="abandoned"):
+            run(main)
+    assert any("abandoned" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert cleaned_up == [True]
+
+
 def test_a_second_concurrent_run_asyncio_is_refused_and_the_first_goes_on() -> None:
     async def trio_main() -> tuple[str, str]:
         started = trio.Event()
