@@ -484,3 +484,18 @@ async def wait_long(aw: Any, timeout: float = LONG) -> Any:
         fut.cancel()
         raise TimeoutError(f"not woken within {timeout} s")
     return fut.result()
+
+
+async def lose_the_next_tick(drop_next: Callable[[], None], cleaned_up: list[bool]) -> str:
+    """A guest ``main`` for abandonment tests: ``drop_next()`` arms the host to
+    drop the next callback it is handed; a callback then outlasts the tick's
+    budget with work left, so the next tick is posted at once, and dropped.
+    Records in ``cleaned_up`` that its clean-up ran (it was cancelled)."""
+    try:
+        drop_next()
+        asyncio.get_running_loop().call_soon(time.sleep, 0.01)
+        await asyncio.sleep(0)
+        await asyncio.sleep(LONG)
+        return "not abandoned"
+    finally:
+        cleaned_up.append(True)

@@ -25,7 +25,7 @@ import pytest
 import asyncio_guest
 
 from .conftest import settle_threads
-from .hosts import LONG, QueueHost
+from .hosts import LONG, QueueHost, lose_the_next_tick
 from .loops import needs_eager_tasks, resolved_factory, test_loop_factory
 from .os_resources import CAN_CHECK, DESCRIPTION, Resources
 
@@ -242,25 +242,16 @@ def test_a_one_call_entry_whose_run_is_abandoned_raises_instead_of_waiting_for_e
     monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)
     threads = set(threading.enumerate())
     host = _HostDroppingOneTick()
-    cleaned_up = []
+    cleaned_up: list[bool] = []
 
-    async def main() -> str:
-        try:
-            host.drop_next = True
-            # Outlasts the tick's budget with work left: the next tick is
-            # posted at once, and dropped.
-            asyncio.get_running_loop().call_soon(time.sleep, 0.01)
-            await asyncio.sleep(0)
-            await asyncio.sleep(LONG)
-            return "not abandoned"
-        finally:
-            cleaned_up.append(True)
+    def drop_next() -> None:
+        host.drop_next = True
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with pytest.raises(asyncio_guest.InternalError, match="abandoned"):
-                asyncio_guest.run(main, host=host)
+                asyncio_guest.run(lose_the_next_tick, drop_next, cleaned_up, host=host)
     finally:
         host.close()
     assert any("abandoned" in str(w.message) for w in caught), [str(w.message) for w in caught]

@@ -30,7 +30,7 @@ import asyncio_guest
 from asyncio_guest.trio import TrioFdWatcher, run, run_asyncio, trio_host_primitives
 
 from .child_process import reaped, start_child
-from .hosts import LONG
+from .hosts import LONG, lose_the_next_tick
 from .loops import (
     NO_SUBPROCESS,
     needs_eager_tasks,
@@ -103,24 +103,15 @@ def test_a_run_abandoned_under_trio_raises_instead_of_waiting_for_ever(
         stock_call(self, fn)
 
     monkeypatch.setattr(guest_trio._LocalPoster, "__call__", call)
-    cleaned_up = []
+    cleaned_up: list[bool] = []
 
-    async def main() -> str:
-        try:
-            drop[0] = True
-            # Outlasts the tick's budget with work left: the next tick is
-            # posted at once, and dropped.
-            asyncio.get_running_loop().call_soon(time.sleep, 0.01)
-            await asyncio.sleep(0)
-            await asyncio.sleep(LONG)
-            return "not abandoned"
-        finally:
-            cleaned_up.append(True)
+    def drop_next() -> None:
+        drop[0] = True
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(asyncio_guest.InternalError, match="abandoned"):
-            run(main)
+            run(lose_the_next_tick, drop_next, cleaned_up)
     assert any("abandoned" in str(w.message) for w in caught), [str(w.message) for w in caught]
     assert cleaned_up == [True]
 

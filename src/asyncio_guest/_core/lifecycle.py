@@ -217,6 +217,11 @@ class RunLifecycle:
         self.keep_sigint = False  # release_sigint is left to the caller (see there)
         # A one-call entry's own host loop, reached from any thread while it
         # runs the run (on_abandoned); None under a host the program runs.
+        # The entry sets it on the host thread before its loop runs and clears
+        # it there after; on_abandoned reads it on any thread, unlocked: a read
+        # that races the clear posts into a loop that has stopped, where the
+        # callback never runs, and off the host thread on_abandoned would
+        # undo nothing anyway.
         self.end_abandoned_through: Callable[[Callable[[], object]], object] | None = None
         self._restore: list[Callable[[], None]] = []  # undo steps, run in reverse
         # Put back after the loop is closed: a proactor loop's close() resets it.
