@@ -495,6 +495,51 @@ def test_loop_stop_from_host_callback_is_runtime_error(host: QueueHost) -> None:
     assert time.monotonic() - began < LONG / 3, "stop() from host code woke nothing"
 
 
+@pytest.mark.parametrize("wait", ["fd", "thread"])
+@pytest.mark.timeout(60)
+def test_a_host_loop_the_program_stops_early_ends_the_run_as_asyncio_run_does(
+    wait: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``asyncio_guest.run(main, host=host)`` with the program's own host,
+    whose loop the program stops (``host.stop()``) while ``main`` still waits:
+    ``run`` raises RuntimeError, as ``asyncio.run`` does when its loop is
+    stopped before ``main`` is done, and, as there, the guest is shut down
+    first: ``main`` is cancelled and runs its ``finally``, the loop is closed,
+    no thread is left and nothing is reported abandoned. Before, ``main``'s
+    clean-up never ran, and the still-running loop was reported abandoned at
+    interpreter exit (a RuntimeWarning)."""
+    monkeypatch.setenv("ASYNCIO_GUEST_WAIT", wait)
+    threads = set(threading.enumerate())
+    host = asyncio_guest.ReferenceHost()
+    record: list[str] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(loop)
+        host.call_later(0.05, host.stop)  # the program's own host code
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            record.append("cancelled")
+            await asyncio.sleep(0.01)  # clean-up that needs the loop
+            record.append("cleaned up")
+            raise
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(RuntimeError, match="stopped before the guest run finished"):
+                asyncio_guest.run(main, host=host)
+            gc.collect()
+    finally:
+        host.close()
+    assert record == ["cancelled", "cleaned up"]
+    assert loops[0].is_closed()
+    assert not [str(w.message) for w in caught]
+    assert not settle_threads(threads)
+
+
 def test_loop_stop_after_main_done_keeps_result(host: QueueHost) -> None:
     async def main() -> str:
         asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)

@@ -18,7 +18,10 @@ Order of the ending (each step needed by the next):
 
 If the host loop raises (a callback of the host's, a Ctrl+C in host code), the
 guest is shut down at once, synchronously (``RunLifecycle.end_now``), and that
-exception propagates.
+exception propagates. If it returns before the guest delivered (the program
+stopped a host it passed in), the guest is shut down the same way and the
+entry raises ``RuntimeError``, as ``asyncio.run`` does when its loop is stopped
+before ``main`` is done.
 """
 
 from __future__ import annotations
@@ -152,6 +155,17 @@ def run_beside(
         assert task is not None
         run_host(task)
         del task
+        if not result:
+            # The host loop returned before done_callback stopped it: the
+            # program stopped it itself (``host.stop()`` on a host it passed
+            # in). As ``asyncio.run`` when its loop is stopped before ``main``
+            # is done: the guest is shut down here, synchronously (``main``
+            # cancelled and its clean-up run, the loop closed), and the entry
+            # raises. Left running, ``main``'s ``finally`` never ran and the
+            # loop was only reported abandoned at exit.
+            lifecycle.end_now(
+                RuntimeError("the host loop was stopped before the guest run finished")
+            )
     except BaseException as exc:
         if lifecycle is not None and not result:
             lifecycle.end_now(exc)
