@@ -40,6 +40,8 @@ _T = TypeVar("_T")
 
 HostFn = Callable[[Callable[[], object]], object]
 
+_STOPPED_EARLY = "the host loop was stopped before the guest run finished"
+
 
 class HostObject(Protocol):
     """A host module's host: its two primitives, and ``close`` (host thread)."""
@@ -163,9 +165,7 @@ def run_beside(
             # cancelled and its clean-up run, the loop closed), and the entry
             # raises. Left running, ``main``'s ``finally`` never ran and the
             # loop was only reported abandoned at exit.
-            lifecycle.end_now(
-                RuntimeError("the host loop was stopped before the guest run finished")
-            )
+            lifecycle.end_now(RuntimeError(_STOPPED_EARLY))
     except BaseException as exc:
         if lifecycle is not None and not result:
             lifecycle.end_now(exc)
@@ -181,6 +181,6 @@ def run_beside(
             cleanup_twice(lifecycle.release_sigint, errors)
         if errors:
             raise errors[0]
-    if not result:
-        raise RuntimeError("the host loop was stopped before the guest run finished")
+    if not result:  # an abandoned run whose ending could not be posted (on_abandoned)
+        raise RuntimeError(_STOPPED_EARLY)
     return result[0].unwrap()
