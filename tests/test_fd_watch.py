@@ -24,6 +24,7 @@ import pytest
 import asyncio_guest
 import asyncio_guest.testing
 from asyncio_guest._core import fd_watch
+from asyncio_guest._core.worker_wake import WorkerWake
 
 from .hosts import LONG, QueueHost, StrictHost, wait_long
 from .loops import HAS_POLLABLE_SELECTOR, pollable_loop, until_handed_over
@@ -104,8 +105,8 @@ server: Any = None
 
 class _FdWakeHost(asyncio_guest.ReferenceHost):
     """A reference host whose fd watch wakes workers' calls (``worker_wakes_by_fd``),
-    and whose cross-thread primitive refuses worker threads: the self-pipe
-    path must not need it."""
+    and whose cross-thread primitive refuses worker threads: the worker wake
+    fd's path must not need it."""
 
     worker_wakes_by_fd = True
 
@@ -121,9 +122,24 @@ class _FdWakeHost(asyncio_guest.ReferenceHost):
         super().run_sync_soon_threadsafe(fn)
 
 
-def test_workers_wake_the_watch_through_the_self_pipe_in_order() -> None:
+def _wake_kinds() -> list[str]:
+    return ["eventfd", "pipe"] if hasattr(os, "eventfd") else ["pipe"]
+
+
+def _loop_with_worker_wake(kind: str) -> asyncio.AbstractEventLoop:
+    """A pollable loop whose worker wake fd is of ``kind`` (default: eventfd where there is one)."""
+    loop: Any = pollable_loop()
+    loop._guest_state().worker_wake = WorkerWake(kind)
+    return loop  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("kind", _wake_kinds())
+def test_workers_wake_the_host_through_the_worker_wake_fd_in_order(kind: str) -> None:
+    """Four workers' calls in floods (more than a pipe's 4 KiB read between
+    two drains) and while the guest is idle: each runs, in each worker's order,
+    with no tick posted through the host's cross-thread primitive."""
     host = _FdWakeHost()
-    per_thread, n_threads = 500, 4
+    per_thread, n_threads = 3000, 4
     seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
 
     async def main() -> None:
@@ -141,7 +157,7 @@ def test_workers_wake_the_watch_through_the_self_pipe_in_order() -> None:
         def worker(t: int) -> None:
             for i in range(per_thread):
                 loop.call_soon_threadsafe(record, t, i)
-                if i % 50 == 0:
+                if i % 500 == 0:
                     time.sleep(0.002)  # let the guest go idle: the watch must wake it
 
         threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
@@ -154,17 +170,150 @@ def test_workers_wake_the_watch_through_the_self_pipe_in_order() -> None:
                 await asyncio.to_thread(th.join)
 
     try:
-        asyncio_guest.run(main, host=host, loop_factory=pollable_loop)
+        asyncio_guest.run(
+            main, host=host, loop_factory=lambda: _loop_with_worker_wake(kind)
+        )
     finally:
         host.close()
     assert host.worker_posts == 0
     assert all(seen[t] == list(range(per_thread)) for t in range(n_threads))
 
 
+def test_the_worker_wake_fd_is_the_hosts_own_watch_and_closes_with_the_loop() -> None:
+    """Watched by the host beside the selector's fd, not in the selector (the
+    host learns of a worker's call first hand: worker_wake.py); unwatched when
+    the run ends, and closed with the loop."""
+    host = _FdWakeHost()
+    seen: list[tuple[bool, bool]] = []
+
+    async def main() -> int:
+        loop: Any = asyncio.get_running_loop()
+        wake = loop._guest.worker_wake
+        assert wake is not None
+        got = loop.create_future()
+
+        def worker() -> None:
+            until_handed_over(loop, LONG)  # the guest idle: the host watches
+            loop.call_soon_threadsafe(got.set_result, wake.fd)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        try:
+            fd: int = await wait_long(got)
+        finally:
+            thread.join()
+        in_selector = fd in {key.fd for key in loop._selector.get_map().values()}
+        seen.append((fd in host._watches, in_selector))
+        return fd
+
+    try:
+        fd = asyncio_guest.run(main, host=host, loop_factory=pollable_loop)
+        assert seen == [(True, False)]
+        assert not host._watches
+    finally:
+        host.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+class _PostingFdWakeHost(asyncio_guest.ReferenceHost):
+    """A reference host that says its fd watch wakes workers' calls, and counts
+    the posts worker threads make through its cross-thread primitive."""
+
+    worker_wakes_by_fd = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker_posts = 0
+        self._host_ident = threading.get_ident()
+
+    def run_sync_soon_threadsafe(self, fn: Any) -> None:
+        if threading.get_ident() != self._host_ident:
+            self.worker_posts += 1
+        super().run_sync_soon_threadsafe(fn)
+
+
+def test_a_process_out_of_fds_runs_with_the_hosts_post_instead_of_a_worker_wake(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker wake fd is one fd more than plain asyncio needs: where the
+    process has none left (EMFILE) the run still starts, says so, and its
+    workers' calls reach it through the host's cross-thread primitive."""
+    resource = pytest.importorskip("resource")
+    host = _PostingFdWakeHost()
+    loop: Any = pollable_loop()
+    calls = 20
+
+    async def main() -> int:
+        got: list[int] = []
+        done = loop.create_future()
+
+        def record(i: int) -> None:
+            got.append(i)
+            if len(got) == calls:
+                done.set_result(None)
+
+        def worker() -> None:
+            for i in range(calls):
+                loop.call_soon_threadsafe(record, i)
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        try:
+            await wait_long(done)
+        finally:
+            thread.join()
+        assert got == list(range(calls))
+        return len(got)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new fd from here
+    try:
+        with caplog.at_level("WARNING", logger="asyncio_guest"):
+            assert asyncio_guest.run(main, host=host, loop_factory=lambda: loop) == calls
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        host.close()
+    assert loop._guest.worker_wake is None
+    assert host.worker_posts > 0
+    assert any("could not make the worker wake fd" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", _wake_kinds())
+def test_a_closed_worker_wake_refuses_writes_even_where_its_fd_number_is_reused(
+    kind: str,
+) -> None:
+    """A worker that read the engine's write before the loop closed and writes
+    after: the write end is a file object, so the write fails (and
+    call_soon_threadsafe drops it, as a closed self-pipe's send) instead of
+    landing in whatever file took the number."""
+    wake = WorkerWake(kind)
+    write, fd = wake.write, wake.fd
+    write()
+    wake.drain()
+    wake.close()
+    wake.close()  # idempotent
+    r, w = os.pipe()
+    if fd not in (r, w):
+        os.dup2(w, fd)  # a new file under the old number
+    try:
+        with pytest.raises(ValueError):
+            write()
+        os.set_blocking(r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 16)  # nothing reached the new pipe
+    finally:
+        for end in {r, w, fd}:
+            os.close(end)
+
+
 def test_a_workers_callback_runs_before_the_watchs_tick_polls() -> None:
     """On a host whose fd watch a worker wakes, the watch's tick runs the callback
-    the worker queued first and polls the selector after it: the callback does
-    not wait for an epoll_wait and the self-pipe's read (bench threadsafe)."""
+    the worker queued first, with no poll of the selector before it: the
+    callback does not wait for an epoll_wait (bench threadsafe)."""
     host = _FdWakeHost()
     calls = 20
 

@@ -10,6 +10,7 @@ outcome around; the control run (lingering off) shows the test can fail.
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from asyncio_guest._core import fd_watch, handover, linger
+from asyncio_guest._core.worker_wake import WorkerWake
 
 from .hosts import LONG, StrictHost
 from .loops import HAS_POLLABLE_SELECTOR, pollable_loop
@@ -145,6 +147,54 @@ def test_a_reply_within_the_spin_is_found_by_polling_without_sleeping(
     finally:
         peer.join()
     assert len(timeouts) > 1 and set(timeouts) == {0}, timeouts[-5:]
+
+
+def _wake_kinds() -> list[str]:
+    return ["eventfd", "pipe"] if hasattr(os, "eventfd") else ["pipe"]
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="no worker wake fd on Windows (no zero-thread wait)"
+)
+@pytest.mark.parametrize("kind", _wake_kinds())
+@pytest.mark.parametrize("spin", [5.0, 0.0], ids=["polling", "sleeping"])
+def test_a_workers_wake_up_ends_a_linger_and_the_linger_drains_it(
+    pipe: Pair, monkeypatch: pytest.MonkeyPatch, kind: str, spin: float
+) -> None:
+    """On a worker_wakes_by_fd host a worker's call_soon_threadsafe writes the
+    loop's worker wake fd, not the selector's: a linger waits on both, ends at
+    the write (not after its 5 s), and takes the wake-up (the host's watch of it
+    then finds nothing to do). The selector's fd stays silent throughout."""
+    r, _ = pipe
+    monkeypatch.setattr(linger, "SPIN", spin)
+    polled = threading.Event()
+    _recording_select(monkeypatch, polled)
+    wake = WorkerWake(kind)
+    try:
+        policy = linger.Linger(r.fileno(), 5.0)
+        policy.watch_wake(wake)
+
+        def worker() -> None:
+            polled.wait(0.2)  # polling: once it polled; sleeping: into the sleep, most likely
+            wake.write()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        t0 = time.monotonic()
+        try:
+            assert policy.wait(10.0, None)
+        finally:
+            thread.join()
+        assert time.monotonic() - t0 < 2.5
+        with pytest.raises(BlockingIOError):
+            wake.drain()  # the linger drained it
+        # Not watched any more (a run on another host): a wake-up leaves it alone.
+        policy.watch_wake(None)
+        wake.write()
+        assert not policy.wait(0.05, None)
+        wake.drain()  # still there
+    finally:
+        wake.close()
 
 
 def test_lingering_off_or_no_single_fd_means_no_policy(monkeypatch: pytest.MonkeyPatch) -> None:

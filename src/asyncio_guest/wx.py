@@ -40,11 +40,12 @@ The wait: wxPython cannot watch a file descriptor (wxWidgets'
 loop (``gtk_main`` on the default main context, nested loops too): where
 PyGObject imports, the host watches the selector's fd and sets the guest's
 timer with GLib sources there (``asyncio_guest.glib.GLibHost``), so the guest
-needs no backend thread, and a worker's ``call_soon_threadsafe`` is a byte on
-the self-pipe rather than a posted event. Elsewhere (wxMSW, wxMac, no
-PyGObject) the guest waits on its selector in the backend thread, and
-``ASYNCIO_GUEST_WAIT=fd`` raises ``WaitChoiceError``. The fd watch runs at
-GLib's default priority, above wx's pending events (handled when idle): a
+needs no backend thread, and a worker's ``call_soon_threadsafe`` is a write on
+the loop's worker wake fd (``_core/worker_wake.py``) rather than a posted
+event. Elsewhere (wxMSW, wxMac, no PyGObject) the guest waits on its
+selector in the backend thread, and ``ASYNCIO_GUEST_WAIT=fd`` raises
+``WaitChoiceError``. The fd watch runs at GLib's default priority, above
+wx's pending events (handled when idle): a
 wake-up that finds a tick already owed removes the watch until the tick has
 run (``_core/fd_watch.py``), so a readable fd cannot starve it.
 
@@ -170,7 +171,7 @@ class WxHost:
 
     @property
     def worker_wakes_by_fd(self) -> bool:
-        """The self-pipe wakes a watching host sooner than a posted event (``FdWatcher``)."""
+        """An fd wakes a watching host sooner than a posted event (``FdWatcher``)."""
         return self._glib is not None
 
     def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], object]:

@@ -64,7 +64,9 @@ Invariant (which thread touches what; what orders the hand-over):
   armed watch and timer, as with a backend thread. The watch is
   level-triggered, so an event no tick has read fires it again. On a host
   with ``worker_wakes_by_fd`` a worker posts no tick at all: it writes the
-  self-pipe, and the watch's tick (which polls) runs its callback.
+  loop's worker wake fd, which the host watches too (``worker_woke``: kept
+  for the whole run, drained at each firing, then as ``ready``), and that
+  tick runs its callback before it polls.
 * Host code outside a tick (``call_soon``, ``stop``, a signal handler) wakes
   the armed watch with one byte on the loop's self-pipe, which the selector
   watches (``Engine.host_wake``): lock-free and signal-safe, as with a thread.
@@ -92,6 +94,7 @@ from .backend import IDLE, WAITING
 
 if TYPE_CHECKING:
     from .handover import Engine, _Token
+    from .worker_wake import WorkerWake
 
 ENV = "ASYNCIO_GUEST_WAIT"
 CHOICES = ("auto", "thread", "fd")
@@ -111,8 +114,9 @@ class FdWatcher(Protocol):
 
     Optional ``worker_wakes_by_fd`` (default False): True when the host's fd
     watch wakes it sooner than ``run_sync_soon_threadsafe`` does; a worker's
-    ``call_soon_threadsafe`` then only writes the loop's self-pipe (which the
-    watched selector holds), as on a plain loop. Measured per host
+    ``call_soon_threadsafe`` then only writes the loop's worker wake fd, which
+    the host watches beside the selector's (``worker_wake.py``), as a plain
+    loop's writes its self-pipe. Measured per host
     (``bench/run.py --only threadsafe``): GLib's C fd source beats a
     ``GLib.Idle`` made per wake-up, Trio's ``wait_readable`` beats
     ``TrioToken.run_sync_soon``, and Qt's ``QSocketNotifier`` beats a posted
@@ -174,14 +178,27 @@ def choose(watcher: FdWatcher | None, fd: int | None) -> int | None:
 class FdWaits:
     """One engine's zero-thread waits: the armed watch and timer (host thread only)."""
 
-    __slots__ = ("_cancel_timer", "_timer_at", "_unwatch", "fd", "watcher", "worker_wakes_by_fd")
+    __slots__ = (
+        "_cancel_timer",
+        "_timer_at",
+        "_unwatch",
+        "_unwatch_wake",
+        "fd",
+        "wake",
+        "watcher",
+        "worker_wakes_by_fd",
+    )
 
     def __init__(self, watcher: FdWatcher, fd: int) -> None:
         self.watcher = watcher
         self.fd = fd
         self.worker_wakes_by_fd = bool(getattr(watcher, "worker_wakes_by_fd", False))
+        # The loop's worker wake fd, when worker_wakes_by_fd (set by the
+        # engine's start): watched beside the selector fd (worker_wake.py).
+        self.wake: WorkerWake | None = None
         # What disarm() must call; each is forgotten only once it succeeded.
         self._unwatch: Callable[[], object] | None = None
+        self._unwatch_wake: Callable[[], object] | None = None
         self._cancel_timer: Callable[[], object] | None = None
         # The loop time the host timer is set for (inf: none is set). Valid
         # exactly while _cancel_timer is set: both change together.
@@ -200,6 +217,13 @@ class FdWaits:
         if self._unwatch is None:
             self._unwatch = self.watcher.watch_readable(
                 self.fd, functools.partial(self.ready, engine, tok)
+            )
+        wake = self.wake
+        if wake is not None and self._unwatch_wake is None:
+            # Kept for the whole run: drained at each firing, it never fires
+            # for an owed tick's sake (see ready).
+            self._unwatch_wake = self.watcher.watch_readable(
+                wake.fd, functools.partial(self.worker_woke, engine, tok, wake.drain)
             )
         if self._timer_at != deadline:
             self.cancel_timer()
@@ -242,17 +266,43 @@ class FdWaits:
             self._timer_at = math.inf
 
     def remove(self) -> None:
-        """Remove the watch and the timer, if set (idempotent)."""
+        """Remove the watches and the timer, if set (idempotent)."""
         unwatch = self._unwatch
         if unwatch is not None:
             unwatch()
             self._unwatch = None
+        unwatch = self._unwatch_wake
+        if unwatch is not None:
+            unwatch()
+            self._unwatch_wake = None
         self.cancel_timer()
 
     def _timer_fired(self, engine: Engine, tok: _Token) -> None:
         """The host timer's callback: it is spent (nothing to cancel), then as ``ready``."""
         self._cancel_timer = None
         self._timer_at = math.inf
+        self.ready(engine, tok, from_watch=False)
+
+    def worker_woke(self, engine: Engine, tok: _Token, drain: Callable[[], object]) -> None:
+        """The host's callback: a worker wrote the worker wake fd (worker_wake.py).
+
+        Drained first, then as ``ready`` (the tick runs the worker's callback
+        first, without polling: ``_guest_run_slice``): a worker that writes
+        after the drain finds the fd readable again, and its callback is run
+        by this tick or by the next firing. Nothing to drain: a linger's own
+        drain took the wake-up, and its tick ran the callback.
+        """
+        try:
+            drain()
+        except BlockingIOError:
+            return
+        except BaseException as exc:
+            if engine._run != tok.run or engine._finished:
+                self.remove()  # as ready: never leave it firing
+            else:
+                engine._fatal(exc)  # our machinery failing, as in ready
+                engine._raise_to_host()
+            return
         self.ready(engine, tok, from_watch=False)
 
     def ready(self, engine: Engine, tok: _Token, from_watch: bool = True) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import os
 import signal
@@ -44,11 +45,13 @@ from .iocp_wait import IocpIO, Taken
 from .linger import Linger
 from .selector_wait import EpollIO, KqueueIO, SelectorIO, io_for
 from .self_hosted import run_forever_self_hosted
+from .worker_wake import WorkerWake
 
 if TYPE_CHECKING:
     from .handover import Engine
     from .self_hosted import SelfHostedRuns
 
+logger = logging.getLogger("asyncio_guest")
 _MIN_SCHEDULED = getattr(base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
 _MIN_CANCELLED_FRACTION = getattr(base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5)
 _MAX_TIMEOUT = getattr(base_events, "MAXIMUM_SELECT_TIMEOUT", 24 * 3600)
@@ -114,6 +117,7 @@ class GuestLoopState:
         "self_host",
         "waker",
         "watch_regs",
+        "worker_wake",
     )
 
     def __init__(self) -> None:
@@ -142,6 +146,9 @@ class GuestLoopState:
         # close() removes what the guest left behind after it.
         self.host_wakeup_fd: int | None = None
         self.host_handlers: dict[int, Any] = {}
+        # Made at the first zero-thread run on a worker_wakes_by_fd host, kept
+        # until close() (worker_wake.py: a worker may write it at any time).
+        self.worker_wake: WorkerWake | None = None
 
 
 def _no_wake() -> None:
@@ -309,12 +316,40 @@ class GuestLoopMixin:
                 self._guest.self_host = None
                 hosted.close()
             super().close()  # type: ignore[misc]
-            state = self._guest  # (read-only until a first run: then both are None)
+            state = self._guest  # (read-only until a first run: then all are None)
+            wake = state.worker_wake
+            if wake is not None and self.is_closed():  # type: ignore[attr-defined]
+                wake.close()  # after the stock close: workers get its RuntimeError first
             kept_io = state.iocp_io is not None or state.selector_io is not None
             if kept_io and self.is_closed():  # type: ignore[attr-defined]
                 # The proactor (its _loop: this loop) is the loop's no more, as
                 # the stock close() drops it: no cycle left through our state.
                 state.iocp_io = state.selector_io = None
+
+    def _guest_use_worker_wake(self, use: bool) -> WorkerWake | None:
+        """Host thread, attached, at a run's start: does this run's host watch
+        the loop's worker wake fd (worker_wake.py)? Returns it (made at the
+        first use) or None; a linger then waits on it too (linger.py).
+
+        A process out of fds (EMFILE) gets None: workers then post their
+        ticks through the host's cross-thread primitive, slower but whole.
+        """
+        state = self._guest_state()
+        wake = state.worker_wake
+        if use and wake is None:
+            try:
+                wake = state.worker_wake = WorkerWake()
+            except OSError as exc:
+                logger.warning(
+                    "asyncio-guest: could not make the worker wake fd (%r); worker "
+                    "threads wake this run through the host's cross-thread post",
+                    exc,
+                )
+                use = False
+        linger = state.linger
+        if linger is not None:
+            linger.watch_wake(wake if use else None)
+        return wake if use else None
 
     def _guest_attach(self, engine: Engine) -> None:
         """Host thread: start being driven by ``engine``."""
@@ -535,16 +570,20 @@ class GuestLoopMixin:
             # Maybe from a signal handler: the lock-free wake only.
             engine.host_wake()
         else:
-            if engine.worker_writes_pipe:
+            wake = engine.worker_wake
+            if wake is not None:
                 # Zero-thread wait on a host whose fd watch a worker wakes
-                # (FdWatcher.worker_wakes_by_fd): plain asyncio's own wake-up,
-                # one self-pipe byte, which the watched selector holds (none
+                # (FdWatcher.worker_wakes_by_fd): one write on the loop's
+                # worker wake fd, which the host watches (worker_wake.py; none
                 # while a tick is posted: it will see the callback). Inline, not
                 # in the engine: on a worker whose caches went cold while it
                 # slept, each call on the way to the write costs ~0.4 us of the
                 # wake-up's latency (bench threadsafe).
                 if not engine._ch.posted:
-                    self._write_to_self()
+                    try:
+                        wake()
+                    except ValueError:
+                        pass  # close() ran since _check_closed: as a closed self-pipe's send
             else:
                 # One hop: the host runs the callback while the backend keeps waiting.
                 engine.request_tick()

@@ -51,6 +51,7 @@ import outcome
 from .backend import IDLE, RETURNED, WAITING, Backend, State, no_host
 from .errors import InternalError
 from .fd_watch import FdWaits, FdWatcher, choose
+from .worker_wake import WorkerWake
 
 _R = TypeVar("_R")
 logger = logging.getLogger("asyncio_guest")
@@ -123,6 +124,7 @@ class GuestLoop(Protocol):
     def _guest_wait_is_stale(self, deadline: float) -> bool: ...
     def _guest_wait_timeout(self) -> tuple[float | None, float]: ...
     def _guest_pollable_fd(self) -> int | None: ...
+    def _guest_use_worker_wake(self, use: bool) -> WorkerWake | None: ...
     def _guest_wake(self) -> None: ...
     def _guest_backend_waker(self) -> Callable[[], object]: ...
     def _guest_keep_raw(self, raw: Any) -> None: ...
@@ -178,7 +180,7 @@ class Engine:
     """Drives one guest loop from host callbacks, with the loop's backend thread.
 
     Host thread only, except ``request_tick`` (worker threads, as is the
-    loop's ``call_soon_threadsafe``, which reads ``worker_writes_pipe`` and
+    loop's ``call_soon_threadsafe``, which reads ``worker_wake`` and
     ``_ch.posted``) and ``host_wake`` (signal handlers too).
 
     Failure handling, in one place: every host callback into the engine (a
@@ -213,13 +215,14 @@ class Engine:
         # the backend thread waits. Chosen by each start().
         self._fdw: FdWaits | None = None
         # Zero-thread wait, on a host whose fd watch is cheaper than its
-        # cross-thread primitive (FdWatcher doc): a worker's call_soon_threadsafe
-        # writes one byte on the self-pipe instead of calling request_tick, as
-        # plain asyncio's wakes its loop; the watch's tick polls, reads it and
-        # runs the callback. Never lost: the watch stays for the whole run and
-        # is level-triggered, so the byte fires it until a tick has read it (a
-        # tick running now, or about to, sees the work). Set by each start().
-        self.worker_writes_pipe = False
+        # cross-thread primitive (FdWatcher doc): what a worker's
+        # call_soon_threadsafe calls instead of request_tick, the write of the
+        # loop's worker wake fd (worker_wake.py), which the host watches beside
+        # the selector; the watch drains it and runs a tick. Never lost: the
+        # watch stays for the whole run and is level-triggered, so a write
+        # fires it until it is drained, and the drain comes before the tick
+        # that runs the callback. Set by each start().
+        self.worker_wake: Callable[[], object] | None = None
         self._host_ident = threading.get_ident()
         self._token_ref: Callable[[], _Token | None] = lambda: None
         # Host-only state, reset by each start().
@@ -258,7 +261,10 @@ class Engine:
         watcher = self._watcher
         fd = choose(watcher, self._loop._guest_pollable_fd())
         self._fdw = fdw = None if fd is None or watcher is None else FdWaits(watcher, fd)
-        self.worker_writes_pipe = fdw is not None and fdw.worker_wakes_by_fd
+        wake = self._loop._guest_use_worker_wake(fdw is not None and fdw.worker_wakes_by_fd)
+        if fdw is not None:
+            fdw.wake = wake
+        self.worker_wake = None if wake is None else wake.write
         # The channel is parked (IDLE, ``go`` held) between runs; an abnormal
         # end replaced it with a fresh one (Backend.signal_stop).
         self._ch = ch = self._backend.ch

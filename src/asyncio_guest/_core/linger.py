@@ -33,10 +33,12 @@ strategy's fd, ``GuestLoopMixin._guest_pollable_fd``), whichever strategy
 waits, and only in ticks that own the poll (the backend is parked or the
 host's watch has fired): nothing else may be waiting on the selector. A
 worker's ``call_soon_threadsafe`` during a linger is not lost: it posts its
-tick as usual (or, on ``worker_wakes_by_fd`` hosts, writes the self-pipe, which
-ends the wait at once); the lingering tick runs the callback when its wait
-ends, or the posted tick does. A Ctrl+C's handler runs inside the wait (then
-the wait resumes, PEP 475): it lands in our own frame, so its
+tick as usual, and the lingering tick runs the callback when its wait ends, or
+the posted tick does. On ``worker_wakes_by_fd`` hosts it writes the loop's
+worker wake fd instead (``worker_wake.py``), which the linger waits on too: it
+ends the wait at once, and the linger drains it (the host's watch of it then
+has nothing to do), so this tick runs the callback. A Ctrl+C's handler runs
+inside the wait (then the wait resumes, PEP 475): it lands in our own frame, so its
 ``KeyboardInterrupt`` is deferred to the tick's end (``interrupts.py``), and
 the first one's cancellation of ``main`` is a ready callback that runs when
 the wait ends: at most ``LINGER`` later either way.
@@ -48,8 +50,13 @@ from __future__ import annotations
 
 import select
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .select_limit import SELECT_FD_LIMIT
+
+if TYPE_CHECKING:
+    from .worker_wake import WorkerWake
 
 LINGER = 0.0001
 """Seconds a tick waits for I/O after running callbacks (0 disables lingering).
@@ -89,13 +96,29 @@ def for_fd(fd: int | None) -> Linger | None:
 class Linger:
     """The lingering policy of one loop: how long, and whether to try now."""
 
-    __slots__ = ("fd", "misses", "seconds", "skip")
+    __slots__ = ("_drain_wake", "_fds", "fd", "misses", "seconds", "skip")
 
     def __init__(self, fd: int, seconds: float) -> None:
         self.fd = fd
         self.seconds = seconds
         self.misses = 0  # misses since the last hit
         self.skip = 0  # ticks left that do not linger
+        self._fds: tuple[int, ...] = (fd,)  # what a linger waits on
+        self._drain_wake: Callable[[], object] | None = None
+
+    def watch_wake(self, wake: WorkerWake | None) -> None:
+        """At a run's start: wait on the loop's worker wake fd too (None: not this run).
+
+        Not above ``SELECT_FD_LIMIT``: there the linger misses a worker's
+        wake-up, which the host's watch of it still sees when the linger ends
+        (at most ``seconds`` later).
+        """
+        if wake is None or wake.fd >= SELECT_FD_LIMIT:
+            self._fds = (self.fd,)
+            self._drain_wake = None
+        else:
+            self._fds = (self.fd, wake.fd)
+            self._drain_wake = wake.drain
 
     def wait(self, budget_left: float, timer_in: float | None) -> bool:
         """Wait until the selector has events, at most ``seconds``; True when it has.
@@ -116,21 +139,31 @@ class Linger:
             timeout = timer_in
         if timeout <= 0.0:
             return False
-        fds = (self.fd,)
+        fds = self._fds
         spin = SPIN if SPIN < timeout else timeout
         if spin > 0.0:
             clock = time.perf_counter
             end = clock() + spin
             while True:
-                if select.select(fds, (), (), 0)[0]:
-                    self.misses = 0
-                    return True
+                readable = select.select(fds, (), (), 0)[0]
+                if readable:
+                    return self._hit(readable)
                 if clock() >= end:
                     break
-        if spin < timeout and select.select(fds, (), (), timeout - spin)[0]:
-            self.misses = 0
-            return True
+        if spin < timeout:
+            readable = select.select(fds, (), (), timeout - spin)[0]
+            if readable:
+                return self._hit(readable)
         if timeout == seconds:  # a wait cut short by the budget or a timer tells nothing
             misses = self.misses = min(self.misses + 1, _MAX_MISSES)
             self.skip = min((1 << misses) - 1, _MAX_SKIP)
         return False
+
+    def _hit(self, readable: list[int]) -> bool:
+        """The wait ended with ``readable``: drain a worker's wake-up, if one came."""
+        self.misses = 0
+        if readable[-1] != self.fd:  # select() keeps the order of _fds: the wake fd is last
+            drain = self._drain_wake
+            if drain is not None:
+                drain()  # readable, and only this thread drains it
+        return True
