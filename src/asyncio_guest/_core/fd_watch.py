@@ -286,11 +286,16 @@ class FdWaits:
     def worker_woke(self, engine: Engine, tok: _Token, drain: Callable[[], object]) -> None:
         """The host's callback: a worker wrote the worker wake fd (worker_wake.py).
 
-        Drained first, then as ``ready`` (the tick runs the worker's callback
-        first, without polling: ``_guest_run_slice``): a worker that writes
-        after the drain finds the fd readable again, and its callback is run
-        by this tick or by the next firing. Nothing to drain: a linger's own
-        drain took the wake-up, and its tick ran the callback.
+        Drained first, then a tick runs what is ready, in the state it finds
+        (WAITING, armed, as a rule): as a tick a worker posts while the watch
+        is armed, it leaves I/O and timers to the armed watch and timer, so
+        the wake-up costs no poll and no arming (``ready`` would make the state
+        IDLE). A worker that writes after the drain finds the fd readable
+        again, and its callback is run by this tick or by the next firing; one
+        that wrote while a tick is posted left its callback to that tick. An
+        ended run, or a nested host loop (the tick must wait), go through
+        ``ready``. Nothing to drain: a linger's own drain took the wake-up,
+        and its tick ran the callback.
         """
         try:
             drain()
@@ -303,7 +308,12 @@ class FdWaits:
                 engine._fatal(exc)  # our machinery failing, as in ready
                 engine._raise_to_host()
             return
-        self.ready(engine, tok, from_watch=False)
+        if engine._run != tok.run or engine._finished or engine._in_tick:
+            self.ready(engine, tok, from_watch=False)
+            return
+        ch = engine._ch
+        if not ch.posted:  # only this thread sets or clears it in this strategy
+            engine._tick(tok, ch.state)
 
     def ready(self, engine: Engine, tok: _Token, from_watch: bool = True) -> None:
         """The host's callback: the fd is readable, or the timer fired.

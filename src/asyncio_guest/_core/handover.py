@@ -540,8 +540,8 @@ class Engine:
 
         ``state`` None: a posted tick (it clears ``posted`` and reads the
         state, lock-free: see below). Given: a tick nobody posted, with the state it
-        took and ``posted`` left alone: the zero-thread wake-up's own
-        (``FdWaits.ready``) and ``tick_now``'s.
+        took and ``posted`` left alone: the zero-thread wake-ups' own
+        (``FdWaits.ready``, ``FdWaits.worker_woke``) and ``tick_now``'s.
 
         One frame from the host's call to the first callback, on purpose: a
         worker's ``call_soon_threadsafe`` wakes a host thread whose caches went
