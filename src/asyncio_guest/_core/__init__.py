@@ -9,6 +9,8 @@ Read in this order (each module says what it holds and who may touch it):
 * ``backend.py``: the backend thread and the channel it shares with the host;
 * ``fd_watch.py``: the other wait strategy (Unix): no backend thread, the host
   watches the selector's fd and one timer (``FdWatcher``);
+* ``worker_wake.py``: the fd a worker's ``call_soon_threadsafe`` writes when
+  the host watches it directly (that strategy, on Qt, GLib, wx and Trio);
 * ``guest_loop.py``: the loop split into plan / wait / run-within-budget, and the
   host-side hooks that wake the backend (``GuestLoopMixin`` and its classes);
 * ``linger.py``: a tick that ran callbacks waits briefly for the reply itself;
