@@ -104,21 +104,26 @@ server: Any = None
 
 
 class _FdWakeHost(asyncio_guest.ReferenceHost):
-    """A reference host whose fd watch wakes workers' calls (``worker_wakes_by_fd``),
-    and whose cross-thread primitive refuses worker threads: the worker wake
-    fd's path must not need it."""
+    """A reference host whose fd watch wakes workers' calls (``worker_wakes_by_fd``).
+
+    It counts the posts worker threads make through its cross-thread
+    primitive, and by default refuses them: the worker wake fd's path must
+    not need it.
+    """
 
     worker_wakes_by_fd = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, refuse_workers: bool = True) -> None:
         super().__init__()
         self.worker_posts = 0
+        self._refuse_workers = refuse_workers
         self._host_ident = threading.get_ident()
 
     def run_sync_soon_threadsafe(self, fn: Any) -> None:
         if threading.get_ident() != self._host_ident:
             self.worker_posts += 1
-            raise RuntimeError("the primitive was used from a worker")
+            if self._refuse_workers:
+                raise RuntimeError("the primitive was used from a worker")
         super().run_sync_soon_threadsafe(fn)
 
 
@@ -216,23 +221,6 @@ def test_the_worker_wake_fd_is_the_hosts_own_watch_and_closes_with_the_loop() ->
         os.fstat(fd)
 
 
-class _PostingFdWakeHost(asyncio_guest.ReferenceHost):
-    """A reference host that says its fd watch wakes workers' calls, and counts
-    the posts worker threads make through its cross-thread primitive."""
-
-    worker_wakes_by_fd = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.worker_posts = 0
-        self._host_ident = threading.get_ident()
-
-    def run_sync_soon_threadsafe(self, fn: Any) -> None:
-        if threading.get_ident() != self._host_ident:
-            self.worker_posts += 1
-        super().run_sync_soon_threadsafe(fn)
-
-
 def test_a_process_out_of_fds_runs_with_the_hosts_post_instead_of_a_worker_wake(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -240,7 +228,7 @@ def test_a_process_out_of_fds_runs_with_the_hosts_post_instead_of_a_worker_wake(
     process has none left (EMFILE) the run still starts, says so, and its
     workers' calls reach it through the host's cross-thread primitive."""
     resource = pytest.importorskip("resource")
-    host = _PostingFdWakeHost()
+    host = _FdWakeHost(refuse_workers=False)
     loop: Any = pollable_loop()
     calls = 20
 
