@@ -65,8 +65,9 @@ Invariant (which thread touches what; what orders the hand-over):
   level-triggered, so an event no tick has read fires it again. On a host
   with ``worker_wakes_by_fd`` a worker posts no tick at all: it writes the
   loop's worker wake fd, which the host watches too (``worker_woke``: kept
-  for the whole run, drained at each firing, then as ``ready``), and that
-  tick runs its callback before it polls.
+  for the whole run, drained at each firing), and the tick that watch runs
+  is a worker's tick as above: it runs the callback and leaves I/O and
+  timers to the armed watch and timer.
 * Host code outside a tick (``call_soon``, ``stop``, a signal handler) wakes
   the armed watch with one byte on the loop's self-pipe, which the selector
   watches (``Engine.host_wake``): lock-free and signal-safe, as with a thread.
