@@ -165,8 +165,12 @@ test-linux:
 # -k qt: the Qt module's tests and the scenarios' Qt harnesses (the other
 # hosts' scenarios run in test-linux).
 # Qt 5 too, where its wheels install: PySide2 5.15 on 3.10 (its last), PyQt5 5.15.
-QT_MATRIX ?= 3.10/pyside6 3.10/pyside2 3.11/pyqt6 3.12/pyside6 3.12/pyqt5 3.13/pyside6 \
-             3.13/pyqt6 3.14/pyside6 3.15/pyqt6
+# Every binding's wheels run Qt's loop on GLib here, so the host watches fds
+# with GLib sources of its own (src/asyncio_guest/_qt_glib_fds.py); an entry
+# ending in +noglib runs with QT_NO_GLIB=1, Qt's own loop, where the host's
+# watches are QSocketNotifiers (as on Windows and macOS).
+QT_MATRIX ?= 3.10/pyside6 3.10/pyside2+noglib 3.11/pyqt6 3.12/pyside6 3.12/pyqt5 \
+             3.13/pyside6 3.13/pyqt6+noglib 3.14/pyside6 3.15/pyqt6
 QT_PACKAGE_pyside6 := "PySide6-Essentials==6.11.3"
 QT_PACKAGE_pyqt6 := "PyQt6==6.11.*"
 QT_PACKAGE_pyside2 := "PySide2==5.15.*"
@@ -175,16 +179,18 @@ QT_PACKAGE_pyqt5 := "PyQt5==5.15.*"
 test-qt:
 	@failed=""; \
 	for vb in $(QT_MATRIX); do \
-	  v=$${vb%/*}; b=$${vb#*/}; \
+	  v=$${vb%/*}; b=$${vb#*/}; noglib=; \
+	  case $$b in *+noglib) b=$${b%+noglib}; noglib=1;; esac; \
 	  case $$b in pyside6) pkg=$(QT_PACKAGE_pyside6);; pyqt6) pkg=$(QT_PACKAGE_pyqt6);; \
 	    pyside2) pkg=$(QT_PACKAGE_pyside2);; pyqt5) pkg=$(QT_PACKAGE_pyqt5);; esac; \
-	  echo; echo "==================== Qt host ($$b): Python $$v ===================="; \
+	  echo; echo "==================== Qt host ($$b$${noglib:+, QT_NO_GLIB=1}): Python $$v ===================="; \
 	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
 	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
-	    $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
+	    env $${noglib:+QT_NO_GLIB=1} $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
 	    || failed="$$failed $$vb"; \
-	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b $(PY) run $$v examples/qt_app.py --smoke \
+	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b env $${noglib:+QT_NO_GLIB=1} \
+	    $(PY) run $$v examples/qt_app.py --smoke \
 	    || failed="$$failed $$vb-example"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-qt FAILED on:$$failed"; exit 1; fi; \

@@ -169,6 +169,88 @@ def test_watch_readable_and_call_later_for_a_zero_thread_wait() -> None:
     qt.run(main, app=app)
 
 
+def test_a_watch_removed_and_replaced_from_inside_its_own_callback() -> None:
+    """The zero-thread wait removes a watch from inside that watch's callback
+    (a wake-up that finds a tick owed) and makes another later: on GLib's
+    loop (Linux) the new source may reuse the old one's C entry point, which
+    the old callback is still returning through."""
+
+    async def main() -> list[str]:
+        host = qt.QtHost(app)
+        a1, c1 = socket.socketpair()
+        a2, c2 = socket.socketpair()
+        seen: list[str] = []
+        done = asyncio.Event()
+        unwatch: list[Any] = []
+        try:
+
+            def second() -> None:
+                seen.append("second:" + c2.recv(100).decode())
+                done.set()
+
+            def first() -> None:
+                seen.append("first:" + c1.recv(100).decode())
+                unwatch.pop()()  # from inside its own callback
+                unwatch.append(host.watch_readable(c2.fileno(), second))
+                a2.send(b"b")
+
+            unwatch.append(host.watch_readable(c1.fileno(), first))
+            a1.send(b"a")
+            await asyncio.wait_for(done.wait(), 5)
+            a1.send(b"again")  # the first watch is gone
+            await asyncio.sleep(0.1)
+            return seen
+        finally:
+            host.close()
+            for s in (a1, c1, a2, c2):
+                s.close()
+
+    assert qt.run(main, app=app) == ["first:a", "second:b"]
+
+
+_WATCH_KIND = """
+    import asyncio, socket, sys, threading
+    from {name}.QtWidgets import QApplication
+    app = QApplication([])
+    import asyncio_guest.qt as q
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        host = loop._guest.engine._watcher
+        got = loop.create_future()
+        threading.Timer(0.05, loop.call_soon_threadsafe, (got.set_result, "worker")).start()
+        worker = await asyncio.wait_for(got, 10)
+        a, c = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=c)
+        a.send(b"ping")
+        data = await asyncio.wait_for(reader.readexactly(4), 10)
+        writer.close()
+        a.close()
+        kind = "glib" if host._glib_keys else "notifier"
+        notifiers = sum(type(c).__name__ == "QSocketNotifier" for c in host._children)
+        return worker, data.decode(), kind, notifiers
+
+    print(*q.run(main), flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Qt's loop is GLib's on Linux only"
+)
+@pytest.mark.parametrize("no_glib", ["", "1"], ids=["glib-loop", "qt-no-glib"])
+def test_the_zero_thread_watches_follow_qts_loop(no_glib: str) -> None:
+    """Where Qt's loop is GLib's (every binding's Linux wheels) the host's fd
+    watches are GLib sources of its own; with ``QT_NO_GLIB=1`` (Qt's own loop,
+    as on Windows and macOS) they are ``QSocketNotifier``s. Either way a
+    worker's call and socket I/O reach the guest, with no backend thread."""
+    env = {"ASYNCIO_GUEST_WAIT": "fd", "ASYNCIO_GUEST_QT": b.name.lower()}
+    env["QT_NO_GLIB"] = no_glib  # (set either way: a +noglib CI entry sets it for the suite)
+    r = _child(_WATCH_KIND.format(name=b.name), env=env)
+    assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
+    expected = ["worker", "ping"] + (["notifier", "2"] if no_glib else ["glib", "0"])
+    assert r.stdout.split() == expected, (r.stdout, r.stderr[-2000:])
+
+
 # ---------------------------------------------------------------- binding
 
 
@@ -701,16 +783,19 @@ def test_dialog_exec_straight_from_a_task_fails_safe_and_says_so(
     assert any("run_modal" in r.getMessage() for r in caplog.records), caplog.records
 
 
+@pytest.mark.parametrize("no_glib", ["", "1"], ids=["glib-loop", "qt-no-glib"])
 @pytest.mark.parametrize("name", INSTALLED)
 def test_dialog_exec_straight_from_a_tick_the_notifier_started_does_not_crash(
-    name: str,
+    name: str, no_glib: str
 ) -> None:
     """The task resumes from I/O, so the ``QSocketNotifier``'s slot runs its
     tick, and calls ``exec()`` there; a worker's callback arrives meanwhile.
     Inside the dialog's loop the notifier fires again and its watch is
     removed: the notifier's delete then ran in that loop, under the outer
     emission of the same notifier (PyQt6: a segmentation fault, 5 runs in 5).
-    In a fresh process: a crash must fail this test, not end the suite."""
+    In a fresh process: a crash must fail this test, not end the suite. On
+    Linux the watch is a GLib source of the host's own unless ``QT_NO_GLIB``
+    gives Qt its own loop: both kinds are run."""
     code = f"""
         import asyncio, sys, threading, time
         from {name}.QtCore import QTimer
@@ -733,7 +818,7 @@ def test_dialog_exec_straight_from_a_tick_the_notifier_started_does_not_crash(
         print("exec", q.run(main), flush=True)
     """
     for _ in range(3):
-        r = _child(code, env={"ASYNCIO_GUEST_WAIT": "fd"})
+        r = _child(code, env={"ASYNCIO_GUEST_WAIT": "fd", "QT_NO_GLIB": no_glib})
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
         assert r.stdout.split() == ["worker", "exec", "1"], (r.stdout, r.stderr[-2000:])
 

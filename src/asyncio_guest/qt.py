@@ -26,11 +26,14 @@ deque (``_core/wake_queue.py``). A posted event, not ``QTimer.singleShot``
 queued signal (needs a slot declared per binding). Posted events are also
 delivered inside nested loops (``QDialog.exec()``, ``QMessageBox``), so
 asyncio keeps running under a modal dialog opened with ``run_modal``. On
-Linux and macOS, where a ``QSocketNotifier`` on the loop's epoll/kqueue fd
-does the waiting (no backend thread), a worker's ``call_soon_threadsafe``
-skips the deque: its write on the loop's worker wake fd fires a second
-notifier (``worker_wakes_by_fd``, ``_core/worker_wake.py``), which nested
-loops serve as well.
+Linux and macOS, where a watch of the loop's epoll/kqueue fd does the
+waiting (no backend thread), a worker's ``call_soon_threadsafe`` skips the
+deque: its write on the loop's worker wake fd fires a second watch
+(``worker_wakes_by_fd``, ``_core/worker_wake.py``), which nested loops serve
+as well. A watch is a ``QSocketNotifier``, or where Qt's loop is GLib's
+(Linux: every binding's wheels) a GLib source of the host's own on that
+loop (``_qt_glib_fds.py``), which calls into Python once per wake-up where a
+notifier's signal converts two arguments on the way.
 
 Keeping the GUI smooth: a tick runs at most the engine's tick budget (1 ms)
 of asyncio callbacks. When it leaves work, the next tick is posted from
@@ -78,7 +81,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import outcome
 
-from . import _qt_binding
+from . import _qt_binding, _qt_glib_fds
 from ._core.entry import run_beside, start_with_host
 from ._core.errors import raise_first
 from ._core.handover import DEFAULT_TICK_BUDGET
@@ -162,11 +165,11 @@ class QtHost:
     thread. ``close()`` deletes the receiver; callbacks still queued are dropped.
     """
 
-    # A worker's call_soon_threadsafe wakes an fd watch (a QSocketNotifier on
-    # the loop's worker wake fd, _core/worker_wake.py) rather than posting an
-    # event: a posted event costs the worker a QEvent made in Python and Qt a
-    # Python event() call, the notifier neither (threadsafe median, PySide6,
-    # 3.11, same run: 18.8 -> 15.9 us; a pipe read by a bare QSocketNotifier
+    # A worker's call_soon_threadsafe wakes an fd watch (of the loop's worker
+    # wake fd, _core/worker_wake.py) rather than posting an event: a posted
+    # event costs the worker a QEvent made in Python and Qt a Python event()
+    # call, a watch neither (threadsafe median, PySide6, 3.11, same run: 18.8
+    # -> 15.9 us through a notifier; a pipe read by a bare QSocketNotifier
     # slot takes 6.9 us, a bare postEvent 13.4 us, plain asyncio 8.0 us).
     worker_wakes_by_fd = True
 
@@ -203,6 +206,10 @@ class QtHost:
         # Host thread, called by the receiver's ``event()``: drain (a slot of ours).
         self._on_wake: Callable[[], None] = self._slot(self._queue.drain)
         self._children: set[Any] = set()  # our notifiers and timers, host thread
+        # Where Qt's loop is GLib's (Linux), fd watches are GLib sources of our
+        # own rather than QSocketNotifiers (_qt_glib_fds.py); host thread.
+        self._glib_fds = _qt_glib_fds.for_qt(b, app)
+        self._glib_keys: set[int] = set()
 
     # ----------------------------------------------------------- primitives
 
@@ -281,10 +288,17 @@ class QtHost:
     def watch_readable(self, fd: int, callback: Callable[[], object]) -> Callable[[], None]:
         """Host thread: call ``callback()`` whenever ``fd`` is readable; return ``unwatch``.
 
-        A ``QSocketNotifier`` (read type): level-triggered, so the callback
-        must consume the readiness (or unwatch). ``unwatch()`` is idempotent.
+        A ``QSocketNotifier`` (read type), or where Qt's loop is GLib's a GLib
+        source of our own on it (``_qt_glib_fds.py``: one call into Python
+        per wake-up, not a signal's): level-triggered, so the callback must
+        consume the readiness (or unwatch). ``unwatch()`` is idempotent.
         """
         self._check_open()
+        glib_fds = self._glib_fds
+        if glib_fds is not None:
+            key = glib_fds.add(fd, self._slot(callback))
+            self._glib_keys.add(key)
+            return lambda: self._unwatch_glib(key)
         notifier = self.binding.QSocketNotifier(fd, self.binding.SocketRead, self._receiver)
         notifier.activated.connect(self._slot(callback))
         notifier.setEnabled(True)
@@ -343,6 +357,14 @@ class QtHost:
             else:
                 self._delete_later(child)
 
+    def _unwatch_glib(self, key: int) -> None:
+        """Host thread: remove a GLib watch of ours (idempotent). Safe from inside
+        its own callback: the C entry point it returns through is never freed."""
+        if key in self._glib_keys:
+            self._glib_keys.discard(key)
+            assert self._glib_fds is not None  # set with the keys
+            self._glib_fds.remove(key)
+
     def _delete_later(self, child: Any) -> None:
         if self.binding.is_valid(child):
             child.deleteLater()
@@ -375,6 +397,8 @@ class QtHost:
         self._queue.clear()
         for child in list(self._children):
             self._dispose(child)
+        for key in list(self._glib_keys):
+            self._unwatch_glib(key)
         receiver, self._receiver = self._receiver, None
         if self.binding.is_valid(receiver):
             # Deleting a QObject removes its posted events: no wake-up can
@@ -437,7 +461,7 @@ def start_guest_run(
         own_host=host is None,
         done_callback=done_callback,
         host_uses_signal_set_wakeup_fd=False,
-        # A QSocketNotifier on the guest's epoll/kqueue fd: no backend thread.
+        # A watch of the guest's epoll/kqueue fd (watch_readable): no backend thread.
         fd_watcher=the_host,
         loop_factory=loop_factory,
         debug=debug,
