@@ -14,7 +14,8 @@ So on such a host (``FdWatcher.worker_wakes_by_fd``) each loop has one more
 fd, watched by the host directly and kept out of the selector: an ``eventfd``
 on Linux (one counter, the cheapest thing to write and to poll), a pipe where
 there is none (macOS). The same calls took 7.3-7.6 us on GLib and 9.3-10 us on
-Qt. The self-pipe keeps every other job: the signal wakeup fd, host code's
+Qt (through a ``QSocketNotifier``; Qt's watches on Linux are GLib sources now,
+``_qt_glib_fds.py``). The self-pipe keeps every other job: the signal wakeup fd, host code's
 wake-ups outside ticks (``Engine.host_wake``), the backend thread's wait.
 
 Invariant (which thread touches what):
