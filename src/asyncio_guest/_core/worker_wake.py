@@ -5,10 +5,11 @@ selector fd. A worker's ``call_soon_threadsafe`` could wake it the way plain
 asyncio wakes its loop, with a byte on the self-pipe, which the selector holds.
 But then the host learns of it one level removed: the byte makes the self-pipe
 readable, which makes the epoll (or kqueue) fd readable, which ends the host's
-own ``poll()``. Measured on GLib (3.13, bench ``threadsafe``): 8.8-9.4 us from
-the call to the callback, 1.35x plain asyncio's; Qt 11 us. The kernel wakes a
-thread that polls an epoll fd with a plain wake-up, and one that polls the
-written fd itself with a synchronous one, which the scheduler serves sooner.
+own ``poll()``: a socket send, then the socket's wake-up, then the epoll fd's
+(``ep_poll_safewake``, a second wake-up in the kernel). Measured on GLib (3.13,
+bench ``threadsafe``): 8.8-9.4 us from the call to the callback, 1.35x plain
+asyncio's; Qt 11 us. A socketpair the host watched directly measured slower
+still (11-12 us on GLib): the socket send costs more than an eventfd write.
 
 So on such a host (``FdWatcher.worker_wakes_by_fd``) each loop has one more
 fd, watched by the host directly and kept out of the selector: an ``eventfd``
