@@ -53,6 +53,10 @@ HAS_POLLABLE_SELECTOR = hasattr(selectors, "EpollSelector") or hasattr(selectors
 wait and lingering need one; select() and poll() selectors are not."""
 
 
+WORKER_WAKE_KINDS = ["eventfd", "pipe"] if hasattr(os, "eventfd") else ["pipe"]
+"""The kinds of worker wake fd this OS can make (_core/worker_wake.py)."""
+
+
 def pollable_loop() -> asyncio.AbstractEventLoop:
     """A guest selector loop whose selector is one pollable fd (where HAS_POLLABLE_SELECTOR)."""
     return asyncio_guest.GuestSelectorEventLoop()  # DefaultSelector: epoll or kqueue

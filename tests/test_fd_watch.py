@@ -27,7 +27,7 @@ from asyncio_guest._core import fd_watch
 from asyncio_guest._core.worker_wake import WorkerWake
 
 from .hosts import LONG, QueueHost, StrictHost, wait_long
-from .loops import HAS_POLLABLE_SELECTOR, pollable_loop, until_handed_over
+from .loops import HAS_POLLABLE_SELECTOR, WORKER_WAKE_KINDS, pollable_loop, until_handed_over
 
 pytestmark = pytest.mark.skipif(
     not HAS_POLLABLE_SELECTOR,
@@ -127,10 +127,6 @@ class _FdWakeHost(asyncio_guest.ReferenceHost):
         super().run_sync_soon_threadsafe(fn)
 
 
-def _wake_kinds() -> list[str]:
-    return ["eventfd", "pipe"] if hasattr(os, "eventfd") else ["pipe"]
-
-
 def _loop_with_worker_wake(kind: str) -> asyncio.AbstractEventLoop:
     """A pollable loop whose worker wake fd is of ``kind`` (default: eventfd where there is one)."""
     loop: Any = pollable_loop()
@@ -138,7 +134,7 @@ def _loop_with_worker_wake(kind: str) -> asyncio.AbstractEventLoop:
     return loop  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("kind", _wake_kinds())
+@pytest.mark.parametrize("kind", WORKER_WAKE_KINDS)
 def test_workers_wake_the_host_through_the_worker_wake_fd_in_order(kind: str) -> None:
     """Four workers' calls in floods (more than a pipe's 4 KiB read between
     two drains) and while the guest is idle: each runs, in each worker's order,
@@ -270,7 +266,7 @@ def test_a_process_out_of_fds_runs_with_the_hosts_post_instead_of_a_worker_wake(
     assert any("could not make the worker wake fd" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("kind", _wake_kinds())
+@pytest.mark.parametrize("kind", WORKER_WAKE_KINDS)
 def test_a_closed_worker_wake_refuses_writes_even_where_its_fd_number_is_reused(
     kind: str,
 ) -> None:

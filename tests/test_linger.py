@@ -10,7 +10,6 @@ outcome around; the control run (lingering off) shows the test can fail.
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import socket
 import subprocess
@@ -27,7 +26,7 @@ from asyncio_guest._core import fd_watch, handover, linger
 from asyncio_guest._core.worker_wake import WorkerWake
 
 from .hosts import LONG, StrictHost
-from .loops import HAS_POLLABLE_SELECTOR, pollable_loop
+from .loops import HAS_POLLABLE_SELECTOR, WORKER_WAKE_KINDS, pollable_loop
 
 needs_pollable_selector = pytest.mark.skipif(
     not HAS_POLLABLE_SELECTOR,
@@ -149,14 +148,10 @@ def test_a_reply_within_the_spin_is_found_by_polling_without_sleeping(
     assert len(timeouts) > 1 and set(timeouts) == {0}, timeouts[-5:]
 
 
-def _wake_kinds() -> list[str]:
-    return ["eventfd", "pipe"] if hasattr(os, "eventfd") else ["pipe"]
-
-
 @pytest.mark.skipif(
     sys.platform == "win32", reason="no worker wake fd on Windows (no zero-thread wait)"
 )
-@pytest.mark.parametrize("kind", _wake_kinds())
+@pytest.mark.parametrize("kind", WORKER_WAKE_KINDS)
 @pytest.mark.parametrize("spin", [5.0, 0.0], ids=["polling", "sleeping"])
 def test_a_workers_wake_up_ends_a_linger_and_the_linger_drains_it(
     pipe: Pair, monkeypatch: pytest.MonkeyPatch, kind: str, spin: float

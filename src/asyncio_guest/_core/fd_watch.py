@@ -298,18 +298,19 @@ class FdWaits:
         ``ready``. Nothing to drain: a linger's own drain took the wake-up,
         and its tick ran the callback.
         """
+        ended = engine._run != tok.run or engine._finished
         try:
             drain()
         except BlockingIOError:
             return
         except BaseException as exc:
-            if engine._run != tok.run or engine._finished:
+            if ended:
                 self.remove()  # as ready: never leave it firing
             else:
                 engine._fatal(exc)  # our machinery failing, as in ready
                 engine._raise_to_host()
             return
-        if engine._run != tok.run or engine._finished or engine._in_tick:
+        if ended or engine._in_tick:
             self.ready(engine, tok, from_watch=False)
             return
         ch = engine._ch

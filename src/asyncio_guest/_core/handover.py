@@ -44,14 +44,16 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import outcome
 
 from .backend import IDLE, RETURNED, WAITING, Backend, State, no_host
 from .errors import InternalError
 from .fd_watch import FdWaits, FdWatcher, choose
-from .worker_wake import WorkerWake
+
+if TYPE_CHECKING:
+    from .worker_wake import WorkerWake
 
 _R = TypeVar("_R")
 logger = logging.getLogger("asyncio_guest")
