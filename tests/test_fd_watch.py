@@ -127,6 +127,34 @@ class _FdWakeHost(asyncio_guest.ReferenceHost):
         super().run_sync_soon_threadsafe(fn)
 
 
+class _AfterWaitHost(_FdWakeHost):
+    """``_FdWakeHost`` with ``after_each_wait``: the hooks run each time its
+    ``select()`` returns, before the round runs what it found (as Trio's
+    instruments' ``after_io_wait``). It counts the callbacks that ran inside
+    a hook (``in_hook``) and the hooks' calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hooks: list[Any] = []
+        self.in_hook = False
+        self.hook_calls = 0
+
+    def after_each_wait(self, callback: Any) -> Any:
+        self._hooks.append(callback)
+        return lambda: callback in self._hooks and self._hooks.remove(callback)
+
+    def _sleep(self, timeout: float | None) -> list[int]:
+        ready = super()._sleep(timeout)
+        for hook in list(self._hooks):
+            self.hook_calls += 1
+            self.in_hook = True
+            try:
+                hook()
+            finally:
+                self.in_hook = False
+        return ready
+
+
 def _loop_with_worker_wake(kind: str) -> asyncio.AbstractEventLoop:
     """A pollable loop whose worker wake fd is of ``kind`` (default: eventfd where there is one)."""
     loop: Any = pollable_loop()
@@ -134,14 +162,18 @@ def _loop_with_worker_wake(kind: str) -> asyncio.AbstractEventLoop:
     return loop  # type: ignore[no-any-return]
 
 
+@pytest.mark.parametrize("hook", [False, True], ids=["watch", "after-wait-hook"])
 @pytest.mark.parametrize("kind", WORKER_WAKE_KINDS)
-def test_workers_wake_the_host_through_the_worker_wake_fd_in_order(kind: str) -> None:
+def test_workers_wake_the_host_through_the_worker_wake_fd_in_order(kind: str, hook: bool) -> None:
     """Four workers' calls in floods (more than a pipe's 4 KiB read between
     two drains) and while the guest is idle: each runs, in each worker's order,
-    with no tick posted through the host's cross-thread primitive."""
-    host = _FdWakeHost()
+    with no tick posted through the host's cross-thread primitive. With the
+    host's after-wait hook, the callbacks run from it while the watch is armed,
+    and the watch, which alone drains the fd, loses no wake-up."""
+    host = _AfterWaitHost() if hook else _FdWakeHost()
     per_thread, n_threads = 3000, 4
     seen: dict[int, list[int]] = {t: [] for t in range(n_threads)}
+    from_hook = [0]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -151,6 +183,7 @@ def test_workers_wake_the_host_through_the_worker_wake_fd_in_order(kind: str) ->
         def record(t: int, i: int) -> None:
             assert threading.get_ident() == host._host_ident
             seen[t].append(i)
+            from_hook[0] += getattr(host, "in_hook", False)
             remaining[0] -= 1
             if not remaining[0]:
                 done.set_result(None)
@@ -178,6 +211,46 @@ def test_workers_wake_the_host_through_the_worker_wake_fd_in_order(kind: str) ->
         host.close()
     assert host.worker_posts == 0
     assert all(seen[t] == list(range(per_thread)) for t in range(n_threads))
+    if isinstance(host, _AfterWaitHost):
+        assert from_hook[0] > 0, "no callback ran from the after-wait hook"
+        assert not host._hooks, "the run left its after-wait hook behind"
+
+
+def test_an_idle_guests_worker_calls_run_from_the_after_wait_hook() -> None:
+    """One call at a time to an idle guest: it runs from the host's after-wait
+    hook (before the host runs the worker wake fd's watch), and the watch then
+    drains the fd without a tick: no call runs twice, none is lost. (A call
+    made while the host still finishes the round of the previous one is the
+    watch's, found readable by that round: hence "most", not "all".)"""
+    host = _AfterWaitHost()
+    calls = 200
+    where: list[bool] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ran = threading.Event()
+
+        def record() -> None:
+            where.append(host.in_hook)
+            ran.set()
+
+        def worker() -> None:
+            for _ in range(calls):
+                until_handed_over(loop, LONG)  # idle: the watch and the hook are armed
+                time.sleep(0.001)  # and the host back in its select()
+                ran.clear()
+                loop.call_soon_threadsafe(record)
+                assert ran.wait(LONG)
+
+        await asyncio.to_thread(worker)
+
+    try:
+        asyncio_guest.run(main, host=host, loop_factory=pollable_loop)
+    finally:
+        host.close()
+    assert len(where) == calls
+    assert where.count(True) >= calls // 2, f"{where.count(False)} of {calls} ran outside the hook"
+    assert not host._hooks
 
 
 def test_the_worker_wake_fd_is_the_hosts_own_watch_and_closes_with_the_loop() -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -27,15 +28,19 @@ import trio
 import trio.testing
 
 import asyncio_guest
-from asyncio_guest.trio import TrioFdWatcher, run, run_asyncio, trio_host_primitives
+from asyncio_guest._core import fd_watch
+from asyncio_guest.trio import TrioFdWatcher, _AfterIOWait, run, run_asyncio, trio_host_primitives
 
 from .child_process import reaped, start_child
-from .hosts import LONG, lose_the_next_tick
+from .hosts import LONG, lose_the_next_tick, wait_long
 from .loops import (
+    HAS_POLLABLE_SELECTOR,
     NO_SUBPROCESS,
     needs_eager_tasks,
+    pollable_loop,
     requested_kind,
     test_loop_factory,
+    until_handed_over,
     wine_version,
 )
 
@@ -631,6 +636,137 @@ def test_fd_watcher_call_later_fires_once_on_time_and_cancels() -> None:
         left()
 
     trio.run(trio_main)
+
+
+def test_fd_watcher_after_each_wait_runs_between_trios_wait_and_its_tasks_and_stops() -> None:
+    """Called on Trio's thread each time the scheduler is back from its I/O
+    wait, in no task (before the tasks that wait made runnable); its stop and
+    the watcher's close end it, and either is harmless when repeated or once
+    trio.run has ended."""
+    stops: list[Callable[[], None]] = []
+
+    async def trio_main() -> None:
+        watcher = TrioFdWatcher()
+        calls: list[bool] = []
+        other: list[bool] = []
+
+        def hook() -> None:
+            try:
+                trio.lowlevel.current_task()
+            except RuntimeError:
+                calls.append(True)  # outside any task, as it should be
+            else:
+                calls.append(False)
+
+        stop = watcher.after_each_wait(hook)
+        stops.append(watcher.after_each_wait(lambda: other.append(True)))
+        for _ in range(5):
+            await trio.sleep(0.002)
+        assert len(calls) >= 5 and all(calls), calls
+        stop()
+        stop()
+        n = len(calls)
+        await trio.sleep(0.01)
+        assert len(calls) == n
+        watcher.close()
+        m = len(other)
+        assert m >= 5
+        await trio.sleep(0.01)
+        assert len(other) == m
+        stops.append(stop)
+
+    trio.run(trio_main)
+    for stop in stops:
+        stop()  # after trio.run: harmless
+
+
+def test_what_an_after_wait_callback_raises_leaves_trio_run_not_a_log() -> None:
+    """Trio logs and drops an instrument that raises; the watcher lets it out of
+    a system task instead (as from a watch's task): trio.run raises it."""
+
+    class Boom(Exception):
+        pass
+
+    async def trio_main() -> None:
+        watcher = TrioFdWatcher()
+        fired: list[bool] = []
+
+        def hook() -> None:
+            if not fired:
+                fired.append(True)
+                raise Boom("from the hook")
+
+        watcher.after_each_wait(hook)
+        await trio.sleep(0.05)
+
+    with pytest.raises(BaseException) as caught:
+        trio.run(trio_main)
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [caught.value]
+    while todo and len(seen) < 20:  # its causes, contexts and groups
+        exc = todo.pop()
+        seen.append(exc)
+        todo += [e for e in (exc.__cause__, exc.__context__) if e is not None]
+        todo += getattr(exc, "exceptions", ())  # an exception group's
+    assert any(isinstance(e, Boom) for e in seen), seen
+
+
+@pytest.mark.skipif(not HAS_POLLABLE_SELECTOR, reason="no epoll or kqueue: no zero-thread wait")
+def test_a_workers_calls_run_from_trios_after_io_wait_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside trio.run, an idle guest's worker calls run between Trio's I/O wait
+    and its task steps (no Trio task is running), in order, none lost or
+    repeated, floods included; the hook leaves with the run."""
+    monkeypatch.setenv(fd_watch.ENV, "fd")
+    n = 300
+
+    async def main() -> list[tuple[int, bool]]:
+        loop = asyncio.get_running_loop()
+        got: list[tuple[int, bool]] = []
+        ran = threading.Event()
+        done = loop.create_future()
+
+        def record(i: int) -> None:
+            try:
+                trio.lowlevel.current_task()
+                in_task = True
+            except RuntimeError:
+                in_task = False
+            got.append((i, in_task))
+            ran.set()
+
+        def worker() -> None:
+            for i in range(n):
+                until_handed_over(loop, LONG)
+                time.sleep(0.0005)
+                ran.clear()
+                loop.call_soon_threadsafe(record, i)
+                ran.wait(LONG)
+            for i in range(n, 5 * n):  # a flood
+                loop.call_soon_threadsafe(record, i)
+            loop.call_soon_threadsafe(done.set_result, None)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        try:
+            await wait_long(done)
+        finally:
+            await asyncio.to_thread(thread.join)
+        return got
+
+    async def trio_main() -> list[tuple[int, bool]]:
+        got = await run_asyncio(main, loop_factory=pollable_loop)
+        # The run's hook is gone: nothing of ours runs after Trio's waits now
+        # (Trio lists its instruments nowhere public).
+        runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner
+        assert not [i for i in runner.instruments["_all"] if isinstance(i, _AfterIOWait)]
+        return got
+
+    got = trio.run(trio_main)
+    assert [i for i, _ in got] == list(range(5 * n))
+    outside = sum(not in_task for _, in_task in got[:n])
+    assert outside >= n // 2, f"only {outside} of {n} idle calls ran outside Trio's tasks"
 
 
 def test_fd_watcher_outside_trio_run_fails_at_once() -> None:

@@ -37,6 +37,7 @@ daemon only so that such a run cannot hang the exit.
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import math
 import threading
@@ -115,6 +116,7 @@ class GuestLoop(Protocol):
     """
 
     _debug: bool  # asyncio's debug mode (BaseEventLoop)
+    _ready: collections.deque[Any]  # asyncio's ready callbacks (BaseEventLoop)
 
     def _guest_backend_for_run(self) -> Backend: ...
     def _guest_enter_tick(self) -> None: ...
