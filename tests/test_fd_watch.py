@@ -253,6 +253,61 @@ def test_an_idle_guests_worker_calls_run_from_the_after_wait_hook() -> None:
     assert not host._hooks
 
 
+@pytest.mark.parametrize("kind", WORKER_WAKE_KINDS)
+def test_a_write_the_drain_takes_after_the_tick_still_gets_its_callback_run(kind: str) -> None:
+    """The watch drains the worker wake fd after its tick. A worker whose
+    callback misses that tick's batch and whose write that drain takes (made
+    here at the drain, from a thread, every time) must still have its callback
+    run, with no further wake-up: the watch's tick looks again after its drain."""
+    host = _FdWakeHost()
+    rounds = 50
+    lost: list[int] = []
+
+    def loop_factory() -> asyncio.AbstractEventLoop:
+        loop: Any = _loop_with_worker_wake(kind)
+        wake = loop._guest_state().worker_wake
+        real_drain = wake.drain
+
+        def racing_drain() -> object:
+            race = racing[0]
+            if race is not None:
+                racing[0] = None
+                thread = threading.Thread(target=race)
+                thread.start()
+                thread.join()
+            return real_drain()
+
+        wake.drain = racing_drain
+        return loop  # type: ignore[no-any-return]
+
+    racing: list[Any] = [None]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ran = threading.Event()
+
+        def worker() -> None:
+            for i in range(rounds):
+                until_handed_over(loop, LONG)
+                ran.clear()
+                # The racer's call lands between this call's tick and the drain.
+                racing[0] = lambda: loop.call_soon_threadsafe(ran.set)
+                loop.call_soon_threadsafe(lambda: None)
+                if not ran.wait(2.0):
+                    lost.append(i)
+                    loop.call_soon_threadsafe(lambda: None)  # wake it up, and stop
+                    ran.wait(LONG)
+                    return
+
+        await asyncio.to_thread(worker)
+
+    try:
+        asyncio_guest.run(main, host=host, loop_factory=loop_factory)
+    finally:
+        host.close()
+    assert not lost, f"the raced callback waited for another wake-up in rounds {lost}"
+
+
 def test_the_worker_wake_fd_is_the_hosts_own_watch_and_closes_with_the_loop() -> None:
     """Watched by the host beside the selector's fd, not in the selector (the
     host learns of a worker's call first hand: worker_wake.py); unwatched when

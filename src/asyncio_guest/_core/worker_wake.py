@@ -29,8 +29,11 @@ Invariant (which thread touches what):
 * ``drain``, ``fd`` and ``close`` are the host thread's. ``drain`` raises
   ``BlockingIOError`` when nothing was written since the last one. What orders
   a worker's callback before its wake-up: the worker queues the callback, then
-  writes; the host drains, then runs what is queued. A write after the drain
-  keeps the fd readable, and the host's level-triggered watch fires again.
+  writes; once the host has drained, every callback whose write it took is
+  queued, and the host runs what is queued after its drain (the watch runs
+  its tick first, then drains, then looks again: ``FdWaits.worker_woke``). A
+  write after the drain keeps the fd readable, and the host's level-triggered
+  watch fires again.
 """
 
 from __future__ import annotations
