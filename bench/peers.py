@@ -18,7 +18,9 @@ that host does, so the ``responsive`` figure is the host's timer in every mode.
 * Tk: ``async-tkinter-loop`` (``async_mainloop(root, loop)``: asyncio in charge,
   Tk's events pumped every 10 ms); ``aioguest`` on ``root.mainloop()``, posting
   through ``asyncio_guest.tk.TkHost``'s primitives.
-* Trio: ``aioguest`` inside ``trio.run`` (posting with ``TrioToken.run_sync_soon``,
+* Trio: ``trio-asyncio`` (``trio_asyncio.open_loop()`` inside ``trio.run``, the
+  workload run with ``aio_as_trio``: an asyncio loop whose callbacks run as Trio
+  work); ``aioguest`` inside ``trio.run`` (posting with ``TrioToken.run_sync_soon``,
   as Trio's guest mode itself does); ``trio-guest``: Trio's own guest mode the
   other way round (``trio.lowlevel.start_guest_run`` hosted by ``asyncio.run``):
   the asyncio workload is then the host's main, with a Trio run beside it, and
@@ -180,6 +182,21 @@ def _tk_aioguest(ctx: Ctx, workload: Workload) -> Metrics:
 # ------------------------------------------------------------------ Trio
 
 
+def _trio_trio_asyncio(ctx: Ctx, workload: Workload) -> Metrics:
+    import trio
+    import trio_asyncio
+
+    ctx.timer = trio_timer()
+
+    async def trio_main() -> Metrics:
+        async with trio_asyncio.open_loop():
+            metrics: Metrics = await trio_asyncio.aio_as_trio(workload)(ctx)
+        return metrics
+
+    result: Metrics = trio.run(trio_main)
+    return result
+
+
 def _trio_aioguest(ctx: Ctx, workload: Workload) -> Metrics:
     import aioguest
     import trio
@@ -324,6 +341,7 @@ RUNNERS: dict[tuple[str, str], Callable[[Ctx, Workload], Metrics]] = {
     ("qt", "aioguest"): _qt_aioguest,
     ("tk", "async-tkinter-loop"): _tk_async_tkinter_loop,
     ("tk", "aioguest"): _tk_aioguest,
+    ("trio", "trio-asyncio"): _trio_trio_asyncio,
     ("trio", "aioguest"): _trio_aioguest,
     ("trio", "trio-guest"): _trio_guest,
     ("glib", "gi-events"): _glib_gi_events,

@@ -237,7 +237,7 @@ HOSTS: tuple[str, ...] = ("reference", "trio", "tk", "qt", "glib", "wx")
 # adds a mode "peer:NAME" for each; bench/peers.py runs them).
 PEERS: dict[str, tuple[str, ...]] = {
     "reference": (),
-    "trio": ("aioguest", "trio-guest"),
+    "trio": ("trio-asyncio", "aioguest", "trio-guest"),
     "tk": ("async-tkinter-loop", "aioguest"),
     "qt": ("qasync", "qtasyncio", "aioguest"),
     "glib": ("gi-events",),
