@@ -494,7 +494,7 @@ class TrioFdWatcher:
     # fd (_core/worker_wake.py), which a watch's task waits on: Trio returns
     # from its epoll wait sooner than for TrioToken.run_sync_soon's socket.
     # The callback then runs from after_each_wait, ~4 us before that task's
-    # step would (bench threadsafe, 3.13: 2.0x -> 1.5-1.6x of plain asyncio).
+    # step would (bench threadsafe, 3.13: 1.9-2.1x -> 1.6-1.7x of plain asyncio).
     worker_wakes_by_fd = True
 
     def __init__(self) -> None:
