@@ -226,7 +226,7 @@ _WATCH_KIND = """
         data = await asyncio.wait_for(reader.readexactly(4), 10)
         writer.close()
         a.close()
-        kind = "glib" if host._glib_keys else "notifier"
+        kind = "glib" if host._glib_fds is not None and host._glib_fds._sources else "notifier"
         notifiers = sum(type(c).__name__ == "QSocketNotifier" for c in host._children)
         return worker, data.decode(), kind, notifiers
 

@@ -103,11 +103,17 @@ class GLibFdWatches:
         return slot
 
     def remove(self, key: int) -> None:
-        """Remove the watch (idempotent)."""
+        """Remove the watch (idempotent). Safe from inside its own callback: the C
+        entry point it returns through is never freed."""
         source_id = self._sources.pop(key, None)
         if source_id is not None:
             self._remove(source_id)
             _slots[key] = None
+
+    def close(self) -> None:
+        """Remove every watch of this host still set (idempotent)."""
+        for key in list(self._sources):
+            self.remove(key)
 
 
 def for_qt(binding: Any, app: Any) -> GLibFdWatches | None:

@@ -209,7 +209,6 @@ class QtHost:
         # Where Qt's loop is GLib's (Linux), fd watches are GLib sources of our
         # own rather than QSocketNotifiers (_qt_glib_fds.py); host thread.
         self._glib_fds = _qt_glib_fds.for_qt(b, app)
-        self._glib_keys: set[int] = set()
 
     # ----------------------------------------------------------- primitives
 
@@ -297,8 +296,7 @@ class QtHost:
         glib_fds = self._glib_fds
         if glib_fds is not None:
             key = glib_fds.add(fd, self._slot(callback))
-            self._glib_keys.add(key)
-            return lambda: self._unwatch_glib(key)
+            return lambda: glib_fds.remove(key)
         notifier = self.binding.QSocketNotifier(fd, self.binding.SocketRead, self._receiver)
         notifier.activated.connect(self._slot(callback))
         notifier.setEnabled(True)
@@ -357,14 +355,6 @@ class QtHost:
             else:
                 self._delete_later(child)
 
-    def _unwatch_glib(self, key: int) -> None:
-        """Host thread: remove a GLib watch of ours (idempotent). Safe from inside
-        its own callback: the C entry point it returns through is never freed."""
-        if key in self._glib_keys:
-            self._glib_keys.discard(key)
-            assert self._glib_fds is not None  # set with the keys
-            self._glib_fds.remove(key)
-
     def _delete_later(self, child: Any) -> None:
         if self.binding.is_valid(child):
             child.deleteLater()
@@ -397,8 +387,8 @@ class QtHost:
         self._queue.clear()
         for child in list(self._children):
             self._dispose(child)
-        for key in list(self._glib_keys):
-            self._unwatch_glib(key)
+        if self._glib_fds is not None:
+            self._glib_fds.close()
         receiver, self._receiver = self._receiver, None
         if self.binding.is_valid(receiver):
             # Deleting a QObject removes its posted events: no wake-up can

@@ -586,7 +586,5 @@ def _remove_instrument(instrument: trio.abc.Instrument) -> None:
     """Remove ``instrument`` from the running Trio loop: harmless when it is gone already."""
     try:
         trio.lowlevel.remove_instrument(instrument)
-    except KeyError:
-        pass  # removed already
-    except RuntimeError:
-        pass  # trio.run has ended (and its instruments with it)
+    except (KeyError, RuntimeError):
+        pass  # removed already, or trio.run has ended (and its instruments with it)
