@@ -122,6 +122,42 @@ def test_run_sync_soon_threadsafe_from_workers_lands_on_the_wx_thread_in_order()
     assert all(on_main)
 
 
+def test_the_idle_handler_is_bound_only_while_the_guest_is_busy() -> None:
+    """wx sends an idle event after each of its events and each fd-watch tick:
+    a handler of ours bound for good would run on every one (bench threadsafe).
+    A busy chain (each callback queues the next from the host thread) still
+    runs to its end through idle turns, and leaves nothing bound."""
+    app = wx.GetApp()
+    host = agwx.WxHost()
+    loop = wx.GUIEventLoop()
+    ran: list[int] = []
+    bound_midway: list[bool] = []
+
+    def chain(n: int) -> None:
+        ran.append(n)
+        if n == 50:
+            bound_midway.append(host._busy)
+        if n < 300:
+            host.run_sync_soon_not_threadsafe(lambda: chain(n + 1))
+        else:
+            wx.CallLater(50, loop.Exit)
+
+    try:
+        assert not app.Unbind(wx.EVT_IDLE, handler=host._idle_handler)
+        host.run_sync_soon_threadsafe(lambda: chain(0))
+        watchdog = wx.CallLater(10_000, loop.Exit)
+        try:
+            loop.Run()
+        finally:
+            watchdog.Stop()
+        assert ran == list(range(301))
+        assert bound_midway == [True]
+        # Unbind says whether it found the handler bound (and unbinds it).
+        assert not app.Unbind(wx.EVT_IDLE, handler=host._idle_handler)
+    finally:
+        host.close()
+
+
 def test_close_is_idempotent_and_drops_what_was_queued() -> None:
     host = agwx.WxHost()
     ran: list[str] = []

@@ -75,7 +75,8 @@ class CoalescingQueue:
 
     @property
     def pending(self) -> bool:
-        """A wake-up has been sent and not yet consumed (for tests and diagnostics)."""
+        """A wake-up has been sent and not yet consumed by a drain (a host that
+        serves busy wake-ups only while it knows of one waits for this)."""
         return self._pending
 
     def __len__(self) -> int:
