@@ -2,8 +2,8 @@
 #
 #   make demo          run examples/reference_demo.py in .venv/3.11
 #   make test          everything CI checks, in two lanes side by side (2 cores):
-#                      Linux (test-linux and the toolkit hosts) and Windows under Wine
-#                      (test-windows, conformance-windows), then both share gate-pool;
+#                      Linux (test-linux, test-qt, test-glib) and Windows under Wine
+#                      (test-windows, conformance-windows), then both share pool;
 #                      fails if either lane did
 #   make test-linux    pytest on every Python in PYTHONS (all run; fails at the end if any failed);
 #                      3.14/3.15 are Debian's, in a chroot (tools/newer/setup.sh, as root)
@@ -14,7 +14,8 @@
 #   make bench-pygame  bench/bm_frames.py (60 fps + loopback I/O) in each PYGAME_MATRIX venv
 #   make test-windows  Windows CPython WIN_PYTHONS under Wine: proactor + selector suites, win32 demo
 #   make conformance   tools/conformance.py on every Python in PYTHONS (same)
-#   make gate-pool     the same on GATE_POOL, each Python once between the lanes of make test
+#   make pool          test-wx, test-pygame and the conformance gate on 3.10-3.15 (POOL),
+#                      each once between the lanes of make test
 #   make conformance-windows  tools/conformance.py on Windows CPython WIN_CONF_PYTHONS under Wine
 #                      (proactor and selector guest loops)
 #   make lint          ruff, mypy --strict (Linux and win32), yamllint + schema of .github (3.11 venv)
@@ -40,7 +41,7 @@ LINT_PATHS := $(wildcard src tests bench tools examples)
 # 3.10-3.13 directly, Debian's 3.14/3.15 inside their chroot (tools/newer/).
 PY := bash tools/python.sh
 
-.PHONY: demo test lane-linux lane-windows gate-pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
+.PHONY: demo test lane-linux lane-windows pool test-linux test-qt test-glib test-wx test-pygame bench-pygame test-windows conformance conformance-windows lint bench bench-load clean
 
 # --- virtualenvs ------------------------------------------------------------
 venv-%:
@@ -96,8 +97,8 @@ lane_label = while IFS= read -r l || [ -n "$$l" ]; do if [[ $$l == =============
   then printf '%s%s (%(%H:%M:%S)T)\n' '$(1)' "$$l" -1; else printf '%s%s\n' '$(1)' "$$l"; fi; done
 
 test: venv-$(LINT_PY)
-	@mkdir -p build/test-logs; rm -rf build/gate-claims; mkdir -p build/gate-claims; \
-	export GATE_CLAIMS=build/gate-claims; \
+	@mkdir -p build/test-logs; rm -rf build/pool-claims; mkdir -p build/pool-claims; \
+	export POOL_CLAIMS=build/pool-claims; \
 	( XVFB_FROM=99 $(MAKE) --no-print-directory lane-linux 2>&1 | $(call lane_label,[linux]   ) | tee build/test-logs/linux.log ) & linux=$$!; \
 	( XVFB_FROM=150 $(MAKE) --no-print-directory lane-windows 2>&1 | $(call lane_label,[windows] ) | tee build/test-logs/windows.log ) & windows=$$!; \
 	failed=""; wait $$linux || failed="$$failed linux"; wait $$windows || failed="$$failed windows"; \
@@ -117,27 +118,34 @@ define sequence
 	@rc=0; for t in $(1); do $(MAKE) --no-print-directory $$t || rc=1; done; exit $$rc
 endef
 
-# Each lane first does its own work (Linux: the suites and the toolkit hosts;
-# Windows: the suites and the gate under Wine), then both share the Linux
-# conformance gate: a lane that is free claims the next Python nobody claimed
-# yet (mkdir is atomic), the slowest first, so the lanes end close together
-# however this shared machine's speed varies between their parts.
-GATE_POOL := 3.15 3.14 3.12 3.13 3.11 3.10
+# Each lane first does its own work (Linux: the suites, the Qt and GLib
+# hosts; Windows: the suites and the gate under Wine), then both share the
+# pool: the wx and pygame hosts (venvs of their own, so they may run beside
+# any suite) and the Linux conformance gate per Python. A lane that is free
+# claims the next item nobody claimed yet (mkdir is atomic), the toolkits
+# first and then the slowest gates, so the lanes end close together however
+# this shared machine's speed varies between their parts. (Qt and GLib
+# install into .venv/VERSION, which a suite may be running from: they stay in
+# the Linux lane, after its suites.)
+POOL := test-wx test-pygame 3.15 3.14 3.12 3.13 3.11 3.10
 
 lane-linux:
-	$(call sequence,test-linux test-qt test-glib test-wx test-pygame gate-pool)
+	$(call sequence,test-linux test-qt test-glib pool)
 
 lane-windows:
-	$(call sequence,test-windows conformance-windows gate-pool)
+	$(call sequence,test-windows conformance-windows pool)
 
-# The conformance gate on each Python of GATE_POOL that no lane has claimed
-# in the directory GATE_CLAIMS (which `make test` makes afresh for its two
-# lanes); without GATE_CLAIMS, on all of them.
-gate-pool:
+# Each item of POOL that no lane has claimed in the directory POOL_CLAIMS
+# (which `make test` makes afresh for its two lanes; without POOL_CLAIMS,
+# every item): a make target, or a Python to run the conformance gate on.
+pool:
 	@rc=0; \
-	for v in $(GATE_POOL); do \
-	  if [ -n "$$GATE_CLAIMS" ]; then mkdir "$$GATE_CLAIMS/$$v" 2>/dev/null || continue; fi; \
-	  $(MAKE) --no-print-directory conformance PYTHONS=$$v || rc=1; \
+	for item in $(POOL); do \
+	  if [ -n "$$POOL_CLAIMS" ]; then mkdir "$$POOL_CLAIMS/$$item" 2>/dev/null || continue; fi; \
+	  case $$item in \
+	    test-*) $(MAKE) --no-print-directory $$item || rc=1;; \
+	    *) $(MAKE) --no-print-directory conformance PYTHONS=$$item || rc=1;; \
+	  esac; \
 	done; \
 	exit $$rc
 
