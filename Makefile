@@ -82,14 +82,14 @@ endef
 # (a hang when a Ctrl+C hit the run's finalizing; two ticks in flight on 3.10;
 # a daemon thread's wake pipe closed by the exit; a failed join's retry that
 # hung under Wine; a Trio test's unprotected task), 2 not yet found (a leaked
-# socket pair; a Tk Ctrl+C test's timing). Since then, in the two lanes: one
-# Windows switches case (tests/fault_injection.py) hung once, its reference
-# host asleep with a tick queued and _woken set by its poster, whose byte
-# never ended the wait (12 runs of that family under load did not bring it
-# back; the stacks that would tell where each thread stood were not in the
-# digest then). It waits until those are found (and then
-# the toolkit hosts need venvs of their own: they install into .venv/VERSION,
-# which a suite may be running from). Each lane's output is also kept in
+# socket pair; a Tk Ctrl+C test's timing). That third lane waits until those
+# are found (and then the toolkit hosts need venvs of their own: they install
+# into .venv/VERSION, which a suite may be running from). Since then, in the
+# two lanes: one Windows switches case (tests/fault_injection.py) hung once,
+# its reference host asleep with a tick queued and _woken set by its poster,
+# whose byte never ended the wait (12 runs of that family under load did not
+# bring it back; the stacks that would tell where each thread stood were not
+# in the digest then). Each lane's output is also kept in
 # build/test-logs/, and a failed run ends with a digest of what failed in
 # the lane that failed (a CI page often shows only the tail of the log),
 # with the stacks faulthandler dumped if a test hung (a hang's cause is there).

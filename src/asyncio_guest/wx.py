@@ -28,8 +28,8 @@ while it runs, so such a chain never returns to the toolkit and a ``wx.Timer``
 never fires again (measured: 0 fires of a 10 ms timer in a second). The next
 tick is an *idle-event* turn instead: ``wx.WakeUpIdle()`` and our ``EVT_IDLE``
 handler on the application, bound for as long as work is left, which asks
-for more idle events (``RequestMore``) meanwhile. wx sends idle events only while no
-toolkit event is pending, so input, timers and paint go first
+for more idle events (``RequestMore``) meanwhile. wx sends idle events only
+while no toolkit event is pending, so input, timers and paint go first
 (``tests/test_wx_host.py`` measures a ``wx.Timer``'s lateness while 200
 tasks spin). Idle events and posted events are also handled inside nested
 loops (``ShowModal``), so asyncio keeps running under a modal dialog opened
@@ -272,7 +272,9 @@ class WxHost:
             # Work is left, or a wake-up is pending that may be a busy one
             # (the drain's extra one, sent while callbacks waited behind the
             # running one: they ran, the flag stays set until a drain clears
-            # it): more idle turns while no toolkit event waits.
+            # it): more idle turns while no toolkit event waits. The flag is
+            # read without the queue's lock: one a worker sets meanwhile is
+            # for its posted event, which _on_wake serves bound or not.
             event.RequestMore()
         else:
             self._busy = False
