@@ -204,7 +204,7 @@ def _run_tk(ctx: Ctx, workload: Workload) -> Metrics:
     ctx.timer = tk_timer(root)
     ctx.host_routes = lambda: _own_host(asyncio_guest.tk.TkHost(root))
     try:
-        result: Metrics = asyncio_guest.tk.run(workload, ctx, root=root)
+        result: Metrics = asyncio_guest.tk.run(workload, root, ctx)
         return result
     finally:
         root.destroy()

@@ -258,7 +258,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     root = tkinter.Tk()
     try:
-        asyncio_guest.tk.run(main, root, args, root=root)
+        asyncio_guest.tk.run(main(root, args), root)
     except asyncio.CancelledError:
         pass  # the window was closed
     finally:

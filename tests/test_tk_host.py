@@ -167,6 +167,41 @@ def test_a_given_root_outlives_a_normal_end(root: Any) -> None:
     assert agtk.run(main, root=root) == 7  # and can host the next run
 
 
+def test_the_root_may_be_given_by_position_and_main_s_arguments_follow_it(root: Any) -> None:
+    """``run(main, root)`` as the issue spells it: the root given is the one
+    whose ``mainloop`` runs (no second ``Tk`` made), and what follows it goes
+    to ``main``."""
+
+    async def main(*args: int) -> tuple[int, tuple[int, ...]]:
+        live = [o for o in gc.get_objects() if isinstance(o, tkinter.Tk) and o.winfo_exists()]
+        return len(live), args
+
+    assert agtk.run(main, root) == (1, ())
+    assert agtk.run(main, root, 1, 2) == (1, (1, 2))
+    assert root.winfo_exists()
+    assert agtk.run(main(3), root) == (1, (3,))
+    assert agtk.run(main, None, 4) == (2, (4,))  # a root of its own
+    assert agtk.run(main, root=root) == (1, ())
+
+
+def test_an_argument_for_main_where_the_root_goes_is_refused_with_the_fix() -> None:
+    async def main(n: int) -> int:
+        return n
+
+    coro = main(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fix = r"root must be a tkinter\.Tk .*run\(main, None, \*args\)"
+        with pytest.raises(TypeError, match=fix):
+            agtk.run(main, 5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"root must be a tkinter\.Tk"):
+            agtk.run(coro, "5")  # type: ignore[arg-type]
+        assert coro.cr_frame is None  # closed: no "never awaited" warning
+        del coro
+        gc.collect()
+    assert tkinter._default_root is None  # type: ignore[attr-defined]
+
+
 def test_runs_on_a_reused_root_leave_no_tcl_commands_behind(root: Any) -> None:
     """The window's close handler is put back as it was, and ours deleted: a root
     a program hosts run after run on does not gain Tcl commands (and the Python

@@ -2,7 +2,7 @@
 
 Three ways in, from the simplest:
 
-* ``run(main, root=root)`` runs ``root.mainloop()`` with ``main`` as the guest
+* ``run(main, root)`` runs ``root.mainloop()`` with ``main`` as the guest
   and returns ``main``'s result or raises its exception (contract below).
 * ``start_guest_run(main, root=root, done_callback=...)`` for a program that runs
   ``root.mainloop()`` (or a ``root.update()`` loop) itself: it returns the main
@@ -544,13 +544,17 @@ def _window_exists(root: tkinter.Misc) -> bool:
 @closes_main_if_it_never_ran
 def run(
     main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
-    *args: Unpack[MainArgs],
     root: tkinter.Tk | None = None,
+    *args: Unpack[MainArgs],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
     tick_budget: float = DEFAULT_TICK_BUDGET,
 ) -> _T:
     """Run ``main`` with ``root.mainloop()`` in charge; return its result or raise.
+
+    ``run(main, root)`` and ``run(main, root=root)`` are the same call; what
+    follows the root goes to ``main`` (``run(main, root, 1, 2)`` awaits
+    ``main(1, 2)``; ``run(main, None, 1, 2)`` with a root made here).
 
     ``root=None``: a ``tkinter.Tk()`` is made first (it becomes tkinter's
     default root, so widgets made without a master go into it) and destroyed
@@ -575,6 +579,12 @@ def run(
     # A root made by an earlier run that raised: free it here, on Tk's thread,
     # before this run's Tk loop could run its interpreter's idle handlers.
     _free_kept_roots()
+    if root is not None and not isinstance(root, tkinter.Misc):
+        raise TypeError(
+            f"asyncio_guest.tk.run: root must be a tkinter.Tk (or None), not "
+            f"{type(root).__name__}; main's own arguments follow the root: "
+            f"run(main, root, *args) or run(main, None, *args)"
+        )
     made: tkinter.Tk | None = None
     if root is None:
         made = the_root = tkinter.Tk()

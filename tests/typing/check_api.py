@@ -9,12 +9,14 @@ rejected fails it if mypy accepts that call (``warn_unused_ignores``, part of
 from __future__ import annotations
 
 import asyncio
+import tkinter
 from collections.abc import Callable
 
 import outcome
 from typing_extensions import assert_type
 
 import asyncio_guest
+import asyncio_guest.tk
 
 
 async def answer(n: int) -> int:
@@ -57,6 +59,14 @@ def check() -> None:
     # run() returns main's result type.
     assert_type(asyncio_guest.run(answer, 1), int)
     assert_type(asyncio_guest.run(answer(1)), int)
+
+    # Tk's run: the root (by position or by name), then main's arguments.
+    root = tkinter.Tk()
+    assert_type(asyncio_guest.tk.run(answer, root, 1), int)
+    assert_type(asyncio_guest.tk.run(answer(1), root), int)
+    assert_type(asyncio_guest.tk.run(answer(1), root=root), int)
+    assert_type(asyncio_guest.tk.run(answer, None, 1), int)
+    asyncio_guest.tk.run(answer, 1)  # type: ignore[arg-type]
 
     # A done_callback for another result type is rejected.
     asyncio_guest.start_guest_run(  # type: ignore[misc]
