@@ -182,6 +182,10 @@ def test_the_root_may_be_given_by_position_and_main_s_arguments_follow_it(root: 
     assert agtk.run(main(3), root) == (1, (3,))
     assert agtk.run(main, None, 4) == (2, (4,))  # a root of its own
     assert agtk.run(main, root=root) == (1, ())
+    done: list[outcome.Outcome[tuple[int, tuple[int, ...]]]] = []
+    agtk.start_guest_run(main, root, 5, done_callback=lambda o: (done.append(o), root.quit()))
+    root.mainloop()
+    assert done[0].unwrap() == (1, (5,))
 
 
 def test_an_argument_for_main_where_the_root_goes_is_refused_with_the_fix() -> None:
@@ -191,11 +195,14 @@ def test_an_argument_for_main_where_the_root_goes_is_refused_with_the_fix() -> N
     coro = main(5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fix = r"root must be a tkinter\.Tk .*run\(main, None, \*args\)"
+        fix = r"root must be a tkinter\.Tk, not int; .*run\(main, None, \*args\)"
         with pytest.raises(TypeError, match=fix):
             agtk.run(main, 5)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"root must be a tkinter\.Tk"):
             agtk.run(coro, "5")  # type: ignore[arg-type]
+        fix = r"start_guest_run: root must be a tkinter\.Tk, not int; .*\(main, root, \*args\)"
+        with pytest.raises(TypeError, match=fix):
+            agtk.start_guest_run(main, 5, done_callback=print)  # type: ignore[arg-type]
         assert coro.cr_frame is None  # closed: no "never awaited" warning
         del coro
         gc.collect()

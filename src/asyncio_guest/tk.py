@@ -4,7 +4,7 @@ Three ways in, from the simplest:
 
 * ``run(main, root)`` runs ``root.mainloop()`` with ``main`` as the guest
   and returns ``main``'s result or raises its exception (contract below).
-* ``start_guest_run(main, root=root, done_callback=...)`` for a program that runs
+* ``start_guest_run(main, root, done_callback=...)`` for a program that runs
   ``root.mainloop()`` (or a ``root.update()`` loop) itself: it returns the main
   task at once.
 * ``TkHost(root)``: the two host primitives, for ``asyncio_guest.start_guest_run``
@@ -498,8 +498,8 @@ def _close_fds(fds: list[int]) -> None:
 @closes_main_if_it_never_ran
 def start_guest_run(
     main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
-    *args: Unpack[MainArgs],
     root: tkinter.Misc,
+    *args: Unpack[MainArgs],
     done_callback: Callable[[outcome.Outcome[_T]], object],
     host: TkHost | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
@@ -516,8 +516,11 @@ def start_guest_run(
     raises a file handler's exception there only: an ``update()`` loop does not
     see it, so catch inside ``done_callback`` there). Keep the Tcl interpreter
     alive until then (destroying the root window is fine if something still
-    calls ``root.tk.dooneevent()``). Returns the main task.
+    calls ``root.tk.dooneevent()``). Returns the main task. As for ``run``,
+    the root goes second, by position or by name, and ``main``'s own
+    arguments follow it.
     """
+    _check_root("start_guest_run", root, "root")
     _free_kept_roots()  # before the caller's loop runs (see run)
     the_host = host if host is not None else TkHost(root)
     return start_with_host(
@@ -532,6 +535,17 @@ def start_guest_run(
         debug=debug,
         tick_budget=tick_budget,
     )
+
+
+def _check_root(entry: str, root: object, placeholder: str) -> None:
+    """Refuse a ``root`` that is no Tk widget: as a rule, one of ``main``'s
+    arguments written where the root goes (the root is the second parameter)."""
+    if not isinstance(root, tkinter.Misc):
+        raise TypeError(
+            f"asyncio_guest.tk.{entry}: root must be a tkinter.Tk, not "
+            f"{type(root).__name__}; main's own arguments follow the root: "
+            f"{entry}(main, {placeholder}, *args)"
+        )
 
 
 def _window_exists(root: tkinter.Misc) -> bool:
@@ -579,12 +593,8 @@ def run(
     # A root made by an earlier run that raised: free it here, on Tk's thread,
     # before this run's Tk loop could run its interpreter's idle handlers.
     _free_kept_roots()
-    if root is not None and not isinstance(root, tkinter.Misc):
-        raise TypeError(
-            f"asyncio_guest.tk.run: root must be a tkinter.Tk (or None), not "
-            f"{type(root).__name__}; main's own arguments follow the root: "
-            f"run(main, root, *args) or run(main, None, *args)"
-        )
+    if root is not None:
+        _check_root("run", root, "None")
     made: tkinter.Tk | None = None
     if root is None:
         made = the_root = tkinter.Tk()

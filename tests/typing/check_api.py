@@ -67,6 +67,10 @@ def check() -> None:
     assert_type(asyncio_guest.tk.run(answer(1), root=root), int)
     assert_type(asyncio_guest.tk.run(answer, None, 1), int)
     asyncio_guest.tk.run(answer, 1)  # type: ignore[arg-type]
+    assert_type(
+        asyncio_guest.tk.start_guest_run(answer, root, 1, done_callback=on_done),
+        asyncio.Task[int],
+    )
 
     # A done_callback for another result type is rejected.
     asyncio_guest.start_guest_run(  # type: ignore[misc]
