@@ -202,7 +202,7 @@ test-qt:
 	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$vb(venv)"; continue; }; \
 	  $(PY) run $$v -m pip install -q "$$pkg" 2>&1 | grep -v "is ignored" || true; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b ASYNCIO_GUEST_REQUIRE_HOSTS=qt \
-	    env $${noglib:+QT_NO_GLIB=1} $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios \
+	    env $${noglib:+QT_NO_GLIB=1} $(PY) run $$v -m pytest -q -p no:cacheprovider -k qt tests/test_qt_host.py tests/scenarios tests/test_readme_hellos.py \
 	    || failed="$$failed $$vb"; \
 	  QT_QPA_PLATFORM=offscreen ASYNCIO_GUEST_QT=$$b env $${noglib:+QT_NO_GLIB=1} \
 	    $(PY) run $$v examples/qt_app.py --smoke \
@@ -224,7 +224,7 @@ test-glib:
 	  $(MAKE) --no-print-directory venv-$$v || { failed="$$failed $$v(venv)"; continue; }; \
 	  $(PY) run $$v -m pip install -q "PyGObject==3.50.2" 2>&1 | grep -v "is ignored" || true; \
 	  ASYNCIO_GUEST_REQUIRE_HOSTS=glib,gtk3 $(XVFB) $(PY) run $$v -m pytest -q -p no:cacheprovider \
-	    -k "glib or gtk or required" tests/test_glib_host.py tests/scenarios || failed="$$failed $$v"; \
+	    -k "glib or gtk or required" tests/test_glib_host.py tests/scenarios tests/test_readme_hellos.py || failed="$$failed $$v"; \
 	  ASYNCIO_GUEST_GTK=4 ASYNCIO_GUEST_REQUIRE_HOSTS=gtk4 $(XVFB) $(PY) run $$v -m pytest -q \
 	    -p no:cacheprovider -k "gtk4 or required" tests/scenarios || failed="$$failed $$v(gtk4)"; \
 	done; \
@@ -249,7 +249,8 @@ $(WX_VENV)/.installed: pyproject.toml
 test-wx: $(WX_VENV)/.installed
 	@echo; echo "==================== wx host: $$($(WX_VENV)/bin/python -c 'import sys, wx; print(wx.version(), "on Python", sys.version.split()[0])') ===================="
 	ASYNCIO_GUEST_REQUIRE_HOSTS="wx,wx[fd]" $(XVFB) $(WX_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-	  -k "wx or required" tests/test_wx_host.py tests/scenarios tests/test_examples.py
+	  -k "wx or required" tests/test_wx_host.py tests/scenarios tests/test_examples.py \
+	  tests/test_readme_hellos.py
 
 # pygame-ce and pygame both install the `pygame` import package, so each gets
 # a venv of its own (.venv/pygame-ce-3.12...: tools/python.sh makes named
@@ -275,6 +276,7 @@ test-pygame:
 	  $(pygame_venv) || { failed="$$failed $$vp(venv)"; continue; }; \
 	  $(PYGAME_ENV) ASYNCIO_GUEST_REQUIRE_HOSTS=pygame $(PY) run $$venv -m pytest -q -p no:cacheprovider \
 	    -k "pygame or required_hosts" tests/test_pygame_host.py tests/scenarios tests/test_examples.py \
+	    tests/test_readme_hellos.py \
 	    || failed="$$failed $$vp"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "==================== test-pygame FAILED on:$$failed"; exit 1; fi; \
