@@ -209,6 +209,20 @@ def test_an_argument_for_main_where_the_root_goes_is_refused_with_the_fix() -> N
     assert tkinter._default_root is None  # type: ignore[attr-defined]
 
 
+def test_run_takes_a_toplevel_for_its_window_and_refuses_a_frame(root: Any) -> None:
+    """``run`` watches its window's closing (``WM_DELETE_WINDOW``): a Toplevel
+    has one; a Frame has none, and is refused by name before anything runs."""
+    top = tkinter.Toplevel(root)
+
+    async def main() -> str:
+        return "ran"
+
+    assert agtk.run(main, top) == "ran"
+    assert top.winfo_exists() and root.winfo_exists()
+    with pytest.raises(TypeError, match=r"not Frame; a window .*its Tk root or a Toplevel"):
+        agtk.run(main(), tkinter.Frame(root))
+
+
 def test_runs_on_a_reused_root_leave_no_tcl_commands_behind(root: Any) -> None:
     """The window's close handler is put back as it was, and ours deleted: a root
     a program hosts run after run on does not gain Tcl commands (and the Python

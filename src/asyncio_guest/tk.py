@@ -537,14 +537,17 @@ def start_guest_run(
     )
 
 
-def _check_root(entry: str, root: object, placeholder: str) -> None:
-    """Refuse a ``root`` that is no Tk widget: as a rule, one of ``main``'s
-    arguments written where the root goes (the root is the second parameter)."""
-    if not isinstance(root, tkinter.Misc):
+def _check_root(entry: str, root: object, placeholder: str, kind: type = tkinter.Misc) -> None:
+    """Refuse a ``root`` that is no Tk widget (of ``kind``): as a rule, one of
+    ``main``'s arguments written where the root goes (the second parameter)."""
+    if not isinstance(root, kind):
+        if isinstance(root, tkinter.Misc):
+            fix = "a window (run watches its closing): its Tk root or a Toplevel"
+        else:
+            fix = f"main's own arguments follow the root: {entry}(main, {placeholder}, *args)"
         raise TypeError(
             f"asyncio_guest.tk.{entry}: root must be a tkinter.Tk, not "
-            f"{type(root).__name__}; main's own arguments follow the root: "
-            f"{entry}(main, {placeholder}, *args)"
+            f"{type(root).__name__}; {fix}"
         )
 
 
@@ -558,7 +561,7 @@ def _window_exists(root: tkinter.Misc) -> bool:
 @closes_main_if_it_never_ran
 def run(
     main: Coroutine[Any, Any, _T] | Callable[[Unpack[MainArgs]], Awaitable[_T]],
-    root: tkinter.Tk | None = None,
+    root: tkinter.Tk | tkinter.Toplevel | None = None,
     *args: Unpack[MainArgs],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
@@ -573,7 +576,8 @@ def run(
     ``root=None``: a ``tkinter.Tk()`` is made first (it becomes tkinter's
     default root, so widgets made without a master go into it) and destroyed
     at the end. A root given is left as it is when ``main`` ends (build your
-    window before, reuse it after), unless the user closed it.
+    window before, reuse it after), unless the user closed it. It may be a
+    ``Toplevel`` too: closing that window then ends the run.
 
     * ``main`` returns: ``mainloop()`` returns and so does ``run``.
     * The user closes the window (``WM_DELETE_WINDOW``, when the program set no
@@ -594,8 +598,9 @@ def run(
     # before this run's Tk loop could run its interpreter's idle handlers.
     _free_kept_roots()
     if root is not None:
-        _check_root("run", root, "None")
+        _check_root("run", root, "None", tkinter.Wm)
     made: tkinter.Tk | None = None
+    the_root: tkinter.Tk | tkinter.Toplevel
     if root is None:
         made = the_root = tkinter.Tk()
     else:
@@ -650,7 +655,7 @@ atexit.register(_free_kept_roots)  # the main thread's, before the interpreter g
 def _run(
     main: Coroutine[Any, Any, _T] | Callable[..., Awaitable[_T]],
     args: tuple[Any, ...],
-    the_root: tkinter.Tk,
+    the_root: tkinter.Tk | tkinter.Toplevel,
     own_root: bool,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
     debug: bool | None,
