@@ -219,6 +219,14 @@ def test_run_takes_a_toplevel_for_its_window_and_refuses_a_frame(root: Any) -> N
 
     assert agtk.run(main, top) == "ran"
     assert top.winfo_exists() and root.winfo_exists()
+
+    async def until_closed() -> None:
+        top.after(20, lambda: top.tk.eval(str(top.protocol("WM_DELETE_WINDOW"))))
+        await asyncio.sleep(30)
+
+    with pytest.raises(asyncio.CancelledError):
+        agtk.run(until_closed, top)  # the Toplevel closed: main cancelled, the window gone
+    assert not top.winfo_exists() and root.winfo_exists()
     with pytest.raises(TypeError, match=r"not Frame; a window .*its Tk root or a Toplevel"):
         agtk.run(main(), tkinter.Frame(root))
 
