@@ -110,14 +110,16 @@ def asyncio_add_reader(calls: int) -> float:
     return bench.median_us()
 
 
+async def _through_call_soon_threadsafe(bench: _Bench) -> None:
+    """In a running asyncio loop (plain or guest): the worker posts with its
+    ``call_soon_threadsafe``."""
+    loop = asyncio.get_running_loop()
+    await _asyncio_wait(bench.start(lambda t0: loop.call_soon_threadsafe(bench.callback, t0)))
+
+
 def asyncio_call_soon_threadsafe(calls: int) -> float:
     bench = _Bench(calls)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        await _asyncio_wait(bench.start(lambda t0: loop.call_soon_threadsafe(bench.callback, t0)))
-
-    asyncio.run(main())
+    asyncio.run(_through_call_soon_threadsafe(bench))
     return bench.median_us()
 
 
@@ -182,12 +184,8 @@ def guest_call_soon_threadsafe(calls: int) -> float:
 
     bench = _Bench(calls)
 
-    async def guest_main() -> None:
-        loop = asyncio.get_running_loop()
-        await _asyncio_wait(bench.start(lambda t0: loop.call_soon_threadsafe(bench.callback, t0)))
-
     async def main() -> None:
-        await asyncio_guest.trio.run_asyncio(guest_main)
+        await asyncio_guest.trio.run_asyncio(_through_call_soon_threadsafe, bench)
 
     trio.run(main)
     return bench.median_us()
