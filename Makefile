@@ -89,7 +89,14 @@ endef
 # its reference host asleep with a tick queued and _woken set by its poster,
 # whose byte never ended the wait (12 runs of that family under load did not
 # bring it back; the stacks that would tell where each thread stood were not
-# in the digest then). Each lane's output is also kept in
+# in the digest then). And on 2026-12-07 one case of the Windows line
+# interrupt sweep (tests/interrupt_sweep.py, 3.13, proactor loop) hung once:
+# the reference host asleep in select(), the backend thread in its IOCP wait,
+# main's shutdown far along (its echo peer and executor threads were gone),
+# and the run's end never came; 30 reruns of that sweep under Wine (45 000
+# cases, 12 runs beside Linux suites) did not bring it back. The sweep now
+# names a hung case and the line its second Ctrl+C landed on, so the next one
+# can be replayed alone. Each lane's output is also kept in
 # build/test-logs/, and a failed run ends with a digest of what failed in
 # the lane that failed (a CI page often shows only the tail of the log),
 # with the stacks faulthandler dumped if a test hung (a hang's cause is there).

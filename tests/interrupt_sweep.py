@@ -16,8 +16,10 @@ hook's own frame instead.)
 Every case must end with ``KeyboardInterrupt`` from ``run()`` within a few
 seconds, with no thread and no file descriptor left. The process exits 0 if
 all did; it prints one line per failed case and a summary line
-(``interrupt sweep: N cases, P points hit, F failed``). A hang is caught by
-faulthandler's watchdog, which dumps every thread's stack and exits 3.
+(``interrupt sweep: N cases, P points hit, F failed``). A hang is caught by a
+watchdog thread, which names the case and the line its second Ctrl+C landed
+on, dumps every thread's stack and exits 3 (faulthandler's own watchdog
+backs it up, for a hang that never lets go of the GIL).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from . import sampling
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(asyncio_guest.__file__)) + os.sep
 CASE_TIMEOUT = 20.0
+BACKSTOP_TIMEOUT = CASE_TIMEOUT + 10.0  # faulthandler's, if the watchdog thread cannot run
 LEFT_THREAD_GRACE = 5.0  # s a case's threads get to end on their own (_threads_left)
 VERBOSE = False
 
@@ -57,6 +60,7 @@ class SecondInterrupt:
         self.granularity = granularity
         self.seen = 0
         self.delivered = False
+        self.where = ""  # where the second Ctrl+C landed (file:line function)
 
     def arm(self) -> None:
         if self.granularity == "call":
@@ -79,10 +83,10 @@ class SecondInterrupt:
             self.seen += 1
             return
         self.delivered = True  # the hooks stay installed, inert, until disarm()
+        code = frame.f_code
+        self.where = f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}"
         if VERBOSE:
-            code = frame.f_code
-            where = f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}"
-            print(f"   second Ctrl+C at {where}", file=sys.stderr, flush=True)
+            print(f"   second Ctrl+C at {self.where}", file=sys.stderr, flush=True)
         handler: Any = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)  # may raise KeyboardInterrupt "in" frame
@@ -115,9 +119,8 @@ def _echo_peer(sock: socket.socket) -> None:
                 return
 
 
-def one_case(k: int, granularity: str) -> tuple[str, int]:
+def one_case(injector: SecondInterrupt) -> tuple[str, int]:
     """Run one case; return (what ``run()`` did, how many library events were seen)."""
-    injector = SecondInterrupt(k, granularity)
     a, b = socket.socketpair()
     peer = threading.Thread(target=_echo_peer, args=(b,), name="echo peer")
     peer.start()
@@ -185,6 +188,29 @@ def _fds() -> set[int]:
         return set()
 
 
+def _watchdog(injector: SecondInterrupt) -> threading.Timer:
+    """A thread that ends the process if the case outlives ``CASE_TIMEOUT``,
+    saying which case hung and where its second Ctrl+C landed (a hang's stacks
+    alone do not say which of 1500 cases it was), then dumping every stack."""
+
+    def hung() -> None:
+        where = injector.where or f"had not landed ({injector.seen} events seen)"
+        print(
+            f"case {injector.k} ({injector.granularity}) hung for {CASE_TIMEOUT:.0f} s; "
+            f"its second Ctrl+C: {where}",
+            file=sys.stderr,
+            flush=True,
+        )
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(3)
+
+    timer = threading.Timer(CASE_TIMEOUT, hung)
+    timer.daemon = True
+    timer.name = "interrupt sweep watchdog"
+    timer.start()
+    return timer
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("n", type=int, nargs="?", default=60, help="cases: k = 0 .. n-1")
@@ -195,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     global VERBOSE
     VERBOSE = args.verbose
-    one_case(10**9, args.granularity)  # warm up: imports, the default executor's code
+    one_case(SecondInterrupt(10**9, args.granularity))  # warm up: imports, executor code
     failures = 0
     points = 0
     cases = 0
@@ -203,13 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         if not sampling.chosen(k, every, offset):
             continue
         cases += 1
+        injector = SecondInterrupt(k, args.granularity)
+        watchdog = _watchdog(injector)  # started first: not one of the case's threads
         threads = set(threading.enumerate())
         fds = _fds()
         if args.verbose:
             print(f"case {k} ...", file=sys.stderr, flush=True)
-        faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True)
-        what, seen = one_case(k, args.granularity)
+        faulthandler.dump_traceback_later(BACKSTOP_TIMEOUT, exit=True)
+        what, seen = one_case(injector)
         faulthandler.cancel_dump_traceback_later()
+        watchdog.cancel()
+        watchdog.join()
         if seen >= k:
             points += 1
         left = _threads_left(threads)
