@@ -72,6 +72,37 @@ class _Bench:
         return statistics.median(self.latencies[_WARMUP:]) * 1e6
 
 
+class _EventfdPost:
+    """A post through an eventfd: the worker queues its stamp, then writes.
+
+    Thread rule: ``post`` on the worker, ``run_posted`` and ``drain`` on the
+    loop thread; the deque's append and popleft are atomic, and a stamp is
+    queued before its write, so whoever sees the write finds the stamp.
+    """
+
+    def __init__(self, bench: _Bench) -> None:
+        self.bench = bench
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK)
+        self.stamps: collections.deque[float] = collections.deque()
+
+    def post(self, t0: float) -> None:
+        self.stamps.append(t0)
+        os.eventfd_write(self.fd, 1)
+
+    def run_posted(self) -> None:
+        while self.stamps:
+            self.bench.callback(self.stamps.popleft())
+
+    def drain(self) -> None:
+        try:
+            os.eventfd_read(self.fd)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 async def _asyncio_wait(thread: threading.Thread) -> None:
     while thread.is_alive():
         await asyncio.sleep(0.05)
@@ -87,24 +118,18 @@ def asyncio_add_reader(calls: int) -> float:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        fd = os.eventfd(0, os.EFD_NONBLOCK)
-        stamps: collections.deque[float] = collections.deque()
+        route = _EventfdPost(bench)
 
         def on_readable() -> None:
-            os.eventfd_read(fd)
-            while stamps:
-                bench.callback(stamps.popleft())
+            route.drain()
+            route.run_posted()
 
-        def post(t0: float) -> None:
-            stamps.append(t0)
-            os.eventfd_write(fd, 1)
-
-        loop.add_reader(fd, on_readable)
+        loop.add_reader(route.fd, on_readable)
         try:
-            await _asyncio_wait(bench.start(post))
+            await _asyncio_wait(bench.start(route.post))
         finally:
-            loop.remove_reader(fd)
-            os.close(fd)
+            loop.remove_reader(route.fd)
+            route.close()
 
     asyncio.run(main())
     return bench.median_us()
@@ -123,46 +148,36 @@ def asyncio_call_soon_threadsafe(calls: int) -> float:
     return bench.median_us()
 
 
-class _RunStamps(trio.abc.Instrument):
+class _RunPosted(trio.abc.Instrument):
     """Runs the posted callbacks right after Trio's I/O wait returns."""
 
-    def __init__(self, bench: _Bench, stamps: collections.deque[float]) -> None:
-        self.bench, self.stamps = bench, stamps
+    def __init__(self, route: _EventfdPost) -> None:
+        self.route = route
 
     def after_io_wait(self, timeout: float) -> None:
-        while self.stamps:
-            self.bench.callback(self.stamps.popleft())
+        self.route.run_posted()
 
 
 def trio_after_io_wait(calls: int) -> float:
     bench = _Bench(calls)
-    stamps: collections.deque[float] = collections.deque()
 
     async def main() -> None:
-        fd = os.eventfd(0, os.EFD_NONBLOCK)
-
-        def post(t0: float) -> None:
-            stamps.append(t0)
-            os.eventfd_write(fd, 1)
+        route = _EventfdPost(bench)
 
         async def drain() -> None:
             while True:
-                await trio.lowlevel.wait_readable(fd)
-                try:
-                    os.eventfd_read(fd)
-                except BlockingIOError:
-                    pass
-                while stamps:  # a write the read took after the instrument ran
-                    bench.callback(stamps.popleft())
+                await trio.lowlevel.wait_readable(route.fd)
+                route.drain()
+                route.run_posted()  # a write the read took after the instrument ran
 
-        trio.lowlevel.add_instrument(_RunStamps(bench, stamps))
+        trio.lowlevel.add_instrument(_RunPosted(route))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drain)
-                await _trio_wait(bench.start(post))
+                await _trio_wait(bench.start(route.post))
                 nursery.cancel_scope.cancel()
         finally:
-            os.close(fd)
+            route.close()
 
     trio.run(main)
     return bench.median_us()

@@ -191,7 +191,12 @@ def _fds() -> set[int]:
 def _watchdog(injector: SecondInterrupt) -> threading.Timer:
     """A thread that ends the process if the case outlives ``CASE_TIMEOUT``,
     saying which case hung and where its second Ctrl+C landed (a hang's stacks
-    alone do not say which of 1500 cases it was), then dumping every stack."""
+    alone do not say which of 1500 cases it was), then dumping every stack.
+
+    Threads: the timer thread only reads the injector's fields, which the main
+    thread writes whole (one attribute assignment each, atomic under the GIL);
+    the main thread cancels and joins it after the case, so a case that ends in
+    time never meets it."""
 
     def hung() -> None:
         where = injector.where or f"had not landed ({injector.seen} events seen)"
